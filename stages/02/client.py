@@ -1,0 +1,126 @@
+"""Stage 02 client: chat while messages keep arriving.
+
+Run it:    python stages/02/client.py [--host HOST] [--port PORT] [--name NAME]
+
+Stage 01's client could wait on one thing at a time: the keyboard, then the
+server. A chat client must wait on both at once, because others talk while you
+type. A selector watches the socket and the keyboard together (this works on
+POSIX systems, where a terminal is a file descriptor like a socket).
+"""
+
+import argparse
+import os
+import selectors
+import socket
+import sys
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 65432
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 < port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 02: chat client.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    return parser.parse_args()
+
+
+def connect(host, port):
+    try:
+        return socket.create_connection((host, port))
+    except OSError as error:
+        sys.exit(f"error: cannot connect to {host}:{port}: {error.strerror or error}")
+
+
+def ask_name():
+    name = ""
+    while not name:
+        name = input("name: ").strip()
+    return name
+
+
+# --8<-- [start:lines]
+class LineBuffer:
+    """Turns a stream of byte chunks into complete lines.
+
+    Used for the socket (one recv() is not one message) and for the keyboard
+    (os.read() on a pipe may also return half a line, or several).
+    """
+
+    def __init__(self):
+        self.pending = bytearray()
+
+    def feed(self, data):
+        self.pending += data
+        *lines, rest = self.pending.split(b"\n")
+        self.pending = bytearray(rest)
+        return [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+# --8<-- [end:lines]
+
+
+def show(line):
+    # "\r" moves back over the "> " prompt, so the message starts at the left edge;
+    # then we draw a fresh prompt for whatever you type next.
+    print(f"\r{line}\n> ", end="", flush=True)
+
+
+# --8<-- [start:loop]
+def chat(sock):
+    keyboard = sys.stdin.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(keyboard, selectors.EVENT_READ)
+    from_server, from_keyboard = LineBuffer(), LineBuffer()
+    print("> ", end="", flush=True)
+    while True:
+        for key, _ in selector.select():  # sleeps until the server or you have something
+            if key.fileobj is sock:
+                data = sock.recv(4096)
+                if not data:
+                    print("\rconnection closed by server")
+                    return
+                for line in from_server.feed(data):
+                    show(line)
+            else:
+                typed = os.read(keyboard, 4096)  # read what is there; never more than that
+                if not typed:  # Ctrl+D at the start of a line
+                    print()
+                    return
+                for line in from_keyboard.feed(typed):
+                    if line.strip():
+                        sock.sendall(line.encode("utf-8") + b"\n")
+                print("> ", end="", flush=True)
+# --8<-- [end:loop]
+
+
+def main():
+    args = parse_args()
+    try:
+        with connect(args.host, args.port) as sock:
+            name = args.name or ask_name()
+            # The server takes the first line as our name, and says "welcome" once we are in the room.
+            sock.sendall(name.encode("utf-8") + b"\n")
+            chat(sock)
+    except (EOFError, KeyboardInterrupt):
+        print()  # Ctrl+C or Ctrl+D: leave quietly, without a traceback
+    except ConnectionError:
+        print("\rconnection closed by server")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The shared harness: real processes in real terminals (ptys), driven with pexpect.
+
+A `Session` belongs to one test. It starts a stage's server and clients, each in
+its own pty, keeps every terminal's whole transcript, and kills every process it
+started when the test ends, pass or fail. When a check fails it raises
+`CheckFailed`, whose message says what was expected, what arrived instead, and a
+hint keyed to the symptom; conftest.py then adds every terminal's transcript.
+"""
+
+import collections
+import io
+import os
+import re
+import selectors
+import signal
+import socket
+import sys
+import time
+
+import pexpect
+
+TIMEOUT = 5.0  # seconds to wait for one expected line; the programs answer in milliseconds
+LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
+
+
+class CheckFailed(AssertionError):
+    """A check saw something other than what the stage's spec says."""
+
+
+# ---------------------------------------------------------------- failure reports
+
+def last_lines(text, count=6):
+    lines = clean(text).rstrip("\n").split("\n")
+    return "\n".join(f"    | {line}" for line in lines[-count:]) or "    | (nothing)"
+
+
+def clean(text):
+    """Terminal output as a reader would like to see it: \\n line ends, no bare \\r."""
+    return text.replace("\r\n", "\n").replace("\r", "")
+
+
+def hints(terminals):
+    """Advice keyed to what the transcripts show, in the spirit of CodeCrafters' testers."""
+    found = []
+    for term in terminals:
+        text = term.output()
+        if "Traceback (most recent call last)" in text:
+            found.append(f"[{term.label}] printed a traceback: the program crashed. Its transcript below shows where.")
+        if "Address already in use" in text or "address already in use" in text.lower():
+            found.append(f"[{term.label}] could not bind its port. Does the server set SO_REUSEADDR, "
+                         "and close its listening socket on exit?")
+        if "Connection refused" in text or "cannot connect" in text:
+            found.append(f"[{term.label}] could not connect: was the server listening yet, on that port?")
+    return found
+
+
+def failure(what, received, terminals):
+    parts = [what, f"received instead: {received}"]
+    parts += [f"hint: {hint}" for hint in hints(terminals)]
+    return CheckFailed("\n".join(parts))
+
+
+# ---------------------------------------------------------------- one terminal
+
+class Terminal:
+    """One program running in its own pty, with everything it printed kept."""
+
+    def __init__(self, session, label, argv, env=None, preexec_fn=None):
+        self.session = session
+        self.label = label
+        self.transcript = io.StringIO()
+        self.child = pexpect.spawn(
+            argv[0], argv[1:], cwd=session.workdir, encoding="utf-8", codec_errors="replace",
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", **(env or {})},
+            timeout=TIMEOUT, dimensions=(24, 200), preexec_fn=preexec_fn)
+        # pexpect sleeps 50 ms before every send and ptyprocess 100 ms in every close: pure waste here.
+        self.child.delaybeforesend = None
+        self.child.ptyproc.delayafterclose = 0.01
+        self.child.logfile_read = self.transcript
+
+    @property
+    def pid(self):
+        return self.child.pid
+
+    def output(self):
+        return self.transcript.getvalue()
+
+    # -- waiting for output
+
+    def expect(self, text, timeout=TIMEOUT):
+        """Wait until `text` appears; return everything printed before it."""
+        __tracebackhide__ = True  # pytest: report the test's line, not the harness's
+        self._wait(None, text, timeout)
+        return self.child.before
+
+    def expect_regex(self, pattern, timeout=TIMEOUT):
+        """Wait until the regular expression matches; return the match."""
+        __tracebackhide__ = True
+        self._wait(re.compile(pattern), None, timeout)
+        return self.child.match
+
+    def _wait(self, regex, text, timeout):
+        __tracebackhide__ = True
+        wanted = text if text is not None else regex.pattern
+        try:
+            if text is not None:
+                self.child.expect_exact(text, timeout=timeout)
+            else:
+                self.child.expect(regex, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise self.session.failure(
+                f"[{self.label}] expected to see: {wanted!r}",
+                f"nothing matching within {timeout:g} s. The last lines it printed:\n"
+                + last_lines(self.output())) from None
+        except pexpect.EOF:
+            raise self.session.failure(
+                f"[{self.label}] expected to see: {wanted!r}",
+                f"end of output: the program exited ({self.describe_exit()}). The last lines it printed:\n"
+                + last_lines(self.output())) from None
+
+    def assert_not_seen(self, text, why=""):
+        """Check that `text` has not appeared so far. Call it after a sync point, never after a sleep."""
+        __tracebackhide__ = True
+        if text in self.output():
+            raise self.session.failure(
+                f"[{self.label}] expected NOT to see: {text!r}" + (f" ({why})" if why else ""),
+                "it was printed:\n" + last_lines(self.output()))
+
+    def drain(self):
+        """Read whatever output is already waiting, without waiting for more."""
+        try:
+            while True:
+                self.child.read_nonblocking(65536, timeout=0)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            pass
+
+    # -- typing
+
+    def send_line(self, text):
+        self.child.sendline(text)
+
+    def ctrl_c(self):
+        self.child.sendintr()
+
+    def ctrl_d(self):
+        self.child.sendeof()
+
+    # -- ending
+
+    def expect_exit(self, code=0, timeout=TIMEOUT):
+        """Wait for the program to exit with `code`, with no traceback."""
+        __tracebackhide__ = True
+        try:
+            self.child.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise self.session.failure(
+                f"[{self.label}] expected to exit with code {code}",
+                f"still running after {timeout:g} s. The last lines it printed:\n"
+                + last_lines(self.output())) from None
+        self.child.close()
+        actual = self.child.exitstatus
+        if actual != code or "Traceback" in self.output():
+            raise self.session.failure(
+                f"[{self.label}] expected to exit with code {code} and no traceback",
+                f"{self.describe_exit()}. The last lines it printed:\n" + last_lines(self.output()))
+
+    def expect_error_exit(self, *words):
+        """Wait for exit code 1 after exactly one line of output that mentions every one of `words`."""
+        __tracebackhide__ = True
+        self.expect_exit(1)
+        lines = [line for line in clean(self.output()).split("\n") if line.strip()]
+        if len(lines) != 1 or not all(word in lines[0] for word in words):
+            raise self.session.failure(
+                f"[{self.label}] expected one line of error mentioning {', '.join(map(repr, words))}",
+                f"{len(lines)} line(s):\n" + last_lines(self.output(), 10))
+
+    def describe_exit(self):
+        if self.child.isalive():
+            return "still running"
+        if self.child.signalstatus is not None:
+            return f"killed by signal {self.child.signalstatus}"
+        return f"exit code {self.child.exitstatus}"
+
+    def kill(self):
+        """Kill at once, as `kill -9` would: no cleanup code runs."""
+        if self.child.isalive():
+            os.kill(self.child.pid, signal.SIGKILL)
+        self.child.close(force=True)
+
+    def close(self):
+        try:
+            self.kill()
+        except (OSError, pexpect.ExceptionPexpect):
+            pass
+
+
+# ---------------------------------------------------------------- a raw network peer
+
+class RawPeer:
+    """A test peer speaking bytes on a plain socket: for what no well-behaved client would send."""
+
+    def __init__(self, session, label, host, port):
+        self.session = session
+        self.label = label
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write, one TCP segment
+        self.lines = collections.deque()  # complete lines received and not yet looked at
+        self.partial = b""  # the start of a line whose end has not arrived yet
+        self.transcript = io.StringIO()
+
+    def output(self):
+        return self.transcript.getvalue()
+
+    def send(self, data):
+        self.transcript.write(f"--> {data!r}\n")
+        self.session.pump()
+        self.sock.sendall(data)
+
+    def send_slowly(self, data, pause=0.005):
+        """Send one byte per TCP write, so the server's recv() sees fragments.
+
+        The pause is the test input (separate segments), not a synchronisation.
+        """
+        self.transcript.write(f"--> {data!r}, one byte at a time\n")
+        for byte in data:
+            self.sock.sendall(bytes([byte]))
+            time.sleep(pause)
+
+    def expect_line(self, wanted, timeout=TIMEOUT):
+        """Read until a whole line containing `wanted` arrives; return that line."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.lines:
+                line = self.lines.popleft().decode("utf-8", errors="replace")
+                self.transcript.write(f"<-- {line!r}\n")
+                if wanted in line:
+                    return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self.session.failure(f"[{self.label}] expected a line containing: {wanted!r}",
+                                           f"nothing matching within {timeout:g} s")
+            if not self._receive(remaining):
+                raise self.session.failure(f"[{self.label}] expected a line containing: {wanted!r}",
+                                           "the server closed the connection")
+
+    def _receive(self, timeout):
+        """Read what has arrived and split off the complete lines. False once the server has closed."""
+        if not self.session.wait_readable(self.sock, timeout):
+            return True
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionError:
+            data = b""
+        if not data:
+            return False
+        *complete, rest = (self.partial + data).split(b"\n")
+        self.partial = rest
+        self.lines.extend(complete)
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+# ---------------------------------------------------------------- one test's processes
+
+class Server:
+    def __init__(self, terminal, host, port):
+        self.term = terminal
+        self.host = host
+        self.port = port
+
+    def logs(self, text, timeout=TIMEOUT):
+        """The server console shows `text` (servers log one line per event)."""
+        return self.term.expect(text, timeout)
+
+
+class Session:
+    """Everything one test started, so it can all be reported on and killed."""
+
+    def __init__(self, stage, workdir):
+        self.stage = stage
+        self.workdir = str(workdir)
+        self.terminals = []
+        self.peers = []
+        self.server = None
+
+    def failure(self, what, received):
+        self.pump()  # the hints look at everything printed so far, not only at what a test waited for
+        return failure(what, received, self.terminals)
+
+    def spawn(self, label, program, *args, **kwargs):
+        """Run one of the stage's programs in a new terminal, from a folder that is not the repo."""
+        term = Terminal(self, label, [sys.executable, str(self.stage.program(program)), *args], **kwargs)
+        self.terminals.append(term)
+        return term
+
+    def start_server(self, *args, label="server", **kwargs):
+        term = self.spawn(label, "server.py", "--port", "0", *args, **kwargs)
+        match = term.expect_regex(LISTENING.pattern)
+        server = Server(term, match.group(1), int(match.group(2)))
+        if self.server is None:
+            self.server = server
+        return server
+
+    def client(self, name=None, *args, **kwargs):
+        """Start a client with the stage's driver and wait until it is in (for chat stages: welcomed)."""
+        server = self.server or self.start_server()
+        return self.stage.client_class.start(self, server, name, *args, **kwargs)
+
+    def raw_peer(self, label="raw"):
+        server = self.server or self.start_server()
+        peer = RawPeer(self, label, server.host, server.port)
+        self.peers.append(peer)
+        return peer
+
+    def pump(self):
+        """Read what the terminals have printed so far.
+
+        Nobody reads a pty unless we do, and once its buffer is full the program
+        in it blocks on print(). A server that logs every event would then stop
+        serving in the middle of a load test.
+        """
+        for term in self.terminals:
+            term.drain()
+
+    def wait_readable(self, sock, timeout):
+        """Wait until `sock` has data (True) or `timeout` passes (False), draining the ptys meanwhile."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            for term in self.terminals:
+                if term.child.isalive():
+                    selector.register(term.child.child_fd, selectors.EVENT_READ, term)
+            while (remaining := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(remaining):
+                    if key.fileobj is sock:
+                        return True
+                    key.data.drain()
+                    if key.data.child.flag_eof:  # it exited: its pty would be "readable" for ever
+                        selector.unregister(key.fileobj)
+        return False
+
+    def transcripts(self, max_peers=5):
+        """(label, text) for every terminal and some raw peers, for the failure report."""
+        self.pump()
+        items = [(term.label, clean(term.output())) for term in self.terminals]
+        items += [(peer.label, peer.output()) for peer in self.peers[:max_peers]]
+        if len(self.peers) > max_peers:
+            items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))
+        return items
+
+    def close(self):
+        for peer in self.peers:
+            peer.close()
+        for term in self.terminals:
+            term.close()
+
+
+def closed_port():
+    """A loopback port with nothing listening on it: connecting there is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,92 @@
+"""Chat rooms (stage 02 on): broadcast, join and leave notices, and surviving clients that vanish."""
+
+import resource
+
+import pytest
+
+pytestmark = pytest.mark.needs("chat")
+
+
+def test_message_goes_to_everyone_but_the_sender(session):
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+    alice.say("hi all")
+    bob.sees(bob.said("alice", "hi all"))
+    carol.sees(carol.said("alice", "hi all"))
+    # Sync point: bob answers only after he has alice's line, so anything the server sent
+    # alice about her own line reached her before bob's answer does.
+    bob.say("hello alice")
+    alice.sees(alice.said("bob", "hello alice"))
+    alice.never_saw(alice.said("alice", "hi all"), "a sender does not get its own message back")
+
+
+@pytest.mark.needs("join_leave")
+def test_others_are_told_who_joins_and_leaves(session):
+    alice = session.client("alice")
+    bob = session.client("bob")
+    alice.sees(alice.joined("bob"))
+    bob.quit()
+    alice.sees(alice.left("bob"))
+
+
+@pytest.mark.needs("join_leave")
+def test_server_logs_one_line_per_event(session):
+    alice = session.client("alice")
+    session.server.logs("alice joined")
+    bob = session.client("bob")
+    session.server.logs("bob joined")
+    bob.say("logged?")
+    alice.sees(alice.said("bob", "logged?"))
+    session.server.logs("logged?")
+    bob.quit()
+    session.server.logs("bob left")
+
+
+@pytest.mark.needs("join_leave")
+def test_killed_client_is_reported_left_and_the_room_goes_on(session):
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+    carol.term.kill()  # SIGKILL: no goodbye, the kernel just closes its socket
+    alice.sees(alice.left("carol"))
+    bob.sees(bob.left("carol"))
+    alice.say("still here?")
+    bob.sees(bob.said("alice", "still here?"))
+
+
+@pytest.mark.needs("text_wire")
+def test_lines_split_across_writes_are_framed(session):
+    alice = session.client("alice")
+    peer = session.raw_peer("raw")
+    peer.send_slowly(alice.wire_hello("raw"))
+    peer.expect_line(alice.welcome("raw"))
+    peer.send_slowly(alice.wire_say("one byte at a time"))
+    alice.sees(alice.said("raw", "one byte at a time"))
+    peer.send(alice.wire_say("first") + alice.wire_say("second"))  # two lines, one write
+    alice.sees(alice.said("raw", "first"))
+    alice.sees(alice.said("raw", "second"))
+    alice.say("back to you")
+    peer.expect_line(alice.said("alice", "back to you"))
+
+
+def raise_descriptor_limit():
+    """Let this process (and so the server it starts) open a few thousand sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@pytest.mark.needs("many_clients", "text_wire")
+def test_a_thousand_clients_at_once(session):
+    count = 1000
+    if raise_descriptor_limit() < count + 64:
+        pytest.fail(f"this machine allows too few open files for {count} clients (ulimit -n)")
+    session.start_server(preexec_fn=raise_descriptor_limit)
+    alice = session.client("alice")
+    peers = [session.raw_peer(f"raw{number}") for number in range(count)]
+    for number, peer in enumerate(peers):  # all connected at once; now they all join the room
+        peer.send(alice.wire_hello(f"user{number}"))
+    for number, peer in enumerate(peers):
+        peer.expect_line(alice.welcome(f"user{number}"))
+    alice.say("hello, thousand")
+    for peer in peers:
+        peer.expect_line(alice.said("alice", "hello, thousand"))

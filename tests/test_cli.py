@@ -1,0 +1,66 @@
+"""The command-line contract every stage keeps (docs/protocol.md, "The stage contract").
+
+Every program here is started from a temporary folder, not from the repo:
+that is also the check that each stage runs from any folder.
+"""
+
+import socket
+
+from harness import closed_port
+
+
+def test_server_prints_its_real_port(session):
+    server = session.start_server()
+    assert server.port != 0, "with --port 0 the server must print the port the system picked, not 0"
+    with socket.create_connection((server.host, server.port), timeout=2):
+        pass  # the port in the line is the one really listening
+
+
+def test_server_port_in_use_is_one_line_error(session):
+    first = session.start_server()
+    second = session.spawn("second-server", "server.py", "--port", str(first.port))
+    second.expect_error_exit(str(first.port))
+
+
+def test_server_bad_port_is_one_line_error(session):
+    session.spawn("server", "server.py", "--port", "not-a-port").expect_error_exit("port")
+
+
+def test_client_bad_port_is_one_line_error(session):
+    session.spawn("client", "client.py", "--port", "99999").expect_error_exit("port")
+
+
+def test_client_connection_refused_is_one_line_error(session):
+    port = closed_port()
+    session.spawn("client", "client.py", "--port", str(port)).expect_error_exit(str(port))
+
+
+def test_server_ctrl_c_stops_it_and_closes_clients(session):
+    server = session.start_server()
+    client = session.client()
+    server.term.ctrl_c()
+    server.term.expect("server stopped")
+    server.term.expect_exit(0)
+    client.notices_server_gone()
+    client.term.expect_exit(0)
+
+
+def test_server_restarts_on_the_same_port_at_once(session):
+    server = session.start_server()
+    session.client()  # a connection the server closes first leaves its port in TIME_WAIT
+    server.term.ctrl_c()
+    server.term.expect_exit(0)
+    again = session.spawn("restarted-server", "server.py", "--port", str(server.port))
+    again.expect(f"listening on {server.host}:{server.port}")
+
+
+def test_client_ctrl_d_leaves_cleanly(session):
+    client = session.client()
+    client.term.ctrl_d()
+    client.term.expect_exit(0)
+
+
+def test_client_ctrl_c_leaves_cleanly(session):
+    client = session.client()
+    client.term.ctrl_c()
+    client.term.expect_exit(0)

@@ -1,0 +1,55 @@
+"""Stage 01: an echo server that serves one client at a time, and the limit that comes with it."""
+
+import pytest
+
+pytestmark = pytest.mark.needs("echo")
+
+
+def test_each_line_is_echoed_and_logged_with_the_address(session):
+    client = session.client()
+    client.say("hello there")
+    client.sees(client.echo("hello there"))
+    session.server.term.expect_regex(r"127\.0\.0\.1:\d+\D.*hello there")
+    client.say("and again")
+    client.sees(client.echo("and again"))
+
+
+def test_line_sent_in_pieces_is_one_line(session):
+    peer = session.raw_peer()
+    peer.send_slowly(b"split into bytes\n")
+    peer.expect_line("echo: split into bytes")
+
+
+def test_two_lines_in_one_write_are_two_lines(session):
+    peer = session.raw_peer()
+    peer.send(b"first\nsecond\n")
+    peer.expect_line("echo: first")
+    peer.expect_line("echo: second")
+
+
+@pytest.mark.needs("one_at_a_time")
+def test_second_client_waits_until_the_first_leaves(session):
+    first = session.client("first")
+    first.say("one")
+    first.sees(first.echo("one"))
+    second = session.client("second")  # connect() succeeds: the kernel queues it until accept()
+    second.say("two")
+    # The first client is still served; once it has its answer, the server has had every
+    # chance to answer "two" too. An iterative server cannot: it is busy with `first`.
+    first.say("one more")
+    first.sees(first.echo("one more"))
+    second.term.drain()
+    second.never_saw(second.echo("two"), "the server is still busy with the first client")
+    first.quit()
+    second.sees(second.echo("two"))
+
+
+@pytest.mark.needs("one_at_a_time")
+def test_next_client_is_served_after_one_is_killed(session):
+    first = session.client("first")
+    first.say("one")
+    first.sees(first.echo("one"))
+    first.term.kill()
+    second = session.client("second")
+    second.say("two")
+    second.sees(second.echo("two"))
