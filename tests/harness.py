@@ -65,6 +65,7 @@ def failure(what, received, terminals):
 class Terminal:
     """One program running in its own pty, with everything it printed kept."""
 
+    # --8<-- [start:spawn]
     def __init__(self, session, label, argv, env=None, preexec_fn=None):
         self.session = session
         self.label = label
@@ -77,6 +78,7 @@ class Terminal:
         self.child.delaybeforesend = None
         self.child.ptyproc.delayafterclose = 0.01
         self.child.logfile_read = self.transcript
+    # --8<-- [end:spawn]
 
     @property
     def pid(self):
@@ -296,6 +298,7 @@ class Session:
         self.terminals.append(term)
         return term
 
+    # --8<-- [start:start_server]
     def start_server(self, *args, label="server", **kwargs):
         term = self.spawn(label, "server.py", "--port", "0", *args, **kwargs)
         match = term.expect_regex(LISTENING.pattern)
@@ -303,6 +306,7 @@ class Session:
         if self.server is None:
             self.server = server
         return server
+    # --8<-- [end:start_server]
 
     def client(self, name=None, *args, **kwargs):
         """Start a client with the stage's driver and wait until it is in (for chat stages: welcomed)."""

@@ -83,6 +83,7 @@ class EchoClient:
         return text.encode("utf-8") + b"\n"
 
 
+# --8<-- [start:room_client]
 class RoomClient(EchoClient):
     """Stage 02's UI: `--name NAME`, then every line you type is a chat message."""
 
@@ -112,6 +113,7 @@ class RoomClient(EchoClient):
     @staticmethod
     def left(name):
         return f"* {name} left"
+    # --8<-- [end:room_client]
 
     @classmethod
     def wire_hello(cls, name):
@@ -147,11 +149,14 @@ class Stage:
         return replace(self, folder=Path(folder).resolve())
 
 
+# --8<-- [start:stages]
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient,
           frozenset({"echo", "one_at_a_time"})),
     Stage("02", "select-based chat room", RoomClient,
           frozenset({"chat", "join_leave", "text_wire", "many_clients"})),
 ]
+
+# --8<-- [end:stages]
 
 BY_ID = {stage.id: stage for stage in STAGES}

@@ -7,6 +7,7 @@ import pytest
 pytestmark = pytest.mark.needs("chat")
 
 
+# --8<-- [start:broadcast]
 def test_message_goes_to_everyone_but_the_sender(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     alice.say("hi all")
@@ -17,6 +18,7 @@ def test_message_goes_to_everyone_but_the_sender(session):
     bob.say("hello alice")
     alice.sees(alice.said("bob", "hello alice"))
     alice.never_saw(alice.said("alice", "hi all"), "a sender does not get its own message back")
+# --8<-- [end:broadcast]
 
 
 @pytest.mark.needs("join_leave")
