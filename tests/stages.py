@@ -58,6 +58,16 @@ class EchoClient:
         self.term.ctrl_d()
         self.term.expect_exit(0)
 
+    def sync(self):
+        """Return once the server has finished with everything this client did so far.
+
+        Before a keypress such as Ctrl+C on the server: CPython runs a signal
+        handler only between bytecodes, so a Ctrl+C that lands while the server is
+        busy just before a blocking recv() waits there until the next network event.
+        """
+        self.say("sync")
+        self.sees(self.echo("sync"))
+
     def notices_server_gone(self):
         # A blocking client only finds out when it next talks to the server.
         self.say("anyone there?")
@@ -94,6 +104,10 @@ class RoomClient(EchoClient):
     def wait_until_in(self):
         # Until the server has registered us, what we type could be lost: wait for its welcome.
         self.term.expect(self.welcome(self.name))
+
+    def sync(self):
+        # Logging the join is the last thing the server does for a newcomer.
+        self.session.server.logs(f"{self.name} joined")
 
     def notices_server_gone(self):
         self.term.expect("connection closed by server")

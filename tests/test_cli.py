@@ -38,6 +38,7 @@ def test_client_connection_refused_is_one_line_error(session):
 def test_server_ctrl_c_stops_it_and_closes_clients(session):
     server = session.start_server()
     client = session.client()
+    client.sync()
     server.term.ctrl_c()
     server.term.expect("server stopped")
     server.term.expect_exit(0)
@@ -47,7 +48,8 @@ def test_server_ctrl_c_stops_it_and_closes_clients(session):
 
 def test_server_restarts_on_the_same_port_at_once(session):
     server = session.start_server()
-    session.client()  # a connection the server closes first leaves its port in TIME_WAIT
+    client = session.client()  # a connection the server closes first leaves its port in TIME_WAIT
+    client.sync()
     server.term.ctrl_c()
     server.term.expect_exit(0)
     again = session.spawn("restarted-server", "server.py", "--port", str(server.port))
