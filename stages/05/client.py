@@ -1,0 +1,287 @@
+"""Stage 05 client: the complete chat, driven by commands.
+
+Run it:    python stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
+
+Commands start with "C ", message data with "D ":
+  C PM     a public message: the client then asks for  D <message>
+  C DM     a direct message: it lists who is online, asks for  C <name>,  then  D <message>
+  C LS     list the users online
+  C EX     leave (so do Ctrl+D and Ctrl+C)
+  C HELP   list the commands
+The threads are stage 04's: a receiver thread prints what arrives, the main
+thread reads what you type.
+"""
+
+import argparse
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import uuid
+from datetime import datetime
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 65432
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 < port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 05: chat client with commands.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    return parser.parse_args()
+
+
+def connect(host, port):
+    try:
+        return socket.create_connection((host, port))
+    except OSError as error:
+        sys.exit(f"error: cannot connect to {host}:{port}: {error.strerror or error}")
+
+
+class ServerClosed(Exception):
+    pass
+
+
+class Connection:
+    """A socket that sends and receives whole JSON messages, one per line."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.pending = bytearray()  # received bytes that do not make a whole line yet
+        self.unread = []  # whole messages received but not handed out yet
+        self.leaving = False  # set once we have said bye: the server closing is then expected
+
+    def send(self, message):
+        # sendall(): send() may write only part of the bytes. The socket blocks, which is fine for
+        # a client: it only ever talks to one server.
+        self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
+
+    def receive(self):
+        """Read once from the socket; return every message that is now complete (maybe none)."""
+        data = self.sock.recv(4096)
+        if not data:
+            raise ServerClosed()
+        self.pending += data
+        *lines, rest = self.pending.split(b"\n")
+        self.pending = bytearray(rest)
+        messages, self.unread = self.unread + [parse(line) for line in lines if line.strip()], []
+        return messages
+
+    def next_message(self):
+        """Block until one message arrives; keep any others for receive()."""
+        while not self.unread:
+            self.unread = self.receive()
+        return self.unread.pop(0)
+
+
+def parse(line):
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):  # a broken server must not crash us either
+        return {"type": "error", "code": "bad-json", "message": "the server sent a line that is not a message"}
+    return message
+
+
+# --8<-- [start:render]
+def printable(text):
+    # A name or message may hold escape sequences that would recolour, retitle or scramble our
+    # terminal. Show every control or format character as a visible \uXXXX instead.
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
+
+
+def clock(stamp):
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")  # the server's UTC, our local time
+    except (TypeError, ValueError):
+        return "--:--"
+
+
+def render(message):
+    """How one server message looks on screen (None: nothing to show)."""
+    kind, get = message.get("type"), lambda field: printable(message.get(field, ""))
+    stamp = f"[{clock(message.get('time'))}]"
+    if kind == "said":
+        return f"{stamp} {get('from')}: {get('text')}"
+    if kind == "welcome":
+        return f"{stamp} * welcome, {get('name')} ({get('online')} online)"
+    if kind == "joined":
+        return f"{stamp} * {get('name')} joined"
+    if kind == "left":
+        return f"{stamp} * {get('name')} left ({get('reason')})"
+    if kind == "dm":
+        return f"{stamp} [direct] {get('from')}: {get('text')}"
+    if kind == "users":
+        names = message.get("names")
+        return "* online: " + ", ".join(map(printable, names if isinstance(names, list) else []))
+    if kind == "shutdown":
+        return f"{stamp} * the server is shutting down"
+    if kind == "error":
+        return f"! {get('message')} ({get('code')})"
+    if kind == "bye":
+        return None
+    return f"? {printable(json.dumps(message))}"
+# --8<-- [end:render]
+
+
+def show(line):
+    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    print(f"\r{line}\n> ", end="", flush=True)
+
+
+def show_all(messages):
+    for message in messages:
+        if (line := render(message)) is not None:
+            show(line)
+
+
+# --8<-- [start:join]
+def join(conn, name):
+    """Say hello until the server welcomes us. Returns the welcome."""
+    client_id = uuid.uuid4().hex  # lets the server tell apart two connections with the same name
+    while True:
+        name = name or input("name: ").strip()
+        conn.send({"type": "hello", "name": name, "client_id": client_id})
+        reply = conn.next_message()
+        if reply.get("type") == "welcome":
+            return reply
+        if reply.get("code") == "server-full":
+            sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
+        print(render(reply))
+        name = None  # bad-name: ask again
+# --8<-- [end:join]
+
+
+# --8<-- [start:receiver]
+def receive_forever(conn, said_bye, user_lists):
+    """The receiver thread: print what the server sends, until it says bye or goes away."""
+    try:
+        show_all(conn.unread)  # anything that came in right behind the welcome
+        conn.unread = []
+        while True:
+            for message in conn.receive():
+                if message.get("type") == "bye":
+                    said_bye.set()  # the main thread is waiting for this in leave()
+                    return
+                if message.get("type") == "users":
+                    user_lists.put(message.get("names") or [])  # C DM waits for it
+                show_all([message])
+    except (ServerClosed, OSError):
+        if said_bye.is_set() or conn.leaving:
+            return
+        print("\rconnection closed by server", flush=True)
+        # The main thread is blocked in input(), and nothing portable can wake it up.
+        # The conversation is over, so we end the whole process here.
+        os._exit(0)
+
+
+HELP = """commands:
+  C PM     send a public message (then type D <message>)
+  C DM     send a direct message (then C <name>, then D <message>)
+  C LS     list the users online
+  C EX     leave the chat
+  C HELP   show this list"""
+
+
+def ask(prefix, what):
+    """Read the next line, which must start with `prefix` (C or D). None if it does not."""
+    print(f"{what}: type {prefix} <{what}>")
+    line = input("> ").strip()
+    if line[:2].upper() == f"{prefix} " and line[2:].strip():
+        return line[2:].strip()
+    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    return None
+
+
+def public_message(conn):
+    if (text := ask("D", "message")) is not None:
+        conn.send({"type": "say", "text": text})
+
+
+def direct_message(conn, user_lists):
+    while not user_lists.empty():  # forget lists from earlier C LS commands
+        user_lists.get_nowait()
+    conn.send({"type": "who"})
+    try:
+        user_lists.get(timeout=5)  # the receiver thread prints the list; wait for it before asking
+    except queue.Empty:
+        print("! the server did not send the user list")
+        return
+    if (name := ask("C", "name")) is None:
+        return
+    if (text := ask("D", "message")) is not None:
+        conn.send({"type": "dm", "to": name, "text": text})
+
+
+def chat(conn, user_lists):
+    """The main thread: read commands until C EX. Ctrl+D raises EOFError and Ctrl+C KeyboardInterrupt."""
+    print("type C HELP for the commands")
+    while True:
+        command = input("> ").strip().upper()
+        if command == "C PM":
+            public_message(conn)
+        elif command == "C DM":
+            direct_message(conn, user_lists)
+        elif command == "C LS":
+            conn.send({"type": "who"})  # the receiver thread prints the answer
+        elif command == "C EX":
+            return
+        elif command == "C HELP":
+            print(HELP)
+        elif command:
+            print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
+# --8<-- [end:receiver]
+
+
+def leave(conn, said_bye):
+    """Say bye, and wait (briefly) for the server's answer, so that it knows we quit on purpose."""
+    conn.leaving = True
+    try:
+        conn.send({"type": "bye"})
+        said_bye.wait(timeout=2)
+    except (OSError, KeyboardInterrupt):
+        pass  # the server is gone, or you pressed Ctrl+C twice: we are leaving anyway
+
+
+# --8<-- [start:main]
+def main():
+    args = parse_args()
+    with connect(args.host, args.port) as sock:
+        conn = Connection(sock)
+        said_bye, user_lists = threading.Event(), queue.Queue()
+        # Everything from here on is inside the try, starting the thread included: Ctrl+C can
+        # arrive at any moment, even while Thread.start() is still running.
+        try:
+            show(render(join(conn, args.name)))
+            threading.Thread(target=receive_forever, args=(conn, said_bye, user_lists), daemon=True).start()
+            chat(conn, user_lists)
+        except (EOFError, KeyboardInterrupt):
+            pass  # Ctrl+D or Ctrl+C: leave cleanly, without a traceback
+        except (ServerClosed, ConnectionError):
+            print("\rconnection closed by server")
+            return
+        print()
+        leave(conn, said_bye)
+# --8<-- [end:main]
+
+
+if __name__ == "__main__":
+    main()
