@@ -9,6 +9,7 @@ hint keyed to the symptom; conftest.py then adds every terminal's transcript.
 
 import collections
 import io
+import json
 import os
 import re
 import selectors
@@ -198,6 +199,27 @@ class Terminal:
 
 # ---------------------------------------------------------------- a raw network peer
 
+def describe(wanted):
+    return repr(wanted) if callable(wanted) else f"a line containing: {wanted!r}"
+
+
+class JsonLine:
+    """Matches a received line that is a JSON object with these fields (in any order, more allowed)."""
+
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def __call__(self, line):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(message, dict) and all(message.get(key) == value for key, value in self.fields.items())
+
+    def __repr__(self):
+        return "a JSON line with " + ", ".join(f'"{key}": {json.dumps(value)}' for key, value in self.fields.items())
+
+
 class RawPeer:
     """A test peer speaking bytes on a plain socket: for what no well-behaved client would send."""
 
@@ -229,21 +251,22 @@ class RawPeer:
             time.sleep(pause)
 
     def expect_line(self, wanted, timeout=TIMEOUT):
-        """Read until a whole line containing `wanted` arrives; return that line."""
+        """Read until a whole line arrives that contains `wanted` (a string) or matches it (a JsonLine)."""
         __tracebackhide__ = True
+        matches = wanted if callable(wanted) else (lambda line: wanted in line)
         deadline = time.monotonic() + timeout
         while True:
             while self.lines:
                 line = self.lines.popleft().decode("utf-8", errors="replace")
                 self.transcript.write(f"<-- {line!r}\n")
-                if wanted in line:
+                if matches(line):
                     return line
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self.session.failure(f"[{self.label}] expected a line containing: {wanted!r}",
+                raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
                                            f"nothing matching within {timeout:g} s")
             if not self._receive(remaining):
-                raise self.session.failure(f"[{self.label}] expected a line containing: {wanted!r}",
+                raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
                                            "the server closed the connection")
 
     def _receive(self, timeout):

@@ -10,13 +10,28 @@ Capabilities:
   one_at_a_time an iterative server: a second client waits until the first leaves
   chat          many clients in one room; a line goes to all the *others*
   join_leave    the others are told "NAME joined" and "NAME left"
-  text_wire     the plain-text wire format of stage 02: first line = name, then chat lines
-  many_clients  1,000 clients at once (no select.select() and its 1024-descriptor limit)
+  many_clients  `crowd` clients at once: 1,000 for selectors (no select.select() and its
+                1024-descriptor limit), fewer for a thread per client
+  drops_stuck   a client that never reads is dropped; it cannot freeze the room or fill memory
+  json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
+  max_clients   --max-clients N; the next client gets error server-full
+  dm            direct messages: dm {to, text}; error no-such-user
+  who           the user list: who -> users {names}
+  unique_names  a taken name (any case) gets error name-taken; the client asks again
+  commands      stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>
+  shutdown_notice  Ctrl+C on the server tells every client it is shutting down
+
+Each stage also names its wire protocol: clients and servers of stages with the
+same `wire` must work together (tests/test_compat.py).
 """
+
+import json
 
 import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from harness import JsonLine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,6 +144,7 @@ class RoomClient(EchoClient):
         return f"* {name} left"
     # --8<-- [end:room_client]
 
+    # The same on the wire, for raw test peers: what to send, and what a received line must match.
     @classmethod
     def wire_hello(cls, name):
         return cls.wire_line(name)
@@ -136,6 +152,68 @@ class RoomClient(EchoClient):
     @classmethod
     def wire_say(cls, text):
         return cls.wire_line(text)
+
+    @classmethod
+    def wire_welcome(cls, name):
+        return cls.welcome(name)
+
+    @classmethod
+    def wire_said(cls, name, text):
+        return cls.said(name, text)
+
+    @classmethod
+    def wire_left(cls, name):
+        return cls.left(name)
+
+
+class JsonRoomClient(RoomClient):
+    """Stages 03 and 04: the same UI as 02, JSON Lines on the wire, times and reasons on screen."""
+
+    @staticmethod
+    def left_because(name, reason):
+        return f"* {name} left ({reason})"
+
+    @staticmethod
+    def wire_message(message):
+        return json.dumps(message).encode("utf-8") + b"\n"
+
+    @classmethod
+    def wire_hello(cls, name):
+        return cls.wire_message({"type": "hello", "name": name, "client_id": f"test-{name}"})
+
+    @classmethod
+    def wire_say(cls, text):
+        return cls.wire_message({"type": "say", "text": text})
+
+    @classmethod
+    def wire_welcome(cls, name):
+        return JsonLine(type="welcome", name=name)
+
+    @classmethod
+    def wire_said(cls, name, text):
+        return JsonLine(type="said", text=text, **{"from": name})
+
+    @classmethod
+    def wire_left(cls, name):
+        return JsonLine(type="left", name=name)
+
+
+class CommandClient(JsonRoomClient):
+    """Stage 05's UI: commands start with "C ", message data with "D "."""
+
+    def say(self, text):
+        # Typed ahead: the terminal keeps the second line until the client reads it.
+        self.term.send_line("C PM")
+        self.term.send_line(f"D {text}")
+
+    def dm(self, to, text):
+        self.term.send_line("C DM")
+        self.term.send_line(f"C {to}")
+        self.term.send_line(f"D {text}")
+
+    def exit_command(self):
+        self.term.send_line("C EX")
+        self.term.expect_exit(0)
 
 
 # ---------------------------------------------------------------- the stages
@@ -146,6 +224,8 @@ class Stage:
     title: str
     client_class: type
     caps: frozenset
+    wire: str  # stages with the same wire protocol can talk to each other
+    crowd: int = 0  # how many clients at once the many_clients check connects
     folder: Path = field(default=None)
 
     def __post_init__(self):
@@ -164,11 +244,18 @@ class Stage:
 
 
 # --8<-- [start:stages]
+CHAT = {"chat", "join_leave", "many_clients", "drops_stuck"}
+PROTOCOL = CHAT | {"json_wire", "max_clients"}
+COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "shutdown_notice"}
+
 STAGES = [
-    Stage("01", "blocking echo, one client at a time", EchoClient,
-          frozenset({"echo", "one_at_a_time"})),
-    Stage("02", "select-based chat room", RoomClient,
-          frozenset({"chat", "join_leave", "text_wire", "many_clients"})),
+    Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"echo", "one_at_a_time"}), "echo"),
+    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=1000),
+    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=1000),
+    # Threaded stages: two threads per client. Every join is announced to everyone, and each of
+    # those deliveries wakes a writer thread: 500 clients take 10 s here, 200 clients 1-2 s.
+    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200),
+    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200),
 ]
 
 # --8<-- [end:stages]

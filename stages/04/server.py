@@ -75,7 +75,9 @@ def open_listener(host, port):
     except OSError as error:
         listener.close()
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
-    listener.listen()
+    # The backlog is how many connections the kernel queues for us until accept() takes them.
+    # Starting a thread per client makes accept() slower, so a burst of clients needs a longer queue.
+    listener.listen(1024)
     return listener
 
 
