@@ -63,6 +63,13 @@ def pytest_generate_tests(metafunc):
     # The needs of the module (pytestmark) and of the test itself add up.
     caps = {cap for marker in metafunc.definition.iter_markers("needs") for cap in marker.args}
     stages = [stage for stage in metafunc.config.chat_stages if stage.has(*caps)]
+    if "partner" in metafunc.fixturenames:
+        # Compatibility checks: the stage against every kit stage that speaks the same wire protocol.
+        metafunc.parametrize((STAGE_PARAM, "partner"), [
+            pytest.param(stage, partner, id=f"{stage.id}-with-{partner.id}",
+                         marks=getattr(pytest.mark, f"stage{stage.id}"))
+            for stage in stages for partner in STAGES if partner.wire == stage.wire and partner.id != stage.id])
+        return
     metafunc.parametrize(STAGE_PARAM, [
         pytest.param(stage, id=stage.id, marks=getattr(pytest.mark, f"stage{stage.id}")) for stage in stages])
 

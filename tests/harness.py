@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pexpect
 
@@ -130,10 +131,14 @@ class Terminal:
                 "it was printed:\n" + last_lines(self.output()))
 
     def drain(self):
-        """Read whatever output is already waiting, without waiting for more."""
+        """Read whatever output is already waiting, without waiting for more.
+
+        What is read goes to the transcript and stays in pexpect's buffer, so that a
+        later expect() still finds it.
+        """
         try:
             while True:
-                self.child.read_nonblocking(65536, timeout=0)
+                self.child.buffer += self.child.read_nonblocking(65536, timeout=0)
         except (pexpect.TIMEOUT, pexpect.EOF):
             pass
 
@@ -142,8 +147,29 @@ class Terminal:
     def send_line(self, text):
         self.child.sendline(text)
 
-    def ctrl_c(self):
+    def ctrl_c(self, when_idle=True):
+        """Press Ctrl+C, by default once the program is waiting for something, as a person would."""
+        if when_idle:
+            self.wait_until_idle()
         self.child.sendintr()
+
+    def wait_until_idle(self, timeout=TIMEOUT):
+        """Wait until every thread of the program sleeps in a system call (or the program has ended).
+
+        CPython runs a signal handler only between bytecodes. A Ctrl+C that lands in the
+        instant between printing a prompt and blocking in read() is acted on only at the
+        next key or network event. People never press keys in that instant; a test that
+        types the moment a prompt appears does. So a test first waits until the program is
+        really waiting (Linux: the threads' states in /proc), polling every millisecond.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = thread_states(self.child.pid)
+            if not states or all(state == "S" for state in states):
+                return
+            time.sleep(0.001)  # polls a condition; never used as a delay before acting
+        raise self.session.failure(f"[{self.label}] expected to be waiting for input",
+                                   f"still busy after {timeout:g} s: thread states {thread_states(self.child.pid)}")
 
     def ctrl_d(self):
         self.child.sendeof()
@@ -197,6 +223,17 @@ class Terminal:
             pass
 
 
+def thread_states(pid):
+    """One letter per thread of process `pid`: R running, S sleeping in a system call, Z ended..."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            pass  # the thread ended while we looked
+    return [state for state in states if state != "Z"]
+
+
 # ---------------------------------------------------------------- a raw network peer
 
 def describe(wanted):
@@ -223,11 +260,16 @@ class JsonLine:
 class RawPeer:
     """A test peer speaking bytes on a plain socket: for what no well-behaved client would send."""
 
-    def __init__(self, session, label, host, port):
+    def __init__(self, session, label, host, port, receive_buffer=None):
         self.session = session
         self.label = label
-        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.sock = socket.socket()
+        if receive_buffer:  # must be set before connect(): it decides the TCP window we announce
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write, one TCP segment
+        self.history = []  # every line looked at so far
         self.lines = collections.deque()  # complete lines received and not yet looked at
         self.partial = b""  # the start of a line whose end has not arrived yet
         self.transcript = io.StringIO()
@@ -259,6 +301,7 @@ class RawPeer:
             while self.lines:
                 line = self.lines.popleft().decode("utf-8", errors="replace")
                 self.transcript.write(f"<-- {line!r}\n")
+                self.history.append(line)
                 if matches(line):
                     return line
             remaining = deadline - time.monotonic()
@@ -268,6 +311,21 @@ class RawPeer:
             if not self._receive(remaining):
                 raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
                                            "the server closed the connection")
+
+    def has_seen(self, wanted):
+        matches = wanted if callable(wanted) else (lambda line: wanted in line)
+        return any(matches(line) for line in self.history)
+
+    def expect_closed(self, timeout=TIMEOUT):
+        """Wait until the server closes the connection (whatever else arrives first)."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._receive(remaining):
+                self.transcript.write("<-- (connection closed)\n")
+                return
+        raise self.session.failure(f"[{self.label}] expected the server to close the connection",
+                                   f"still open after {timeout:g} s")
 
     def _receive(self, timeout):
         """Read what has arrived and split off the complete lines. False once the server has closed."""
@@ -315,9 +373,10 @@ class Session:
         self.pump()  # the hints look at everything printed so far, not only at what a test waited for
         return failure(what, received, self.terminals)
 
-    def spawn(self, label, program, *args, **kwargs):
-        """Run one of the stage's programs in a new terminal, from a folder that is not the repo."""
-        term = Terminal(self, label, [sys.executable, str(self.stage.program(program)), *args], **kwargs)
+    def spawn(self, label, program, *args, stage=None, **kwargs):
+        """Run one of the stage's programs (or another stage's) in a new terminal, from a folder that is not the repo."""
+        program = (stage or self.stage).program(program)
+        term = Terminal(self, label, [sys.executable, str(program), *args], **kwargs)
         self.terminals.append(term)
         return term
 
@@ -331,14 +390,17 @@ class Session:
         return server
     # --8<-- [end:start_server]
 
-    def client(self, name=None, *args, **kwargs):
-        """Start a client with the stage's driver and wait until it is in (for chat stages: welcomed)."""
-        server = self.server or self.start_server()
-        return self.stage.client_class.start(self, server, name, *args, **kwargs)
+    def client(self, name=None, *args, stage=None, **kwargs):
+        """Start a client with its stage's driver and wait until it is in (for chat stages: welcomed).
 
-    def raw_peer(self, label="raw"):
+        `stage` runs another stage's client against this test's server.
+        """
         server = self.server or self.start_server()
-        peer = RawPeer(self, label, server.host, server.port)
+        return (stage or self.stage).client_class.start(self, server, name, *args, stage=stage, **kwargs)
+
+    def raw_peer(self, label="raw", receive_buffer=None):
+        server = self.server or self.start_server()
+        peer = RawPeer(self, label, server.host, server.port, receive_buffer)
         self.peers.append(peer)
         return peer
 

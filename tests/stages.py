@@ -49,10 +49,10 @@ class EchoClient:
         self.name = name
 
     @classmethod
-    def start(cls, session, server, name=None, *args, **kwargs):
+    def start(cls, session, server, name=None, *args, stage=None, **kwargs):
         name = name or f"client{next(cls.numbers)}"
         term = session.spawn(name, "client.py", "--host", server.host, "--port", str(server.port),
-                             *cls.name_args(name), *args, **kwargs)
+                             *cls.name_args(name), *args, stage=stage, **kwargs)
         client = cls(session, term, name)
         client.wait_until_in()
         return client

@@ -67,6 +67,33 @@ def test_lines_split_across_writes_are_framed(session):
     peer.expect_line(alice.wire_said("alice", "back to you"))
 
 
+@pytest.mark.needs("drops_stuck")
+def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
+    driver = session.stage.client_class
+    session.start_server()
+    stuck = session.raw_peer("stuck", receive_buffer=4096)  # joins, then never reads a byte
+    stuck.send(driver.wire_hello("stuck"))
+    session.server.logs("stuck joined")
+    talker, listener = session.raw_peer("talker"), session.raw_peer("listener")
+    for peer in (talker, listener):
+        peer.send(driver.wire_hello(peer.label))
+        peer.expect_line(driver.wire_welcome(peer.label))
+    padding = "x" * 500
+    sent = 0
+    # Talk until the server gives up on the stuck client: every stage bounds what it keeps for one
+    # client (a buffer or a queue), and the kernel's own buffers come on top. Bounded: at most 10 MB.
+    while not listener.has_seen(driver.wire_left("stuck")) and sent < 20_000:
+        for number in range(sent, sent + 500):
+            talker.send(driver.wire_say(f"{number} {padding}"))
+        for number in range(sent, sent + 500):  # every message, in order, none lost
+            listener.expect_line(driver.wire_said("talker", f"{number} {padding}"))
+        sent += 500
+    if not listener.has_seen(driver.wire_left("stuck")):
+        listener.expect_line(driver.wire_left("stuck"))
+    talker.send(driver.wire_say("after the drop"))
+    listener.expect_line(driver.wire_said("talker", "after the drop"))
+
+
 def raise_descriptor_limit():
     """Let this process (and so the server it starts) open a few thousand sockets."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,0 +1,132 @@
+"""The JSON Lines protocol (stage 03 on), checked on the wire with raw peers and on screen with clients."""
+
+import json
+import re
+from datetime import datetime
+
+import pytest
+
+from harness import JsonLine
+
+pytestmark = pytest.mark.needs("json_wire")
+
+
+def joined_peer(session, name):
+    """A raw peer that has said hello and been welcomed."""
+    peer = session.raw_peer(name)
+    peer.send(session.stage.client_class.wire_hello(name))
+    peer.expect_line(JsonLine(type="welcome", name=name))
+    return peer
+
+
+def message(**fields):
+    return json.dumps(fields).encode() + b"\n"
+
+
+def test_server_messages_carry_their_fields_and_time(session):
+    alice = session.raw_peer("alice")
+    alice.send(message(type="hello", name="alice", client_id="a1"))
+    welcome = json.loads(alice.expect_line(JsonLine(type="welcome", name="alice", online=1)))
+    bob = joined_peer(session, "bob")
+    joined = json.loads(alice.expect_line(JsonLine(type="joined", name="bob")))
+    bob.send(message(type="say", text="hi alice"))
+    said = json.loads(alice.expect_line(JsonLine(type="said", text="hi alice", **{"from": "bob"})))
+    for event in (welcome, joined, said):
+        datetime.fromisoformat(event["time"])  # an ISO 8601 time stamp, or this raises
+
+
+@pytest.mark.parametrize("line, code", [
+    (b"this is not json", "bad-json"),
+    (b"\xff\xfe\xfd", "bad-json"),
+    (b"[1, 2, 3]", "bad-message"),
+    (b'{"text": "no type"}', "bad-message"),
+    (b'{"type": "dance"}', "unknown-type"),
+    (b'{"type": "say"}', "bad-message"),
+    (b'{"type": "say", "text": 42}', "bad-message"),
+    (b'{"type": "hello", "name": ["a"], "client_id": "x"}', "bad-message"),
+], ids=["not-json", "not-utf8", "array", "no-type", "unknown-type", "missing-field", "wrong-type", "name-list"])
+def test_bad_message_gets_an_error_and_the_connection_stays_open(session, line, code):
+    alice = joined_peer(session, "alice")
+    bob = joined_peer(session, "bob")
+    alice.send(line + b"\n")
+    alice.expect_line(JsonLine(type="error", code=code))
+    alice.send(message(type="say", text="still connected"))
+    bob.expect_line(JsonLine(type="said", text="still connected"))
+
+
+def test_say_before_hello_is_refused(session):
+    peer = session.raw_peer()
+    peer.send(message(type="say", text="too early"))
+    peer.expect_line(JsonLine(type="error", code="not-joined"))
+
+
+@pytest.mark.parametrize("name", ["", "x" * 33, "two words", "semi;colon", "\x1b[31mred", "é"])
+def test_bad_names_are_refused_and_a_good_one_then_works(session, name):
+    peer = session.raw_peer()
+    peer.send(message(type="hello", name=name, client_id="c1"))
+    peer.expect_line(JsonLine(type="error", code="bad-name"))
+    peer.send(message(type="hello", name="good_name-32", client_id="c1"))
+    peer.expect_line(JsonLine(type="welcome", name="good_name-32"))
+
+
+def test_client_asks_again_after_a_bad_name(session):
+    server = session.start_server()
+    term = session.spawn("client", "client.py", "--port", str(server.port), "--name", "bad name")
+    term.expect("bad-name")
+    term.expect("name:")
+    term.send_line("alice")
+    term.expect("welcome, alice")
+
+
+def test_too_long_line_disconnects_only_that_client(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    flooder = joined_peer(session, "flooder")
+    flooder.send(b"x" * 10_000)  # no newline, past the 8 KiB limit
+    flooder.expect_line(JsonLine(type="error", code="line-too-long"))
+    flooder.expect_closed()
+    alice.say("unaffected")
+    bob.sees(bob.said("alice", "unaffected"))
+
+
+@pytest.mark.needs("max_clients")
+def test_client_past_max_clients_gets_server_full(session):
+    session.start_server("--max-clients", "2")
+    session.client("alice"), session.client("bob")
+    peer = session.raw_peer()
+    peer.send(message(type="hello", name="carol", client_id="c1"))
+    peer.expect_line(JsonLine(type="error", code="server-full"))
+    peer.expect_closed()
+    dave = session.spawn("dave", "client.py", "--port", str(session.server.port), "--name", "dave")
+    dave.expect_error_exit("full")
+
+
+def test_leave_reasons_quit_and_lost(session):
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+    bob.quit()  # Ctrl+D: the client says bye
+    alice.sees(alice.left_because("bob", "quit"))
+    carol.term.kill()  # no bye: the connection just drops
+    alice.sees(alice.left_because("carol", "lost"))
+
+
+def test_bye_is_acknowledged_then_closed(session):
+    alice = session.client("alice")
+    peer = joined_peer(session, "raw")
+    peer.send(message(type="bye"))
+    peer.expect_line(JsonLine(type="bye"))
+    peer.expect_closed()
+    alice.sees(alice.left_because("raw", "quit"))
+
+
+def test_client_shows_the_time_of_each_message(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.say("what time is it")
+    bob.term.expect_regex(r"\[\d\d:\d\d\] alice: what time is it")
+
+
+def test_server_logs_sender_size_and_time(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.say("twelve bytes")
+    bob.sees(bob.said("alice", "twelve bytes"))
+    line = session.server.term.expect_regex(r"[^\n]*alice[^\n]*twelve bytes[^\n]*\n").group(0)
+    assert re.search(r"\d\d:\d\d", line), f"no time in the server's log line: {line!r}"
+    assert re.search(r"\d+ bytes", line), f"no size in the server's log line: {line!r}"
