@@ -251,12 +251,13 @@ def chat(conn, user_lists):
 # --8<-- [end:receiver]
 
 
-def leave(conn, said_bye):
+def leave(conn, said_bye, receiver):
     """Say bye, and wait (briefly) for the server's answer, so that it knows we quit on purpose."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
-        said_bye.wait(timeout=2)
+        if receiver.is_alive():  # only the receiver thread can see the answer
+            said_bye.wait(timeout=2)
     except (OSError, KeyboardInterrupt):
         pass  # the server is gone, or you pressed Ctrl+C twice: we are leaving anyway
 
@@ -267,11 +268,12 @@ def main():
     with connect(args.host, args.port) as sock:
         conn = Connection(sock)
         said_bye, user_lists = threading.Event(), queue.Queue()
+        receiver = threading.Thread(target=receive_forever, args=(conn, said_bye, user_lists), daemon=True)
         # Everything from here on is inside the try, starting the thread included: Ctrl+C can
         # arrive at any moment, even while Thread.start() is still running.
         try:
             show(render(join(conn, args.name)))
-            threading.Thread(target=receive_forever, args=(conn, said_bye, user_lists), daemon=True).start()
+            receiver.start()
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):
             pass  # Ctrl+D or Ctrl+C: leave cleanly, without a traceback
@@ -279,7 +281,7 @@ def main():
             print("\rconnection closed by server")
             return
         print()
-        leave(conn, said_bye)
+        leave(conn, said_bye, receiver)
 # --8<-- [end:main]
 
 
