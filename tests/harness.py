@@ -136,6 +136,8 @@ class Terminal:
         What is read goes to the transcript and stays in pexpect's buffer, so that a
         later expect() still finds it.
         """
+        if self.child.closed:
+            return  # it has exited and expect_exit() has read everything it printed
         try:
             while True:
                 self.child.buffer += self.child.read_nonblocking(65536, timeout=0)

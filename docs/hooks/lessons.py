@@ -4,8 +4,16 @@ Lessons sit beside stages/ at the top of the repo, where a reader of the code
 finds them; mkdocs only looks inside docs/. This hook adds each lesson as a
 page, anchors pymdownx.snippets at the repo root so the build works from any
 folder, and makes `mkdocs serve` rebuild when a lesson or a stage changes.
+
+It also writes the "What changed" diffs at build time: a line
+
+    <!-- diff stages/01/server.py stages/02/server.py -->
+
+in a page becomes a collapsible unified diff of the two files as they are now.
 """
 
+import difflib
+import re
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -32,3 +40,22 @@ def on_serve(server, config, builder):
     for folder in ("lessons", "stages"):
         server.watch(str(repo_root(config) / folder))
     return server
+
+
+DIFF = re.compile(r"^<!-- diff (\S+) (\S+) -->$", re.MULTILINE)
+
+
+def on_page_markdown(markdown, page, config, files):
+    return DIFF.sub(lambda match: diff_block(repo_root(config), match.group(1), match.group(2)), markdown)
+
+
+def diff_block(root, old, new):
+    """A collapsed admonition holding the diff, titled with what it counts."""
+    old_lines = (root / old).read_text().splitlines()  # a missing file fails the build, as it should
+    new_lines = (root / new).read_text().splitlines()
+    lines = list(difflib.unified_diff(old_lines, new_lines, old, new, lineterm="", n=2))
+    added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+    title = f"{new}: {added} lines added, {removed} removed, compared with {old}"
+    body = "\n".join(f"    {line}" for line in lines) if lines else "    (no difference)"
+    return f'??? abstract "{title}"\n\n    ```diff\n{body}\n    ```\n'

@@ -209,7 +209,7 @@ def main():
         # Everything from here on is inside the try, starting the thread included: Ctrl+C can
         # arrive at any moment, even while Thread.start() is still running.
         try:
-            show(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt here: input() below draws it
             receiver.start()
             chat(conn)
         except (EOFError, KeyboardInterrupt):

@@ -82,7 +82,10 @@ def open_listener(host, port):
 
 
 def log(text):
-    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+    # One write per line: print() writes the text and the newline separately, and with several
+    # threads logging at once, lines would come out spliced together.
+    sys.stdout.write(f"{datetime.now():%H:%M:%S} {text}\n")
+    sys.stdout.flush()
 
 
 # --8<-- [start:codec]
@@ -137,6 +140,7 @@ class ChatServer:
         # check "is there room?" at the same moment and both say yes, or one could loop over the
         # set while another changes it ("Set changed size during iteration").
         self.lock = threading.Lock()
+        self.stopping = False  # once set, clients that go are not "leaving": the server is
 
     # --8<-- [start:accept]
     def serve(self, listener):
@@ -259,12 +263,13 @@ class ChatServer:
             if client not in self.clients:
                 return
             self.clients.remove(client)
-        if client.name:
+        if client.name and not self.stopping:
             log(f"{client.name} left ({reason})")
             self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
 
     def close(self):
         with self.lock:
+            self.stopping = True
             clients = list(self.clients)
         for client in clients:
             with contextlib.suppress(OSError):

@@ -181,9 +181,9 @@ def receive_forever(conn, said_bye, user_lists):
                 if message.get("type") == "bye":
                     said_bye.set()  # the main thread is waiting for this in leave()
                     return
-                if message.get("type") == "users":
-                    user_lists.put(message.get("names") or [])  # C DM waits for it
                 show_all([message])
+                if message.get("type") == "users":
+                    user_lists.put(message.get("names") or [])  # C DM waits for it, once it is on screen
     except (ServerClosed, OSError):
         if said_bye.is_set() or conn.leaving:
             return
@@ -203,7 +203,7 @@ HELP = """commands:
 
 def ask(prefix, what):
     """Read the next line, which must start with `prefix` (C or D). None if it does not."""
-    print(f"{what}: type {prefix} <{what}>")
+    print(f"\r{what}: type {prefix} <{what}>")  # "\r": start over a "> " the receiver may have drawn
     line = input("> ").strip()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
@@ -272,7 +272,7 @@ def main():
         # Everything from here on is inside the try, starting the thread included: Ctrl+C can
         # arrive at any moment, even while Thread.start() is still running.
         try:
-            show(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt here: input() below draws it
             receiver.start()
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):

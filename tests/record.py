@@ -1,0 +1,241 @@
+"""Record the terminal sessions shown in the lessons, by driving the real stages.
+
+    python tests/record.py            # rewrite docs/transcripts/NN/*.txt for every stage
+    python tests/record.py 02 03      # some stages only
+
+Each scenario below is typed at a person's pace: every line waits for the answer
+to the one before, so the recording is the same each time. Ports and times are
+replaced by fixed ones (the server port by the default, 65432). tests/test_docs.py
+records again and fails if a stage no longer does what its lesson shows.
+"""
+
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import Session
+from stages import BY_ID, REPO
+
+OUTPUT = REPO / "docs" / "transcripts"
+
+
+# ---------------------------------------------------------------- making a recording readable
+
+def as_shown(text):
+    """What a terminal shows for this output: a "\\r" returns to the start of the line and overwrites."""
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        shown = ""
+        for part in line.split("\r"):
+            shown = part + shown[len(part):]
+        lines.append(shown.rstrip())
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+class Normaliser:
+    """Replaces what changes from run to run (ports, times) with fixed values."""
+
+    def __init__(self, server_port):
+        self.ports = {str(server_port): "65432"}
+
+    def port(self, match):
+        number = match.group(2)
+        self.ports.setdefault(number, str(50000 + len(self.ports)))
+        return f"{match.group(1)}:{self.ports[number]}"
+
+    def __call__(self, text):
+        text = re.sub(r"(127\.0\.0\.1):(\d+)", self.port, text)
+        text = re.sub(r"(?<!\d)\d\d:\d\d:\d\d(?!\d)", "14:02:07", text)
+        text = re.sub(r"\[\d\d:\d\d\]", "[14:02]", text)
+        return text
+
+
+class Recording:
+    """One scenario's terminals, each headed by the command a student would type."""
+
+    def __init__(self, stage, workdir):
+        self.stage = stage
+        self.session = Session(stage, workdir)
+        self.commands = {}
+
+    def server(self):
+        server = self.session.start_server()
+        self.commands[server.term.label] = f"$ python stages/{self.stage.id}/server.py"
+        return server.term
+
+    def client(self, label, *args):
+        server = self.session.server
+        term = self.session.spawn(label, "client.py", "--port", str(server.port), *args)
+        self.commands[label] = " ".join(["$ python", f"stages/{self.stage.id}/client.py", *args])
+        return term
+
+    def transcripts(self):
+        self.session.pump()
+        normalise = Normaliser(self.session.server.port)
+        return {term.label: normalise(self.commands[term.label] + "\n" + as_shown(clean_keys(term.output())))
+                for term in self.session.terminals}
+
+    def close(self):
+        self.session.close()
+
+
+def clean_keys(text):
+    return text.replace("^D", "").replace("\x04", "")
+
+
+def settle(term):
+    """Wait until every program in the scenario waits for input: a person reads before typing.
+
+    Otherwise a message could arrive in one terminal while its program is still
+    drawing its prompt, and the recording would differ from run to run.
+    """
+    for other in term.session.terminals:
+        other.wait_until_idle()
+
+
+def type_line(term, line):
+    settle(term)
+    term.send_line(line)
+
+
+def ask(term, line, answer):
+    """Type a line, then wait for the answer."""
+    type_line(term, line)
+    term.expect(answer)
+
+
+def press(term, key):
+    settle(term)
+    getattr(term, key)()
+
+
+# ---------------------------------------------------------------- the scenarios, one per stage
+
+def stage_01(rec):
+    server = rec.server()
+    first = rec.client("first client")
+    first.expect("> ")
+    ask(first, "hello", "echo: hello")
+    second = rec.client("second client")
+    second.expect("> ")
+    type_line(second, "are you there?")  # no answer: the server is busy with the first client
+    ask(first, "still me", "echo: still me")
+    press(first, "ctrl_d")
+    first.expect_exit(0)
+    second.expect("echo: are you there?")
+    press(second, "ctrl_d")
+    second.expect_exit(0)
+    server.expect("disconnected")
+    server.expect("disconnected")
+    press(server, "ctrl_c")
+    server.expect_exit(0)
+
+
+def chat_scenario(rec, bad_name=False):
+    server = rec.server()
+    if bad_name:
+        alice = rec.client("alice")
+        alice.expect("name:")
+        ask(alice, "alice smith", "bad-name")
+        alice.expect("name:")
+        ask(alice, "alice", "welcome, alice")
+    else:
+        alice = rec.client("alice", "--name", "alice")
+        alice.expect("welcome, alice")
+    bob = rec.client("bob", "--name", "bob")
+    bob.expect("welcome, bob")
+    alice.expect("bob joined")
+    type_line(alice, "hi bob")
+    bob.expect("alice: hi bob")
+    type_line(bob, "hello alice")
+    alice.expect("bob: hello alice")
+    press(bob, "ctrl_d")
+    bob.expect_exit(0)
+    alice.expect("bob left")
+    server.expect("bob left")
+    press(server, "ctrl_c")
+    server.expect_exit(0)
+    alice.expect("connection closed by server")
+    alice.expect_exit(0)
+
+
+def stage_02(rec):
+    chat_scenario(rec)
+
+
+def stage_03(rec):
+    chat_scenario(rec, bad_name=True)
+
+
+def stage_04(rec):
+    chat_scenario(rec, bad_name=True)
+
+
+def stage_05(rec):
+    server = rec.server()
+    alice = rec.client("alice", "--name", "alice")
+    alice.expect("C HELP for the commands")
+    bob = rec.client("bob")
+    bob.expect("name:")
+    ask(bob, "ALICE", "name-taken")
+    bob.expect("name:")
+    ask(bob, "bob", "C HELP for the commands")
+    carol = rec.client("carol", "--name", "carol")
+    carol.expect("C HELP for the commands")
+    alice.expect("carol joined")
+    bob.expect("carol joined")
+    ask(alice, "C PM", "type D")
+    type_line(alice, "D lunch, anyone?")
+    bob.expect("alice: lunch, anyone?")
+    carol.expect("alice: lunch, anyone?")
+    ask(bob, "C DM", "type C")
+    ask(bob, "C alice", "type D")
+    type_line(bob, "D yes, the usual place?")
+    alice.expect("bob: yes, the usual place?")
+    ask(carol, "C LS", "online:")
+    ask(carol, "hello?", "C HELP")
+    ask(carol, "C HELP", "C EX")
+    type_line(carol, "C EX")
+    carol.expect_exit(0)
+    alice.expect("carol left")
+    bob.expect("carol left")
+    server.expect("carol left")
+    press(server, "ctrl_c")
+    server.expect_exit(0)
+    for term in (alice, bob):
+        term.expect("connection closed by server")
+        term.expect_exit(0)
+
+
+SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05}
+
+
+def record(stage_id):
+    """Run one stage's scenario; return {terminal label: transcript}."""
+    with tempfile.TemporaryDirectory() as workdir:
+        rec = Recording(BY_ID[stage_id], workdir)
+        try:
+            SCENARIOS[stage_id](rec)
+            return rec.transcripts()
+        finally:
+            rec.close()
+
+
+def file_name(label):
+    return label.replace(" ", "-") + ".txt"
+
+
+def main(stage_ids):
+    for stage_id in stage_ids or SCENARIOS:
+        folder = OUTPUT / stage_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.txt"):
+            old.unlink()
+        for label, text in record(stage_id).items():
+            (folder / file_name(label)).write_text(text)
+            print(f"wrote {(folder / file_name(label)).relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

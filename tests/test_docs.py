@@ -1,0 +1,91 @@
+"""The site cannot drift from the code: lessons, included code, recorded transcripts, rendering."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from mkdocs.config import load_config
+
+import record
+import screenshot
+from stages import REPO, STAGES
+
+TEMPLATE = ["Goal", "Run it", "What changed", "Walk-through", "Message flow",
+            "Pitfalls this stage handles", "What the tests check", "Exercises", "Check your work"]
+
+
+def lesson_for(stage_id):
+    found = sorted((REPO / "lessons").glob(f"{stage_id}-*.md"))
+    assert found, f"stage {stage_id} has no lesson: add lessons/{stage_id}-<slug>.md"
+    return found[0]
+
+
+def nav_pages(nav):
+    for entry in nav:
+        if isinstance(entry, str):
+            yield entry
+        else:
+            for value in entry.values():
+                yield from nav_pages(value if isinstance(value, list) else [value])
+
+
+def test_every_stage_has_a_lesson_in_the_nav():
+    nav = list(nav_pages(load_config(str(REPO / "mkdocs.yml"))["nav"]))
+    stage_ids = sorted(path.name for path in (REPO / "stages").iterdir() if path.is_dir())
+    assert stage_ids == [stage.id for stage in STAGES], "every stage folder is declared in tests/stages.py"
+    for stage_id in stage_ids:
+        page = f"lessons/{lesson_for(stage_id).name}"
+        assert page in nav, f"{page} is not in mkdocs.yml's nav, so readers cannot reach it"
+
+
+@pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
+def test_lesson_follows_the_template(stage_id):
+    text = lesson_for(stage_id).read_text()
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings == TEMPLATE, f"the lesson's sections are {headings}, the template's {TEMPLATE}"
+    assert f'--8<-- "stages/{stage_id}/' in text, "the walk-through includes no code from the stage"
+    assert f'--8<-- "docs/transcripts/{stage_id}/' in text, "'Run it' shows no recorded transcript"
+    assert "```mermaid" in text, "no message-flow diagram"
+    assert f"--stage {stage_id}" in text, "'Check your work' does not give the test command"
+    if stage_id != STAGES[0].id:
+        assert f"<!-- diff stages/" in text and f"stages/{stage_id}/" in text, "'What changed' has no generated diff"
+
+
+def test_no_python_is_pasted_into_the_docs():
+    """Every Python block is included from a real file, so it is the code that runs and is tested."""
+    pages = [*(REPO / "lessons").glob("*.md"), *(REPO / "docs").glob("*.md")]
+    for page in pages:
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL):
+            lines = [line.strip() for line in block.strip().splitlines()]
+            assert all(line.startswith("--8<--") for line in lines), \
+                f"{page.relative_to(REPO)} pastes Python instead of including it:\n{block}"
+
+
+@pytest.mark.parametrize("stage_id", sorted(record.SCENARIOS))
+def test_recorded_transcripts_match_what_the_stage_does(stage_id):
+    folder = REPO / "docs" / "transcripts" / stage_id
+    committed = {path.name: path.read_text() for path in folder.glob("*.txt")}
+    fresh = {record.file_name(label): text for label, text in record.record(stage_id).items()}
+    assert sorted(fresh) == sorted(committed), "the scenario's terminals changed: run python tests/record.py"
+    for name, text in fresh.items():
+        assert text == committed[name], (
+            f"docs/transcripts/{stage_id}/{name} no longer matches what stage {stage_id} does.\n"
+            f"If the change is intended, run: python tests/record.py {stage_id}\n"
+            f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
+
+
+def test_site_builds_strictly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(screenshot.chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+def test_pages_render_and_every_diagram_draws_in_chromium():
+    results = screenshot.check_site()  # no screenshots: python tests/screenshot.py makes them
+    problems = {page: problems for page, (_, _, problems) in results.items() if problems}
+    assert not problems, f"pages that did not render right: {problems}"
+    assert all(total >= 1 for _, total, _ in results.values()), "a page lost its diagram"
