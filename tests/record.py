@@ -1,6 +1,7 @@
 """Record the terminal sessions shown in the lessons, by driving the real stages.
 
-    python tests/record.py            # rewrite docs/transcripts/NN/*.txt for every stage
+    python tests/record.py            # rewrite docs/transcripts/NN/*.txt for every stage,
+                                      # and docs/transcripts/failure-report.txt
     python tests/record.py 02 03      # some stages only
 
 Each scenario below is typed at a person's pace: every line waits for the answer
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from harness import Session
 from stages import BY_ID, REPO
+from suite import ECHO_TO_SENDER, copy_of_stage, grade
 
 OUTPUT = REPO / "docs" / "transcripts"
 
@@ -222,11 +224,27 @@ def record(stage_id):
             rec.close()
 
 
+def failure_report():
+    """What a student sees when a check fails: stage 02 graded with the sender getting its own message."""
+    with tempfile.TemporaryDirectory() as work:
+        folder = copy_of_stage("02", Path(work) / "submission", *ECHO_TO_SENDER)
+        output = grade("02", folder, "-k", "everyone_but_the_sender").stdout
+        output = output.replace(str(folder), "submissions/alice")
+    report = output[output.index("_" * 10):output.index("= short test summary")].rstrip("= \n") + "\n"
+    report = report.replace(f"{REPO}/", "")
+    report = re.sub(r"0x[0-9a-f]{6,}", "0x7f3c2a1b9d50", report)
+    port = re.search(r"listening on 127\.0\.0\.1:(\d+)", report).group(1)
+    return Normaliser(port)(report)
+
+
 def file_name(label):
     return label.replace(" ", "-") + ".txt"
 
 
 def main(stage_ids):
+    if not stage_ids:
+        (OUTPUT / "failure-report.txt").write_text(failure_report())
+        print("wrote docs/transcripts/failure-report.txt")
     for stage_id in stage_ids or SCENARIOS:
         folder = OUTPUT / stage_id
         folder.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,26 @@ def test_recorded_transcripts_match_what_the_stage_does(stage_id):
             f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
 
 
+def skeleton(report):
+    """A failure report without the terminals' lines, whose order varies with timing from run to run:
+    what stays is the failing check's code, its expected/received lines and the section labels."""
+    kept, in_transcript = [], False
+    for line in report.splitlines():
+        if line.startswith("-") and "transcript [" in line:
+            in_transcript = True
+            kept.append(line)
+        elif not in_transcript and not line.startswith("E           |"):
+            kept.append(line)
+    return kept
+
+
+def test_recorded_failure_report_matches_what_the_suite_prints():
+    committed = (REPO / "docs" / "transcripts" / "failure-report.txt").read_text()
+    assert skeleton(record.failure_report()) == skeleton(committed), (
+        "docs/transcripts/failure-report.txt (shown in docs/testing.md) is out of date: "
+        "run python tests/record.py")
+
+
 def test_site_builds_strictly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                             cwd=REPO, capture_output=True, text=True, timeout=120,

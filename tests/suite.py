@@ -1,0 +1,35 @@
+"""Running the suite itself on a copy of a stage: for --impl tests, recorded reports and grading."""
+
+import shutil
+import subprocess
+import sys
+
+from stages import BY_ID, REPO
+
+
+def run_suite(*args, cwd=REPO):
+    """Run pytest in a subprocess. -o addopts= : one process, no xdist workers, for a run this small."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def copy_of_stage(stage_id, folder, old=None, new=None):
+    """Copy stages/NN/ to `folder`; with `old` and `new`, plant a bug in its server.py."""
+    shutil.copytree(BY_ID[stage_id].folder, folder)
+    if old is not None:
+        server = folder / "server.py"
+        source = server.read_text()
+        if old not in source:
+            raise ValueError(f"the code to replace is no longer in stages/{stage_id}/server.py: {old!r}")
+        server.write_text(source.replace(old, new))
+    return folder
+
+
+def grade(stage_id, folder, *extra):
+    """Check `folder` against stage `stage_id`'s spec, as an instructor would (docs/instructors.md),
+    from the folder above the submission rather than from the repo."""
+    return run_suite(str(REPO / "tests"), "--stage", stage_id, "--impl", folder.name, *extra, cwd=folder.parent)
+
+
+# The classic bug: the sender gets its own message back.
+ECHO_TO_SENDER = ("if other is not sender and other.name", "if other.name")
