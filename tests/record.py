@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import Session
+from harness import JsonLine, Session
 from stages import BY_ID, REPO
 from suite import ECHO_TO_SENDER, copy_of_stage, grade
 
@@ -213,6 +213,96 @@ def stage_05(rec):
 SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05}
 
 
+# ---------------------------------------------------------------- the protocol on the wire
+
+class Wire:
+    """Raw sockets talking to a real server; every line sent or received goes into one log."""
+
+    def __init__(self, session):
+        self.session = session
+        self.log = []
+        self.peers = {}
+
+    def send(self, name, data):
+        if name not in self.peers:
+            self.peers[name] = self.session.raw_peer(name)
+        self.log.append(f"{name} → server".ljust(18) + data.decode().rstrip("\n"))
+        self.peers[name].send(data)
+
+    def receive(self, name, wanted):
+        line = self.peers[name].expect_line(wanted)
+        self.log.append(f"server → {name}".ljust(18) + line)
+
+    def text(self):
+        text = "\n".join(self.log) + "\n"
+        return re.sub(r'"time": "[^"]+"', '"time": "2026-11-22T14:02:07+00:00"', text)
+
+
+def wire_01(wire):
+    wire.send("client", b"hello there\n")
+    wire.receive("client", "echo: hello there")
+
+
+def wire_02(wire):
+    for name, online in (("alice", 1), ("bob", 2)):
+        wire.send(name, f"{name}\n".encode())
+        wire.receive(name, f"welcome, {name} ({online} online)")
+    wire.receive("alice", "* bob joined")
+    wire.send("alice", b"hi bob\n")
+    wire.receive("bob", "alice: hi bob")
+
+
+def hello(wire, name):
+    wire.send(name, b'{"type": "hello", "name": "%s", "client_id": "%s-1"}\n' % (name.encode(), name.encode()))
+    wire.receive(name, JsonLine(type="welcome", name=name))
+
+
+def wire_03(wire):
+    wire.send("alice", b'{"type": "hello", "name": "alice smith", "client_id": "alice-1"}\n')
+    wire.receive("alice", JsonLine(type="error", code="bad-name"))
+    hello(wire, "alice")
+    hello(wire, "bob")
+    wire.receive("alice", JsonLine(type="joined", name="bob"))
+    wire.send("alice", b'{"type": "say", "text": "hi bob"}\n')
+    wire.receive("bob", JsonLine(type="said", text="hi bob"))
+    wire.send("bob", b'{"type": "say", "text": 42}\n')
+    wire.receive("bob", JsonLine(type="error", code="bad-message"))
+    wire.send("bob", b'{"type": "bye"}\n')
+    wire.receive("bob", JsonLine(type="bye"))
+    wire.receive("alice", JsonLine(type="left", name="bob"))
+
+
+def wire_05(wire):
+    hello(wire, "alice")
+    hello(wire, "bob")
+    wire.send("carol", b'{"type": "hello", "name": "ALICE", "client_id": "c-1"}\n')
+    wire.receive("carol", JsonLine(type="error", code="name-taken"))
+    wire.send("alice", b'{"type": "who"}\n')
+    wire.receive("alice", JsonLine(type="users"))
+    wire.send("alice", b'{"type": "dm", "to": "bob", "text": "lunch?"}\n')
+    wire.receive("bob", JsonLine(type="dm", text="lunch?"))
+    wire.send("alice", b'{"type": "dm", "to": "dave", "text": "hi"}\n')
+    wire.receive("alice", JsonLine(type="error", code="no-such-user"))
+    wire.session.server.term.ctrl_c()
+    wire.receive("alice", JsonLine(type="shutdown"))
+    wire.receive("bob", JsonLine(type="shutdown"))
+
+
+WIRE_SCENARIOS = {"01": wire_01, "02": wire_02, "03": wire_03, "05": wire_05}
+
+
+def record_wire(stage_id):
+    with tempfile.TemporaryDirectory() as workdir:
+        session = Session(BY_ID[stage_id], workdir)
+        try:
+            session.start_server()
+            wire = Wire(session)
+            WIRE_SCENARIOS[stage_id](wire)
+            return wire.text()
+        finally:
+            session.close()
+
+
 def record(stage_id):
     """Run one stage's scenario; return {terminal label: transcript}."""
     with tempfile.TemporaryDirectory() as workdir:
@@ -246,6 +336,9 @@ def main(stage_ids):
         (OUTPUT / "failure-report.txt").write_text(failure_report())
         print("wrote docs/transcripts/failure-report.txt")
     for stage_id in stage_ids or SCENARIOS:
+        if stage_id in WIRE_SCENARIOS:
+            (OUTPUT / f"wire-{stage_id}.txt").write_text(record_wire(stage_id))
+            print(f"wrote docs/transcripts/wire-{stage_id}.txt")
         folder = OUTPUT / stage_id
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.txt"):

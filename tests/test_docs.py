@@ -76,6 +76,14 @@ def test_recorded_transcripts_match_what_the_stage_does(stage_id):
             f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
 
 
+@pytest.mark.parametrize("stage_id", sorted(record.WIRE_SCENARIOS))
+def test_recorded_wire_sessions_match_what_the_server_sends(stage_id):
+    committed = (REPO / "docs" / "transcripts" / f"wire-{stage_id}.txt").read_text()
+    assert record.record_wire(stage_id) == committed, (
+        f"docs/transcripts/wire-{stage_id}.txt (shown in docs/protocol.md) no longer matches "
+        f"what stage {stage_id}'s server sends: run python tests/record.py {stage_id}")
+
+
 def skeleton(report):
     """A failure report without the terminals' lines, whose order varies with timing from run to run:
     what stays is the failing check's code, its expected/received lines and the section labels."""
