@@ -73,10 +73,16 @@ class LineBuffer:
 # --8<-- [end:lines]
 
 
+def printable(text):
+    # Others choose what we print. An escape sequence in a message could recolour, retitle or
+    # scramble our terminal: show every control or format character as visible \uXXXX instead.
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def show(line):
     # "\r" moves back over the "> " prompt, so the message starts at the left edge;
     # then we draw a fresh prompt for whatever you type next.
-    print(f"\r{line}\n> ", end="", flush=True)
+    print(f"\r{printable(line)}\n> ", end="", flush=True)
 
 
 # --8<-- [start:loop]

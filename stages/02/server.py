@@ -60,6 +60,11 @@ def open_listener(host, port):
     return listener
 
 
+def printable(text):
+    """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX text."""
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 # --8<-- [start:client]
 class Client:
     """What the server remembers about one connection."""
@@ -78,6 +83,7 @@ class ChatServer:
     def __init__(self, listener):
         self.listener = listener
         self.clients = set()
+        self.accepting = True  # False while we are out of file descriptors
         # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
@@ -101,6 +107,13 @@ class ChatServer:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return  # the client gave up between select() and accept(): nothing to do
+        except OSError as error:  # EMFILE: this process may not open more files (ulimit -n)
+            # The connection stays queued, so select() would say "ready" again at once, for
+            # ever: a busy loop. Stop watching the listener until a client leaves and frees a file.
+            print(f"cannot accept a client: {error.strerror}; waiting for one to leave", flush=True)
+            self.selector.unregister(self.listener)
+            self.accepting = False
+            return
         sock.setblocking(False)
         client = Client(sock, address)
         self.clients.add(client)
@@ -133,10 +146,16 @@ class ChatServer:
         if client.name is None:
             self.register(client, text)
         else:
-            print(f"{client.name}: {text}", flush=True)
+            print(f"{client.name}: {printable(text)}", flush=True)  # our console is a terminal too
             self.broadcast(f"{client.name}: {text}", sender=client)
 
     def register(self, client, name):
+        if not name.isprintable():
+            # A name appears in everyone's terminal: an escape sequence in it could recolour,
+            # retitle or scramble all of them. (Messages are made safe by the clients.)
+            self.send(client, "* error: a name may not contain control characters")
+            self.disconnect(client)
+            return
         client.name = name
         online = sum(1 for other in self.clients if other.name)
         # The welcome tells the client it is in the room: messages it sends from now on are delivered.
@@ -184,6 +203,9 @@ class ChatServer:
         self.clients.remove(client)
         self.selector.unregister(client.sock)
         client.sock.close()
+        if not self.accepting:  # a file descriptor is free again
+            self.selector.register(self.listener, selectors.EVENT_READ)
+            self.accepting = True
         if client.name:
             print(f"{client.name} left", flush=True)
             self.broadcast(f"* {client.name} left", sender=client)

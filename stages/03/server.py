@@ -130,6 +130,7 @@ class ChatServer:
         self.listener = listener
         self.max_clients = max_clients
         self.clients = set()
+        self.accepting = True  # False while we are out of file descriptors
         # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
@@ -151,6 +152,13 @@ class ChatServer:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return  # the client gave up between select() and accept(): nothing to do
+        except OSError as error:  # EMFILE: this process may not open more files (ulimit -n)
+            # The connection stays queued, so select() would say "ready" again at once, for
+            # ever: a busy loop. Stop watching the listener until a client leaves and frees a file.
+            log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
+            self.selector.unregister(self.listener)
+            self.accepting = False
+            return
         sock.setblocking(False)
         client = Client(sock, address)
         self.clients.add(client)
@@ -251,6 +259,9 @@ class ChatServer:
         self.clients.remove(client)
         self.selector.unregister(client.sock)
         client.sock.close()
+        if not self.accepting:  # a file descriptor is free again
+            self.selector.register(self.listener, selectors.EVENT_READ)
+            self.accepting = True
         if client.name:
             log(f"{client.name} left ({reason})")
             self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)

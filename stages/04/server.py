@@ -14,6 +14,7 @@ stops reading fills only its own queue and is dropped; nobody else waits for it.
 
 import argparse
 import contextlib
+import errno
 import json
 import queue
 import re
@@ -140,12 +141,23 @@ class ChatServer:
         # check "is there room?" at the same moment and both say yes, or one could loop over the
         # set while another changes it ("Set changed size during iteration").
         self.lock = threading.Lock()
+        self.client_left = threading.Event()  # set when a client's socket is closed
         self.stopping = False  # once set, clients that go are not "leaving": the server is
 
     # --8<-- [start:accept]
     def serve(self, listener):
         while True:
-            sock, address = listener.accept()
+            try:
+                sock, address = listener.accept()
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                # Out of file descriptors (ulimit -n). Trying again at once would fail again at
+                # once, for ever: a busy loop. Wait until a client leaves and frees one.
+                log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
+                self.client_left.wait()
+                self.client_left.clear()
+                continue
             client = Client(sock, address)
             with self.lock:
                 self.clients.add(client)
@@ -171,6 +183,7 @@ class ChatServer:
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.sock.close()
+        self.client_left.set()
 
     def write_loop(self, client):
         """The client's writer thread: the only thread that ever sends on its socket."""
