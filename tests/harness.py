@@ -8,14 +8,17 @@ hint keyed to the symptom; conftest.py then adds every terminal's transcript.
 """
 
 import collections
+import contextlib
 import io
 import json
 import os
 import re
+import select
 import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,14 +136,19 @@ class Terminal:
     def drain(self):
         """Read whatever output is already waiting, without waiting for more.
 
-        What is read goes to the transcript and stays in pexpect's buffer, so that a
-        later expect() still finds it.
+        What is read goes to the transcript and stays where a later expect() looks.
+        pexpect keeps unmatched output in two buffers, _before and _buffer, and
+        treats what is in _before as not yet searched; we append to both, as its
+        own Expecter.new_data() does (pexpect 4.9.0, pinned in requirements.txt).
         """
         if self.child.closed:
             return  # it has exited and expect_exit() has read everything it printed
         try:
             while True:
-                self.child.buffer += self.child.read_nonblocking(65536, timeout=0)
+                data = self.child.read_nonblocking(65536, timeout=0)
+                for buffer in (self.child._before, self.child._buffer):
+                    buffer.seek(0, io.SEEK_END)
+                    buffer.write(data)
         except (pexpect.TIMEOUT, pexpect.EOF):
             pass
 
@@ -314,6 +322,10 @@ class RawPeer:
                 raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
                                            "the server closed the connection")
 
+    def has_data(self):
+        """Has anything arrived (or the connection closed) that we have not read yet?"""
+        return bool(self.lines) or bool(select.select([self.sock], [], [], 0)[0])
+
     def has_seen(self, wanted):
         matches = wanted if callable(wanted) else (lambda line: wanted in line)
         return any(matches(line) for line in self.history)
@@ -382,6 +394,12 @@ class Session:
         self.terminals.append(term)
         return term
 
+    def run(self, label, *argv, **kwargs):
+        """Run any command in a new terminal (a test helper, not one of the stage's programs)."""
+        term = Terminal(self, label, list(argv), **kwargs)
+        self.terminals.append(term)
+        return term
+
     # --8<-- [start:start_server]
     def start_server(self, *args, label="server", **kwargs):
         term = self.spawn(label, "server.py", "--port", "0", *args, **kwargs)
@@ -415,6 +433,32 @@ class Session:
         """
         for term in self.terminals:
             term.drain()
+
+    @contextlib.contextmanager
+    def terminals_read_in_background(self):
+        """Keep every terminal read by a thread, while the test drives raw sockets hard.
+
+        A server that logs each message would otherwise fill its pty and block in
+        print() in the middle of a load test. The test must not use the terminals
+        until the block ends (pexpect is not thread-safe).
+        """
+        stop = threading.Event()
+
+        def keep_reading():  # read as soon as anything is printed, as a real terminal does
+            while not stop.is_set():
+                open_terms = {term.child.child_fd: term for term in self.terminals
+                              if not term.child.closed and not term.child.flag_eof}
+                ready, _, _ = select.select(list(open_terms), [], [], 0.05)
+                for fd in ready:
+                    open_terms[fd].drain()
+
+        reader = threading.Thread(target=keep_reading, daemon=True)
+        reader.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            reader.join()
 
     def wait_readable(self, sock, timeout):
         """Wait until `sock` has data (True) or `timeout` passes (False), draining the ptys meanwhile."""

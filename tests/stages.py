@@ -107,6 +107,10 @@ class EchoClient:
     def wire_line(text):
         return text.encode("utf-8") + b"\n"
 
+    @classmethod
+    def wire_say(cls, text):
+        return cls.wire_line(text)
+
 
 # --8<-- [start:room_client]
 class RoomClient(EchoClient):
@@ -148,10 +152,6 @@ class RoomClient(EchoClient):
     @classmethod
     def wire_hello(cls, name):
         return cls.wire_line(name)
-
-    @classmethod
-    def wire_say(cls, text):
-        return cls.wire_line(text)
 
     @classmethod
     def wire_welcome(cls, name):

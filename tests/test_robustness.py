@@ -1,0 +1,308 @@
+"""Robustness: bad bytes, hostile text, vanishing and stuck clients, floods, running out of files.
+
+Every check here runs on each stage that has what it needs. Where a stage cannot meet
+an item by design (stage 01 serves one client, so it has no "other users"), the
+capability it lacks keeps the check off it, and its lesson says so.
+"""
+
+import os
+import re
+import resource
+import socket
+import statistics
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import TIMEOUT
+
+
+# ---------------------------------------------------------------- measuring the server
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def open_files(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def too_long(line):
+    return "too long" in line or "too-long" in line
+
+
+def still_served(session, tag):
+    """The server still does its job for well-behaved clients (echo, or a room that chats)."""
+    alice = session.client(f"alice{tag}")
+    if session.stage.has("chat"):
+        bob = session.client(f"bob{tag}")
+        alice.say(f"still here {tag}")
+        bob.sees(bob.said(f"alice{tag}", f"still here {tag}"))
+    else:
+        alice.say(f"still here {tag}")
+        alice.sees(alice.echo(f"still here {tag}"))
+    alice.quit()
+
+
+# ---------------------------------------------------------------- bad input on the wire
+
+def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
+    server = session.start_server()
+    peer = session.raw_peer("flooder")
+    before_rss, before_cpu = rss_kib(server.term.pid), cpu_seconds(server.term.pid)
+    chunk = b"x" * 65536
+    for _ in range(64):  # up to 4 MiB without a newline, unless the server cuts us off first
+        try:
+            peer.sock.sendall(chunk)
+        except OSError:
+            break
+        if peer.has_data():
+            break
+    peer.expect_line(too_long)
+    peer.expect_closed()
+    grown = rss_kib(server.term.pid) - before_rss
+    assert grown < 8 * 1024, f"the server's memory grew by {grown} KiB for one long line: is the buffer bounded?"
+    used = cpu_seconds(server.term.pid) - before_cpu
+    assert used < 1.0, f"the server used {used:.2f} s of CPU on one long line: is it re-scanning the buffer?"
+    still_served(session, "after")
+
+
+ODD_INPUTS = {
+    "invalid-utf8": b"\xff\xfe\xfa\n",
+    "nul-bytes": b"nul\x00inside\n",
+    "empty-lines": b"\n\n\r\n",
+    "lone-cr": b"\r\n",
+}
+
+
+@pytest.mark.parametrize("name", ODD_INPUTS)
+def test_odd_bytes_do_no_harm(session, name):
+    session.start_server()
+    peer = session.raw_peer("odd")
+    driver = session.stage.client_class
+    if session.stage.has("chat"):
+        peer.send(driver.wire_hello("odd"))
+        peer.expect_line(driver.wire_welcome("odd"))
+    peer.send(ODD_INPUTS[name])
+    peer.send(driver.wire_say("after the odd bytes"))  # the same connection goes on working
+    if session.stage.has("chat"):
+        bob = session.client("bob")
+        peer.send(driver.wire_say("and once more"))
+        bob.sees(bob.said("odd", "and once more"))
+    else:
+        peer.expect_line(driver.echo("after the odd bytes"))
+    assert session.server.term.child.isalive(), "the server died"
+    session.server.term.assert_not_seen("Traceback")
+
+
+def test_crlf_line_endings_are_understood(session):
+    driver = session.stage.client_class
+    peer = session.raw_peer("crlf")
+    if not session.stage.has("chat"):
+        peer.send(b"windows line\r\n")
+        line = peer.expect_line(driver.echo("windows line"))
+        assert "\r" not in line and "\\u000d" not in line, f"the \\r was kept: {line!r}"
+        return
+    bob = session.client("bob")
+    peer.send(driver.wire_hello("crlf")[:-1] + b"\r\n")
+    peer.expect_line(driver.wire_welcome("crlf"))
+    peer.send(driver.wire_say("windows line")[:-1] + b"\r\n")
+    bob.sees(bob.said("crlf", "windows line"))
+    bob.never_saw("\\u000d", "a \\r is part of the line ending, not of the message")
+
+
+def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
+    driver = session.stage.client_class
+    peer = session.raw_peer("slow")
+    if session.stage.has("chat"):
+        bob = session.client("bob")
+        peer.send_slowly(driver.wire_hello("slow"), pause=0.01)
+        peer.expect_line(driver.wire_welcome("slow"))
+        peer.send_slowly(driver.wire_say("patience"), pause=0.01)
+        bob.sees(bob.said("slow", "patience"))
+    else:
+        peer.send_slowly(b"patience\n", pause=0.01)
+        peer.expect_line(driver.echo("patience"))
+
+
+def fuzz_lines(driver):
+    """Random lines: well-formed messages of the stage's protocol mixed with random bytes."""
+    good = st.text(max_size=40).map(driver.wire_say)
+    if hasattr(driver, "wire_hello"):
+        good = good | st.text(alphabet="abcxyz_-", min_size=1, max_size=12).map(driver.wire_hello)
+    return st.lists(st.one_of(good, st.binary(max_size=300)), max_size=12).map(b"".join)
+
+
+def test_fuzzing_never_breaks_the_server(session):
+    """Property: whatever bytes arrive, the server lives on and still serves a normal client."""
+    server = session.start_server()
+    driver = session.stage.client_class
+
+    @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(stream=st.one_of(st.binary(max_size=2000), fuzz_lines(driver)))
+    def throw(stream):
+        with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(stream)
+        session.pump()  # keep reading the server's log, so it never blocks on a full terminal
+        assert server.term.child.isalive(), f"the server died on {stream!r}"
+
+    throw()
+    server.term.assert_not_seen("Traceback")
+    still_served(session, "after")
+
+
+# ---------------------------------------------------------------- hostile text in terminals
+
+HOSTILE = {
+    "colour": "\x1b[31mred alert\x1b[0m",
+    "title": "\x1b]0;you have been hacked\x07",
+    "bidi": "abc\u202edcba",
+    "backspace": "secret\x08\x08\x08\x08\x08\x08public",
+}
+
+
+@pytest.mark.needs("chat")
+def test_hostile_names_are_refused(session):
+    driver = session.stage.client_class
+    peer = session.raw_peer("mallory")
+    peer.send(driver.wire_hello("\x1b[31mmallory"))
+    peer.expect_line(lambda line: "error" in line)
+    bob = session.client("bob")
+    bob.say("is anyone odd here?")  # sync point: the server has dealt with mallory by now
+    bob.never_saw("mallory", "a name with an escape sequence must not get in")
+
+
+@pytest.mark.needs("chat")
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
+    driver = session.stage.client_class
+    bob = session.client("bob")
+    peer = session.raw_peer("mallory")
+    peer.send(driver.wire_hello("mallory"))
+    peer.expect_line(driver.wire_welcome("mallory"))
+    peer.send(driver.wire_say(f"{HOSTILE[kind]} end-of-{kind}"))
+    bob.sees(f"end-of-{kind}")
+    for byte in ("\x1b", "\x07", "\x08", "\u202e"):
+        assert byte not in bob.term.output(), f"bob's terminal received a raw {byte!r} from mallory"
+
+
+# ---------------------------------------------------------------- faults
+
+VICTIM = """
+import socket, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.sendall(bytes.fromhex(sys.argv[2]))
+while b"\\n" not in sock.recv(4096):  # the welcome: the server has registered us
+    pass
+sock.sendall(b"half a mess")  # no newline: killed in the middle of a message
+print("ready", flush=True)
+sys.stdin.readline()  # wait here until killed
+"""
+
+
+@pytest.mark.needs("join_leave")
+def test_client_killed_mid_message(session):
+    server = session.start_server()
+    alice, bob = session.client("alice"), session.client("bob")
+    victim = session.run("victim", sys.executable, "-c", VICTIM, str(server.port),
+                         session.stage.client_class.wire_hello("victim").hex())
+    victim.expect("ready")
+    alice.sees(alice.joined("victim"))
+    victim.kill()  # SIGKILL
+    alice.sees(alice.left("victim"))
+    bob.sees(bob.left("victim"))
+    alice.say("carry on")
+    bob.sees(bob.said("alice", "carry on"))
+
+
+@pytest.mark.needs("drops_stuck")
+def test_stuck_client_costs_the_others_no_latency(session):
+    """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms."""
+    driver = session.stage.client_class
+    server = session.start_server()
+    stuck = session.raw_peer("stuck", receive_buffer=4096)
+    stuck.send(driver.wire_hello("stuck"))
+    server.logs("stuck joined")
+    talker, listener = session.raw_peer("talker"), session.raw_peer("listener")
+    for peer in (talker, listener):
+        peer.send(driver.wire_hello(peer.label))
+        peer.expect_line(driver.wire_welcome(peer.label))
+
+    count, padding, sent_at, latencies = 1500, "x" * 4000, {}, []
+
+    def listen():  # a plain socket read in a thread: it must read while the talker talks
+        pending = b""
+        listener.sock.settimeout(TIMEOUT)
+        while len(latencies) < count:
+            data = listener.sock.recv(1 << 20)
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                if (match := re.search(rb"#(\d+)#", line)) and int(match.group(1)) in sent_at:
+                    latencies.append(time.monotonic() - sent_at.pop(int(match.group(1))))
+
+    reader = threading.Thread(target=listen, daemon=True)
+    with session.terminals_read_in_background():  # the server logs every message
+        reader.start()
+        for number in range(count):  # a steady 1,000 messages a second (pacing the load, not waiting)
+            sent_at[number] = time.monotonic()
+            talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
+            if number % 50 == 49:
+                time.sleep(0.05)
+        reader.join(timeout=10)
+    assert len(latencies) == count, f"the listener got {len(latencies)} of {count} messages"
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    assert p99 < 0.1, f"99th-percentile latency {p99 * 1000:.0f} ms with one stuck client (limit 100 ms)"
+
+
+def test_connection_flood_leaks_nothing(session):
+    server = session.start_server()
+    session.pump()
+    baseline = open_files(server.term.pid)
+    with session.terminals_read_in_background():  # the server logs each connection
+        for _ in range(300):
+            with socket.create_connection((server.host, server.port), timeout=TIMEOUT):
+                pass
+        deadline = time.monotonic() + TIMEOUT
+        while open_files(server.term.pid) > baseline and time.monotonic() < deadline:
+            time.sleep(0.01)  # the server may still be closing the last ones: poll the condition
+    assert open_files(server.term.pid) == baseline, \
+        f"the server holds {open_files(server.term.pid) - baseline} more file descriptors than before the flood"
+    still_served(session, "after")
+
+
+def limit_open_files():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+@pytest.mark.needs("chat")
+def test_out_of_file_descriptors_neither_kills_nor_spins(session):
+    server = session.start_server(*(("--max-clients", "500") if session.stage.has("max_clients") else ()),
+                                  preexec_fn=limit_open_files)  # ulimit -n 64
+    crowd = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(100)]
+    try:
+        server.logs("cannot accept")  # more connections than it may open files: accept() fails
+        with session.terminals_read_in_background():
+            before = cpu_seconds(server.term.pid)
+            time.sleep(0.5)  # a measuring window: a busy loop would burn most of it
+            spent = cpu_seconds(server.term.pid) - before
+        assert spent < 0.15, f"the server used {spent:.2f} s of CPU in 0.5 s while out of descriptors: a busy loop"
+    finally:
+        for sock in crowd:
+            sock.close()
+    assert server.term.child.isalive(), "the server died when it ran out of file descriptors"
+    still_served(session, "after")  # descriptors are free again: new clients get in
