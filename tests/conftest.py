@@ -2,7 +2,8 @@
 
     python -m pytest                              every stage
     python -m pytest --stage 01,02                some stages (or: -m stage02)
-    python -m pytest --stage 02 --impl DIR        stage 02's checks, against DIR/server.py and DIR/client.py
+    python -m pytest tests --stage 02 --impl DIR  stage 02's checks, against DIR/server.py and DIR/client.py
+    python -m pytest --slow -m slow               the heavy load checks, left out of the default run
 """
 
 from pathlib import Path
@@ -21,6 +22,8 @@ def pytest_addoption(parser):
                     help="run the checks of these stages only, e.g. --stage 01,02")
     group.addoption("--impl", default=None, metavar="DIR",
                     help="check the server.py and client.py in DIR instead of stages/NN (needs one --stage)")
+    group.addoption("--slow", action="store_true",
+                    help="also run the heavy load checks marked slow (CI runs them as a second step)")
 
 
 def selected_stages(config):
@@ -48,6 +51,7 @@ def selected_stages(config):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs(*caps): run on every selected stage that has all these capabilities")
+    config.addinivalue_line("markers", "slow: a heavy load check, run only with --slow")
     for stage in STAGES:
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
     config.chat_stages = selected_stages(config)
@@ -83,8 +87,12 @@ def pytest_collection_modifyitems(config, items):
     stage 05's checks and nothing else.
     """
     staged = config.getoption("--stage") is not None
+    slow_too = config.getoption("--slow")
     keep, drop = [], []
     for item in items:
+        if item.get_closest_marker("slow") and not slow_too:
+            drop.append(item)
+            continue
         callspec = getattr(item, "callspec", None)
         has_stage = callspec is not None and isinstance(callspec.params.get(STAGE_PARAM), Stage)
         takes_stage = STAGE_PARAM in getattr(item, "fixturenames", ())

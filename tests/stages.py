@@ -226,6 +226,7 @@ class Stage:
     caps: frozenset
     wire: str  # stages with the same wire protocol can talk to each other
     crowd: int = 0  # how many clients at once the many_clients check connects
+    full_crowd: int = 0  # the same in the slow tier (python -m pytest --slow -m slow)
     folder: Path = field(default=None)
 
     def __post_init__(self):
@@ -250,13 +251,13 @@ COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "shutdown_notice
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"echo", "one_at_a_time"}), "echo"),
-    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=1000),
-    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=1000),
+    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=1000, full_crowd=1000),
+    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=1000, full_crowd=1000),
     # Threaded stages: two threads per client. Every join is announced to everyone, and each of
     # those deliveries wakes a writer thread, so a crowd of threads is much slower to fill
     # (compare: python -m pytest -n 0 --stage 03,04 -k crowd --durations=2).
-    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200),
-    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200),
+    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=500),
+    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200, full_crowd=500),
 ]
 
 # --8<-- [end:stages]

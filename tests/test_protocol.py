@@ -44,7 +44,10 @@ def test_server_messages_carry_their_fields_and_time(session):
     (b'{"type": "say"}', "bad-message"),
     (b'{"type": "say", "text": 42}', "bad-message"),
     (b'{"type": "hello", "name": ["a"], "client_id": "x"}', "bad-message"),
-], ids=["not-json", "not-utf8", "array", "no-type", "unknown-type", "missing-field", "wrong-type", "name-list"])
+    (b'{"type": "say", "text": 1e999999}', "bad-message"),
+    (b'{"type": "say", "text": "x", "n": ' + b"9" * 5000 + b"}", "bad-json"),
+], ids=["not-json", "not-utf8", "array", "no-type", "unknown-type", "missing-field", "wrong-type", "name-list",
+        "infinite-number", "5000-digit-number"])
 def test_bad_message_gets_an_error_and_the_connection_stays_open(session, line, code):
     alice = joined_peer(session, "alice")
     bob = joined_peer(session, "bob")
