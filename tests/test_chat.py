@@ -1,6 +1,8 @@
 """Chat rooms (stage 02 on): broadcast, join and leave notices, and surviving clients that vanish."""
 
+import os
 import resource
+import time
 
 import pytest
 
@@ -124,6 +126,7 @@ def crowd(session, count):
     room_size = ("--max-clients", str(count + 10)) if stage.has("max_clients") else ()
     session.start_server(*room_size, preexec_fn=raise_descriptor_limit)
     alice = session.client("alice")
+    baseline = len(os.listdir(f"/proc/{session.server.term.pid}/fd"))
     peers = [session.raw_peer(f"raw{number}") for number in range(count)]
     for number, peer in enumerate(peers):  # all connected at once; now they all join the room
         peer.send(alice.wire_hello(f"user{number}"))
@@ -132,3 +135,14 @@ def crowd(session, count):
     alice.say("hello, crowd")
     for peer in peers:
         peer.expect_line(alice.wire_said("alice", "hello, crowd"))
+    for peer in peers:  # and all leave
+        peer.close()
+    session.peers.clear()
+    with session.terminals_read_in_background():  # the server logs every departure
+        deadline = time.monotonic() + 30
+        while (left_open := len(os.listdir(f"/proc/{session.server.term.pid}/fd")) - baseline) > 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the condition: the server is still closing connections
+    assert left_open == 0, f"{left_open} connections still open on the server after every client left"
+    alice.say("just us now")  # and the room still works
+    alice.term.assert_not_seen("Traceback")
