@@ -143,6 +143,6 @@ def crowd(session, count):
         while (left_open := len(os.listdir(f"/proc/{session.server.term.pid}/fd")) - baseline) > 0 \
                 and time.monotonic() < deadline:
             time.sleep(0.01)  # polling the condition: the server is still closing connections
-    assert left_open == 0, f"{left_open} connections still open on the server after every client left"
+    assert left_open <= 0, f"{left_open} connections still open on the server after every client left"
     alice.say("just us now")  # and the room still works
     alice.term.assert_not_seen("Traceback")
