@@ -4,12 +4,14 @@
     python -m pytest --stage 01,02                some stages (or: -m stage02)
     python -m pytest tests --stage 02 --impl DIR  stage 02's checks, against DIR/server.py and DIR/client.py
     python -m pytest --slow -m slow               the heavy load checks, left out of the default run
+    ... --report DIR [--hide-expected]            also write DIR/summary.txt and DIR/results.json (Gradescope)
 """
 
 from pathlib import Path
 
 import pytest
 
+import report as report_module
 from harness import Session
 from stages import BY_ID, STAGES, Stage
 
@@ -22,6 +24,10 @@ def pytest_addoption(parser):
                     help="run the checks of these stages only, e.g. --stage 01,02")
     group.addoption("--impl", default=None, metavar="DIR",
                     help="check the server.py and client.py in DIR instead of stages/NN (needs one --stage)")
+    group.addoption("--report", default=None, metavar="DIR",
+                    help="write a points summary (summary.txt) and Gradescope's results.json to DIR")
+    group.addoption("--hide-expected", action="store_true",
+                    help="in --report, say which checks failed but not what they expected")
     group.addoption("--slow", action="store_true",
                     help="also run the heavy load checks marked slow (CI runs them as a second step)")
 
@@ -52,6 +58,8 @@ def selected_stages(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs(*caps): run on every selected stage that has all these capabilities")
     config.addinivalue_line("markers", "slow: a heavy load check, run only with --slow")
+    config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
+    config.chat_results = []
     for stage in STAGES:
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
     config.chat_stages = selected_stages(config)
@@ -93,16 +101,23 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("slow") and not slow_too:
             drop.append(item)
             continue
-        callspec = getattr(item, "callspec", None)
-        has_stage = callspec is not None and isinstance(callspec.params.get(STAGE_PARAM), Stage)
         takes_stage = STAGE_PARAM in getattr(item, "fixturenames", ())
-        if (takes_stage and not has_stage) or (staged and not has_stage):
+        if (takes_stage and not has_stage(item)) or (staged and not has_stage(item)):
             drop.append(item)
         else:
             keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    unweighted = sorted({item.originalname for item in keep if has_stage(item) and not item.get_closest_marker("points")})
+    if unweighted:
+        raise pytest.UsageError("every stage check needs @pytest.mark.points(weight, \"description\"); "
+                                f"these have none: {', '.join(unweighted)}")
+
+
+def has_stage(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and isinstance(callspec.params.get(STAGE_PARAM), Stage)
 
 
 @pytest.fixture
@@ -117,8 +132,30 @@ def session(stage, tmp_path, request):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    report = outcome.get_result()
+    result = outcome.get_result()
     chat = getattr(item, "chat_session", None)
-    if chat is not None and report.failed and call.when == "call":
+    if chat is not None and result.failed and call.when == "call":
         for label, text in chat.transcripts():
-            report.sections.append((f"transcript [{label}]", text or "(no output)"))
+            result.sections.append((f"transcript [{label}]", text or "(no output)"))
+    points = item.get_closest_marker("points")
+    if points and has_stage(item):  # travels with the report, through xdist and into JUnit XML
+        result.user_properties += [("points", points.args[0]), ("description", points.args[1]),
+                                   ("stage", item.callspec.params[STAGE_PARAM].id)]
+
+
+def pytest_runtest_logreport(report):
+    """Collect each stage check's outcome once: its call, or its setup if that failed."""
+    config = pytest_runtest_logreport.config
+    if ("points" in dict(report.user_properties) and not report.skipped
+            and (report.when == "call" or (report.when == "setup" and report.failed))):
+        config.chat_results.append(report_module.check_result(report, config.getoption("--hide-expected")))
+
+
+def pytest_sessionstart(session):
+    pytest_runtest_logreport.config = session.config
+
+
+def pytest_sessionfinish(session):
+    folder = session.config.getoption("--report")
+    if folder and not hasattr(session.config, "workerinput"):  # the xdist controller, or a plain run
+        report_module.write(folder, session.config.chat_results)

@@ -10,6 +10,7 @@ pytestmark = pytest.mark.needs("chat")
 
 
 # --8<-- [start:broadcast]
+@pytest.mark.points(3, "a message reaches everyone but its sender")
 def test_message_goes_to_everyone_but_the_sender(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     alice.say("hi all")
@@ -24,6 +25,7 @@ def test_message_goes_to_everyone_but_the_sender(session):
 
 
 @pytest.mark.needs("join_leave")
+@pytest.mark.points(2, "the others are told who joins and leaves")
 def test_others_are_told_who_joins_and_leaves(session):
     alice = session.client("alice")
     bob = session.client("bob")
@@ -33,6 +35,7 @@ def test_others_are_told_who_joins_and_leaves(session):
 
 
 @pytest.mark.needs("join_leave")
+@pytest.mark.points(1, "the server logs joins, messages and departures")
 def test_server_logs_one_line_per_event(session):
     alice = session.client("alice")
     session.server.logs("alice joined")
@@ -46,6 +49,7 @@ def test_server_logs_one_line_per_event(session):
 
 
 @pytest.mark.needs("join_leave")
+@pytest.mark.points(2, "a killed client is reported as gone and the room goes on")
 def test_killed_client_is_reported_left_and_the_room_goes_on(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     carol.term.kill()  # SIGKILL: no goodbye, the kernel just closes its socket
@@ -55,6 +59,7 @@ def test_killed_client_is_reported_left_and_the_room_goes_on(session):
     bob.sees(bob.said("alice", "still here?"))
 
 
+@pytest.mark.points(2, "lines split across writes, or sharing one, are framed right")
 def test_lines_split_across_writes_are_framed(session):
     alice = session.client("alice")
     peer = session.raw_peer("raw")
@@ -70,6 +75,7 @@ def test_lines_split_across_writes_are_framed(session):
 
 
 @pytest.mark.needs("drops_stuck")
+@pytest.mark.points(2, "a client that never reads is dropped; the others get every message")
 def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     driver = session.stage.client_class
     session.start_server()
@@ -106,12 +112,14 @@ def raise_descriptor_limit():
 
 
 @pytest.mark.needs("many_clients")
+@pytest.mark.points(2, "a crowd of clients connect, get a broadcast and leave cleanly")
 def test_a_crowd_of_clients_at_once(session, stage):
     crowd(session, stage.crowd)
 
 
 @pytest.mark.slow
 @pytest.mark.needs("many_clients")
+@pytest.mark.points(1, "the full crowd (1,000 or 500 clients) is served")
 def test_the_full_crowd_of_clients_at_once(session, stage):
     """1,000 clients on the select-based stages, 500 on the threaded ones (issue targets)."""
     if stage.full_crowd == stage.crowd:

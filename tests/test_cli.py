@@ -4,11 +4,14 @@ Every program here is started from a temporary folder, not from the repo:
 that is also the check that each stage runs from any folder.
 """
 
+import pytest
+
 import socket
 
 from harness import closed_port
 
 
+@pytest.mark.points(1, "the server prints 'listening on HOST:PORT' with the real port")
 def test_server_prints_its_real_port(session):
     server = session.start_server()
     assert server.port != 0, "with --port 0 the server must print the port the system picked, not 0"
@@ -16,25 +19,30 @@ def test_server_prints_its_real_port(session):
         pass  # the port in the line is the one really listening
 
 
+@pytest.mark.points(1, "a port in use gives a one-line error naming it, exit code 1")
 def test_server_port_in_use_is_one_line_error(session):
     first = session.start_server()
     second = session.spawn("second-server", "server.py", "--port", str(first.port))
     second.expect_error_exit(str(first.port))
 
 
+@pytest.mark.points(1, "a bad --port gives the server a one-line error, exit code 1")
 def test_server_bad_port_is_one_line_error(session):
     session.spawn("server", "server.py", "--port", "not-a-port").expect_error_exit("port")
 
 
+@pytest.mark.points(1, "a bad --port gives the client a one-line error, exit code 1")
 def test_client_bad_port_is_one_line_error(session):
     session.spawn("client", "client.py", "--port", "99999").expect_error_exit("port")
 
 
+@pytest.mark.points(1, "a refused connection gives a one-line error, exit code 1")
 def test_client_connection_refused_is_one_line_error(session):
     port = closed_port()
     session.spawn("client", "client.py", "--port", str(port)).expect_error_exit(str(port))
 
 
+@pytest.mark.points(2, "Ctrl+C stops the server cleanly and the clients notice")
 def test_server_ctrl_c_stops_it_and_closes_clients(session):
     server = session.start_server()
     client = session.client()
@@ -46,6 +54,7 @@ def test_server_ctrl_c_stops_it_and_closes_clients(session):
     client.term.expect_exit(0)
 
 
+@pytest.mark.points(1, "a stopped server's port can be reused at once (SO_REUSEADDR)")
 def test_server_restarts_on_the_same_port_at_once(session):
     server = session.start_server()
     client = session.client()  # a connection the server closes first leaves its port in TIME_WAIT
@@ -56,12 +65,14 @@ def test_server_restarts_on_the_same_port_at_once(session):
     again.expect(f"listening on {server.host}:{server.port}")
 
 
+@pytest.mark.points(1, "Ctrl+D ends the client with exit code 0, no traceback")
 def test_client_ctrl_d_leaves_cleanly(session):
     client = session.client()
     client.term.ctrl_d()
     client.term.expect_exit(0)
 
 
+@pytest.mark.points(1, "Ctrl+C ends the client with exit code 0, no traceback")
 def test_client_ctrl_c_leaves_cleanly(session):
     client = session.client()
     client.term.ctrl_c()

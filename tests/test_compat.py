@@ -4,6 +4,8 @@ The protocol is a contract between programs, not between files of one stage. The
 run the stage's server with the partner stage's client, and the other way round.
 """
 
+import pytest
+
 
 def chat_both_ways(ours, theirs):
     ours.say("hello from ours")
@@ -12,6 +14,7 @@ def chat_both_ways(ours, theirs):
     ours.sees(ours.said(theirs.name, "hello from theirs"))
 
 
+@pytest.mark.points(2, "the server works with the partner stage's client")
 def test_our_server_with_the_partners_client(session, partner):
     ours = session.client("alice")
     theirs = session.client("bob", stage=partner)
@@ -21,6 +24,7 @@ def test_our_server_with_the_partners_client(session, partner):
     ours.sees(ours.left("bob"))
 
 
+@pytest.mark.points(2, "the client works with the partner stage's server")
 def test_our_client_with_the_partners_server(session, partner):
     session.start_server(stage=partner)
     ours = session.client("alice")

@@ -15,6 +15,7 @@ def joined_peer(session, name):
 # ---------------------------------------------------------------- on the wire
 
 @pytest.mark.needs("dm")
+@pytest.mark.points(3, "a dm reaches its recipient and nobody else")
 def test_dm_reaches_the_recipient_only(session):
     alice, bob, carol = (joined_peer(session, name) for name in ("alice", "bob", "carol"))
     alice.send(b'{"type": "dm", "to": "bob", "text": "just for you"}\n')
@@ -26,6 +27,7 @@ def test_dm_reaches_the_recipient_only(session):
 
 
 @pytest.mark.needs("dm")
+@pytest.mark.points(1, "a dm to an unknown user gets error no-such-user")
 def test_dm_to_unknown_user_is_an_error(session):
     alice = joined_peer(session, "alice")
     alice.send(b'{"type": "dm", "to": "nobody", "text": "hello?"}\n')
@@ -33,6 +35,7 @@ def test_dm_to_unknown_user_is_an_error(session):
 
 
 @pytest.mark.needs("who")
+@pytest.mark.points(2, "who is answered with the users online")
 def test_who_lists_the_users(session):
     alice = joined_peer(session, "alice")
     joined_peer(session, "bob")
@@ -42,6 +45,7 @@ def test_who_lists_the_users(session):
 
 @pytest.mark.needs("unique_names")
 @pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice"])
+@pytest.mark.points(1, "a taken name, in any case, gets error name-taken")
 def test_taken_name_in_any_case_is_refused(session, taken):
     joined_peer(session, "alice")
     peer = session.raw_peer("second")
@@ -54,6 +58,7 @@ def test_taken_name_in_any_case_is_refused(session, taken):
 # ---------------------------------------------------------------- in the terminal
 
 @pytest.mark.needs("commands", "dm")
+@pytest.mark.points(3, "C DM reaches its recipient and nobody else")
 def test_c_dm_is_seen_by_its_recipient_and_nobody_else(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     alice.dm("bob", "a secret")
@@ -64,6 +69,7 @@ def test_c_dm_is_seen_by_its_recipient_and_nobody_else(session):
 
 
 @pytest.mark.needs("commands", "dm")
+@pytest.mark.points(1, "C DM lists the users first; Ctrl+C there exits cleanly")
 def test_c_dm_lists_the_users_before_asking_for_a_name(session):
     alice, _ = session.client("alice"), session.client("bob")
     alice.term.send_line("C DM")
@@ -73,6 +79,7 @@ def test_c_dm_lists_the_users_before_asking_for_a_name(session):
 
 
 @pytest.mark.needs("commands", "dm")
+@pytest.mark.points(1, "C DM to an unknown user says no-such-user")
 def test_c_dm_to_unknown_user_says_so(session):
     alice = session.client("alice")
     alice.dm("nobody", "hello?")
@@ -80,6 +87,7 @@ def test_c_dm_to_unknown_user_says_so(session):
 
 
 @pytest.mark.needs("commands", "who")
+@pytest.mark.points(2, "C LS lists the users online")
 def test_c_ls_lists_the_users(session):
     alice = session.client("alice")
     session.client("bob"), session.client("carol")
@@ -88,6 +96,7 @@ def test_c_ls_lists_the_users(session):
 
 
 @pytest.mark.needs("commands")
+@pytest.mark.points(1, "C HELP lists every command")
 def test_c_help_lists_every_command(session):
     alice = session.client("alice")
     alice.term.send_line("C HELP")
@@ -97,6 +106,7 @@ def test_c_help_lists_every_command(session):
 
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("wrong", ["hello", "C NOPE", "D text without a command"])
+@pytest.mark.points(1, "wrong input gets a hint naming C HELP; command mode goes on")
 def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line(wrong)
@@ -108,6 +118,7 @@ def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("first, second", [("C PM", "no D here"), ("C DM", "bob")],
                          ids=["pm-without-D", "dm-name-without-C"])
+@pytest.mark.points(1, "wrong input inside C PM or C DM returns to command mode")
 def test_wrong_input_inside_a_command_returns_to_command_mode(session, first, second):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line(first)
@@ -118,6 +129,7 @@ def test_wrong_input_inside_a_command_returns_to_command_mode(session, first, se
 
 
 @pytest.mark.needs("commands")
+@pytest.mark.points(2, "C EX leaves cleanly and the others are told")
 def test_c_ex_leaves_and_the_others_are_told(session):
     alice, bob = session.client("alice"), session.client("bob")
     bob.exit_command()
@@ -125,6 +137,7 @@ def test_c_ex_leaves_and_the_others_are_told(session):
 
 
 @pytest.mark.needs("unique_names")
+@pytest.mark.points(1, "the client asks for another name after name-taken")
 def test_client_asks_again_after_a_taken_name(session):
     session.client("alice")
     term = session.spawn("second", "client.py", "--port", str(session.server.port), "--name", "ALICE")
@@ -137,6 +150,7 @@ def test_client_asks_again_after_a_taken_name(session):
 # ---------------------------------------------------------------- clean exits
 
 @pytest.mark.needs("commands")
+@pytest.mark.points(1, "Ctrl+C at the name prompt exits cleanly")
 def test_ctrl_c_at_the_name_prompt(session):
     server = session.start_server()
     term = session.spawn("client", "client.py", "--port", str(server.port))
@@ -147,6 +161,7 @@ def test_ctrl_c_at_the_name_prompt(session):
 
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("key", ["ctrl_c", "ctrl_d"])
+@pytest.mark.points(1, "Ctrl+C or Ctrl+D in command mode exits cleanly; the others are told")
 def test_ctrl_c_or_d_in_command_mode_tells_the_others(session, key):
     alice, bob = session.client("alice"), session.client("bob")
     getattr(bob.term, key)()
@@ -155,6 +170,7 @@ def test_ctrl_c_or_d_in_command_mode_tells_the_others(session, key):
 
 
 @pytest.mark.needs("commands")
+@pytest.mark.points(1, "Ctrl+C right after joining never shows a traceback")
 def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
     """The receiver thread starts just after the welcome: Ctrl+C must be safe at that moment too."""
     session.start_server()
@@ -172,6 +188,7 @@ def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
 
 
 @pytest.mark.needs("shutdown_notice")
+@pytest.mark.points(3, "server shutdown tells three clients, which exit cleanly")
 def test_server_shutdown_with_three_clients(session):
     server = session.start_server()
     clients = [session.client(name) for name in ("alice", "bob", "carol")]

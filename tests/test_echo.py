@@ -5,6 +5,7 @@ import pytest
 pytestmark = pytest.mark.needs("echo")
 
 
+@pytest.mark.points(3, "each line is echoed back and logged with the client's address")
 def test_each_line_is_echoed_and_logged_with_the_address(session):
     client = session.client()
     client.say("hello there")
@@ -14,12 +15,14 @@ def test_each_line_is_echoed_and_logged_with_the_address(session):
     client.sees(client.echo("and again"))
 
 
+@pytest.mark.points(2, "a line sent in pieces is framed as one line")
 def test_line_sent_in_pieces_is_one_line(session):
     peer = session.raw_peer()
     peer.send_slowly(b"split into bytes\n")
     peer.expect_line("echo: split into bytes")
 
 
+@pytest.mark.points(2, "two lines in one write are framed as two lines")
 def test_two_lines_in_one_write_are_two_lines(session):
     peer = session.raw_peer()
     peer.send(b"first\nsecond\n")
@@ -28,6 +31,7 @@ def test_two_lines_in_one_write_are_two_lines(session):
 
 
 @pytest.mark.needs("one_at_a_time")
+@pytest.mark.points(1, "a second client waits until the first leaves (iterative server)")
 def test_second_client_waits_until_the_first_leaves(session):
     first = session.client("first")
     first.say("one")
@@ -45,6 +49,7 @@ def test_second_client_waits_until_the_first_leaves(session):
 
 
 @pytest.mark.needs("one_at_a_time")
+@pytest.mark.points(1, "the next client is served after one is killed")
 def test_next_client_is_served_after_one_is_killed(session):
     first = session.client("first")
     first.say("one")

@@ -23,6 +23,7 @@ def message(**fields):
     return json.dumps(fields).encode() + b"\n"
 
 
+@pytest.mark.points(2, "welcome, joined and said carry their fields and an ISO time")
 def test_server_messages_carry_their_fields_and_time(session):
     alice = session.raw_peer("alice")
     alice.send(message(type="hello", name="alice", client_id="a1"))
@@ -48,6 +49,7 @@ def test_server_messages_carry_their_fields_and_time(session):
     (b'{"type": "say", "text": "x", "n": ' + b"9" * 5000 + b"}", "bad-json"),
 ], ids=["not-json", "not-utf8", "array", "no-type", "unknown-type", "missing-field", "wrong-type", "name-list",
         "infinite-number", "5000-digit-number"])
+@pytest.mark.points(1, "a malformed message gets an error code; the connection stays open")
 def test_bad_message_gets_an_error_and_the_connection_stays_open(session, line, code):
     alice = joined_peer(session, "alice")
     bob = joined_peer(session, "bob")
@@ -57,6 +59,7 @@ def test_bad_message_gets_an_error_and_the_connection_stays_open(session, line, 
     bob.expect_line(JsonLine(type="said", text="still connected"))
 
 
+@pytest.mark.points(1, "say before hello gets error not-joined")
 def test_say_before_hello_is_refused(session):
     peer = session.raw_peer()
     peer.send(message(type="say", text="too early"))
@@ -64,6 +67,7 @@ def test_say_before_hello_is_refused(session):
 
 
 @pytest.mark.parametrize("name", ["", "x" * 33, "two words", "semi;colon", "\x1b[31mred", "é"])
+@pytest.mark.points(1, "a bad name gets error bad-name; a good one then works")
 def test_bad_names_are_refused_and_a_good_one_then_works(session, name):
     peer = session.raw_peer()
     peer.send(message(type="hello", name=name, client_id="c1"))
@@ -72,6 +76,7 @@ def test_bad_names_are_refused_and_a_good_one_then_works(session, name):
     peer.expect_line(JsonLine(type="welcome", name="good_name-32"))
 
 
+@pytest.mark.points(1, "the client asks for another name after bad-name")
 def test_client_asks_again_after_a_bad_name(session):
     server = session.start_server()
     term = session.spawn("client", "client.py", "--port", str(server.port), "--name", "bad name")
@@ -81,6 +86,7 @@ def test_client_asks_again_after_a_bad_name(session):
     term.expect("welcome, alice")
 
 
+@pytest.mark.points(2, "a line over 8 KiB gets line-too-long and only that client goes")
 def test_too_long_line_disconnects_only_that_client(session):
     alice, bob = session.client("alice"), session.client("bob")
     flooder = joined_peer(session, "flooder")
@@ -92,6 +98,7 @@ def test_too_long_line_disconnects_only_that_client(session):
 
 
 @pytest.mark.needs("max_clients")
+@pytest.mark.points(2, "the client past --max-clients gets server-full")
 def test_client_past_max_clients_gets_server_full(session):
     session.start_server("--max-clients", "2")
     session.client("alice"), session.client("bob")
@@ -103,6 +110,7 @@ def test_client_past_max_clients_gets_server_full(session):
     dave.expect_error_exit("full")
 
 
+@pytest.mark.points(2, "leaving shows reason quit, a dropped connection lost")
 def test_leave_reasons_quit_and_lost(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     bob.quit()  # Ctrl+D: the client says bye
@@ -111,6 +119,7 @@ def test_leave_reasons_quit_and_lost(session):
     alice.sees(alice.left_because("carol", "lost"))
 
 
+@pytest.mark.points(1, "bye is acknowledged, then the connection closes")
 def test_bye_is_acknowledged_then_closed(session):
     alice = session.client("alice")
     peer = joined_peer(session, "raw")
@@ -120,12 +129,14 @@ def test_bye_is_acknowledged_then_closed(session):
     alice.sees(alice.left_because("raw", "quit"))
 
 
+@pytest.mark.points(1, "the client shows messages as [HH:MM] name: text")
 def test_client_shows_the_time_of_each_message(session):
     alice, bob = session.client("alice"), session.client("bob")
     alice.say("what time is it")
     bob.term.expect_regex(r"\[\d\d:\d\d\] alice: what time is it")
 
 
+@pytest.mark.points(1, "the server logs each message's sender, size and time")
 def test_server_logs_sender_size_and_time(session):
     alice, bob = session.client("alice"), session.client("bob")
     alice.say("twelve bytes")

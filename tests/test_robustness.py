@@ -59,6 +59,7 @@ def still_served(session, tag):
 
 # ---------------------------------------------------------------- bad input on the wire
 
+@pytest.mark.points(2, "a huge line is cut off with bounded memory and CPU")
 def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
     server = session.start_server()
     peer = session.raw_peer("flooder")
@@ -89,6 +90,7 @@ ODD_INPUTS = {
 
 
 @pytest.mark.parametrize("name", ODD_INPUTS)
+@pytest.mark.points(1, "odd bytes (bad UTF-8, NUL, empty lines) do no harm")
 def test_odd_bytes_do_no_harm(session, name):
     session.start_server()
     peer = session.raw_peer("odd")
@@ -108,6 +110,7 @@ def test_odd_bytes_do_no_harm(session, name):
     session.server.term.assert_not_seen("Traceback")
 
 
+@pytest.mark.points(1, "\\r\\n line endings are understood")
 def test_crlf_line_endings_are_understood(session):
     driver = session.stage.client_class
     peer = session.raw_peer("crlf")
@@ -124,6 +127,7 @@ def test_crlf_line_endings_are_understood(session):
     bob.never_saw("\\u000d", "a \\r is part of the line ending, not of the message")
 
 
+@pytest.mark.points(1, "a line sent one byte at a time with pauses arrives whole")
 def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
     driver = session.stage.client_class
     peer = session.raw_peer("slow")
@@ -146,6 +150,7 @@ def fuzz_lines(driver):
     return st.lists(st.one_of(good, st.binary(max_size=300)), max_size=12).map(b"".join)
 
 
+@pytest.mark.points(2, "random bytes and messages never break the server")
 def test_fuzzing_never_breaks_the_server(session):
     """Property: whatever bytes arrive, the server lives on and still serves a normal client."""
     server = session.start_server()
@@ -176,6 +181,7 @@ HOSTILE = {
 
 
 @pytest.mark.needs("chat")
+@pytest.mark.points(1, "names with escape sequences are refused")
 def test_hostile_names_are_refused(session):
     driver = session.stage.client_class
     peer = session.raw_peer("mallory")
@@ -188,6 +194,7 @@ def test_hostile_names_are_refused(session):
 
 @pytest.mark.needs("chat")
 @pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.points(1, "escape sequences in messages reach terminals as harmless text")
 def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
     driver = session.stage.client_class
     bob = session.client("bob")
@@ -215,6 +222,7 @@ sys.stdin.readline()  # wait here until killed
 
 
 @pytest.mark.needs("join_leave")
+@pytest.mark.points(1, "a client killed mid-message is reported gone; the room goes on")
 def test_client_killed_mid_message(session):
     server = session.start_server()
     alice, bob = session.client("alice"), session.client("bob")
@@ -230,6 +238,7 @@ def test_client_killed_mid_message(session):
 
 
 @pytest.mark.needs("drops_stuck")
+@pytest.mark.points(2, "a stuck client keeps the others' p99 latency under 100 ms")
 def test_stuck_client_costs_the_others_no_latency(session):
     """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms."""
     driver = session.stage.client_class
@@ -270,6 +279,7 @@ def test_stuck_client_costs_the_others_no_latency(session):
     assert p99 < 0.1, f"99th-percentile latency {p99 * 1000:.0f} ms with one stuck client (limit 100 ms)"
 
 
+@pytest.mark.points(1, "300 connects and disconnects leak no file descriptor")
 def test_connection_flood_leaks_nothing(session):
     server = session.start_server()
     session.pump()
@@ -290,6 +300,7 @@ def limit_open_files():
 
 
 @pytest.mark.needs("chat")
+@pytest.mark.points(1, "running out of file descriptors neither kills nor spins the server")
 def test_out_of_file_descriptors_neither_kills_nor_spins(session):
     server = session.start_server(*(("--max-clients", "500") if session.stage.has("max_clients") else ()),
                                   preexec_fn=limit_open_files)  # ulimit -n 64
@@ -340,6 +351,7 @@ def wait_for(readers, done, what, timeout=30):
 
 @pytest.mark.slow
 @pytest.mark.needs("chat")
+@pytest.mark.points(2, "50 x 200 messages: none lost, none reordered")
 def test_no_message_lost_or_reordered(session):
     """50 clients each send 200 numbered messages; everyone gets everyone else's, once, in order.
 

@@ -1,0 +1,87 @@
+"""Grading reports: points per check, a plain-text summary and Gradescope's results.json.
+
+conftest.py calls these. Each check's weight and one-line description come from its
+@pytest.mark.points(weight, "description") marker; the score is the sum of the
+weights of the checks that passed. Partial credit comes only from separate checks.
+"""
+
+import json
+from pathlib import Path
+
+# The fields of a Gradescope autograder result, as Gradescope documents them.
+GRADESCOPE_STATUSES = {"passed", "failed"}
+GRADESCOPE_VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def check_result(report, hide_expected):
+    """One check's entry for the reports, from a pytest report that carries user_properties."""
+    props = dict(report.user_properties)
+    passed = report.passed
+    if passed:
+        output = ""
+    elif hide_expected:
+        output = "This check failed. Run it yourself to see what it expected and what it got."
+    else:
+        output = report.longreprtext + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
+                                               if title.startswith("transcript"))
+    return {
+        "name": f"{props['stage']} · {props['description']}",
+        "number": report.nodeid.split("::", 1)[1],
+        "score": props["points"] if passed else 0,
+        "max_score": props["points"],
+        "status": "passed" if passed else "failed",
+        "output": output,
+        "visibility": "visible",
+    }
+
+
+def gradescope(results, seed_line=""):
+    return {
+        "score": sum(result["score"] for result in results),
+        "max_score": sum(result["max_score"] for result in results),
+        "output": seed_line,
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": results,
+    }
+
+
+def summary(results):
+    lines = []
+    for result in results:
+        mark = "PASS" if result["status"] == "passed" else "FAIL"
+        lines.append(f"{mark}  {result['score']:>2}/{result['max_score']:<2} {result['name']}")
+    score = sum(result["score"] for result in results)
+    total = sum(result["max_score"] for result in results)
+    lines.append(f"score: {score} / {total}")
+    return "\n".join(lines) + "\n"
+
+
+def write(folder, results, seed_line=""):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = sorted(results, key=lambda result: result["number"])
+    (folder / "results.json").write_text(json.dumps(gradescope(results, seed_line), indent=2) + "\n")
+    (folder / "summary.txt").write_text(summary(results))
+
+
+def validate_gradescope(data):
+    """The problems with a results.json against Gradescope's documented fields (an empty list: none)."""
+    problems = []
+    for key, kind in (("score", (int, float)), ("tests", list)):
+        if not isinstance(data.get(key), kind):
+            problems.append(f"top level: '{key}' must be {kind}")
+    for number, test in enumerate(data.get("tests", [])):
+        for key, kind in (("name", str), ("score", (int, float)), ("max_score", (int, float)),
+                          ("status", str), ("output", str), ("visibility", str)):
+            if not isinstance(test.get(key), kind):
+                problems.append(f"tests[{number}]: '{key}' must be {kind}")
+        if test.get("status") not in GRADESCOPE_STATUSES:
+            problems.append(f"tests[{number}]: status {test.get('status')!r} is not one of {GRADESCOPE_STATUSES}")
+        if test.get("visibility") not in GRADESCOPE_VISIBILITIES:
+            problems.append(f"tests[{number}]: visibility {test.get('visibility')!r} is not allowed")
+        if isinstance(test.get("score"), (int, float)) and test["score"] > test.get("max_score", 0):
+            problems.append(f"tests[{number}]: score above max_score")
+    if data.get("visibility", "visible") not in GRADESCOPE_VISIBILITIES:
+        problems.append("top level: visibility is not allowed")
+    return problems
