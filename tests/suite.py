@@ -13,15 +13,15 @@ def run_suite(*args, cwd=REPO):
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def copy_of_stage(stage_id, folder, old=None, new=None):
-    """Copy stages/NN/ to `folder`; with `old` and `new`, plant a bug in its server.py."""
+def copy_of_stage(stage_id, folder, old=None, new=None, program="server.py"):
+    """Copy stages/NN/ to `folder`; with `old` and `new`, plant a bug in its server.py (or `program`)."""
     shutil.copytree(BY_ID[stage_id].folder, folder)
     if old is not None:
-        server = folder / "server.py"
-        source = server.read_text()
+        target = folder / program
+        source = target.read_text()
         if old not in source:
-            raise ValueError(f"the code to replace is no longer in stages/{stage_id}/server.py: {old!r}")
-        server.write_text(source.replace(old, new))
+            raise ValueError(f"the code to replace is no longer in stages/{stage_id}/{program}: {old!r}")
+        target.write_text(source.replace(old, new, 1))
     return folder
 
 

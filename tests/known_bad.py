@@ -1,0 +1,109 @@
+"""Known-bad implementations: classic student bugs, planted in a temporary copy of a stage.
+
+Each entry names the stage, the file, the code it replaces, and the check that must catch
+it. tests/test_grading.py grades each one (python -m pytest --slow -m slow) and asserts
+that it loses points on that check; the instructors' guide reports the kill rate.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    stage: str
+    old: str
+    new: str
+    caught_by: str  # a -k expression naming the check that must fail
+    program: str = "server.py"
+
+
+BUGS = [
+    # The classics
+    Bug("one recv() taken as one message", "01",
+        '''        buffer += data
+        while b"\\n" in buffer:
+            line, buffer = buffer.split(b"\\n", 1)
+            echo_line(conn, who, line)''',
+        '''        echo_line(conn, who, data.rstrip(b"\\n"))''',
+        "line_sent_in_pieces"),
+    Bug("the message echoed back to its sender", "02",
+        "if other is not sender and other.name", "if other.name", "everyone_but_the_sender"),
+    Bug("duplicate names accepted", "05",
+        "            taken = name.lower() in names\n", "            taken = False\n", "taken_name_in_any_case"),
+    Bug("a DM delivered to everyone", "05",
+        '''        self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))''',
+        '''        self.broadcast(encode({"type": "dm", "from": sender.name, "text": text}), sender=sender)''',
+        "dm_reaches_the_recipient_only"),
+    Bug("a traceback on Ctrl+C", "02",
+        "    except KeyboardInterrupt:\n        pass  # Ctrl+C is how you stop a server: not an error\n", "",
+        "server_ctrl_c_stops_it"),
+    Bug("no leave notice", "02",
+        '''            self.broadcast(f"* {client.name} left", sender=client)''', "            pass",
+        "told_who_joins_and_leaves"),
+    Bug("a crash on invalid UTF-8", "02",
+        '''            line = client.inbox[:end].decode("utf-8", errors="replace")''',
+        '''            line = client.inbox[:end].decode("utf-8")''',
+        "odd_bytes_do_no_harm and invalid"),
+    Bug("a server that blocks on a slow client", "02",
+        "            sent = client.sock.send(client.outbox)  # may take only part of it: a partial send",
+        "            client.sock.setblocking(True)\n            client.sock.sendall(client.outbox)\n"
+        "            sent = len(client.outbox)",
+        "never_reads_is_dropped"),
+    Bug("the ready line printed before listen()", "02",
+        "    listener = open_listener(args.host, args.port)\n",
+        '''    print(f"listening on {args.host}:{args.port}", flush=True)\n    listener = open_listener(args.host, args.port)\n''',
+        "prints_its_real_port"),
+    # Of our own choosing
+    Bug("no SO_REUSEADDR", "02",
+        "    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n", "",
+        "restarts_on_the_same_port"),
+    Bug("an unbounded line buffer", "03",
+        "        if client in self.clients and len(client.inbox) > MAX_LINE:",
+        "        if False:", "too_long_line_disconnects"),
+    Bug("bad JSON closes the connection", "03",
+        "            self.send_error(client, error.code, str(error))  # answer, and keep the connection open\n"
+        "            return",
+        "            self.send_error(client, error.code, str(error))\n            self.disconnect(client, \"lost\")\n"
+        "            return",
+        "bad_message_gets_an_error and not-json"),
+    Bug("names not checked", "03",
+        "        elif not NAME.fullmatch(name):", "        elif not name:", "bad_names_are_refused and two"),
+    Bug("no timestamps", "03",
+        '''    message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")\n''', "",
+        "carry_their_fields_and_time"),
+    Bug("--max-clients ignored", "03",
+        "        elif sum(1 for other in self.clients if other.name) >= self.max_clients:",
+        "        elif False:", "past_max_clients"),
+    Bug("the client prints escape sequences raw", "03",
+        '''    return "".join(ch if ch.isprintable() else f"\\\\u{ord(ch):04x}" for ch in str(text))''',
+        "    return str(text)", "hostile_text and colour", program="client.py"),
+    Bug("no shutdown notice", "05",
+        "        notice = encode({\"type\": \"shutdown\"})", "        notice = b\"\"", "shutdown_with_three_clients"),
+    Bug("names compared with their case", "05",
+        "            names = [other.name.lower() for other in self.clients if other.name]\n"
+        "            taken = name.lower() in names",
+        "            names = [other.name for other in self.clients if other.name]\n            taken = name in names",
+        "taken_name_in_any_case and ALICE"),
+    Bug("a traceback on Ctrl+C in the client", "05",
+        "        except (EOFError, KeyboardInterrupt):\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",
+        "        except EOFError:\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",
+        "client_ctrl_c_leaves_cleanly", program="client.py"),
+    Bug("a threaded server that sends from the broadcaster's thread", "04",
+        "            client.outbox.put_nowait(data)\n        except queue.Full:",
+        "            client.sock.sendall(data)\n        except OSError:", "never_reads_is_dropped"),
+    Bug("a server that stops after its first client", "01",
+        "    while True:\n        conn, address = listener.accept()",
+        "    for _ in range(1):\n        conn, address = listener.accept()", "next_client_is_served"),
+    Bug("a client that ignores --port", "02",
+        "        with connect(args.host, args.port) as sock:", "        with connect(args.host, DEFAULT_PORT) as sock:",
+        "connection_refused_is_one_line_error", program="client.py"),
+]
+
+# Bugs the suite does not catch reliably, kept here so the kill rate stays honest:
+NOT_CAUGHT = [
+    ("send() instead of sendall()", "on loopback the kernel takes a whole chat line in one send(); only a "
+     "client that falls far behind would see the lost tail of a partial send"),
+    ("no lock around the client list", "a race: two threads must interleave inside the check-then-act, which "
+     "happens rarely and not on demand"),
+]

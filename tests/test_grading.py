@@ -1,0 +1,92 @@
+"""The suite grades fairly: known-bad implementations lose points where they should, reports are valid.
+
+The known-bad meta-test and the full-marks check are slow (a full grading run each);
+python -m pytest --slow -m slow runs them, and CI does.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+import report
+from known_bad import BUGS
+from stages import REPO
+from suite import ECHO_TO_SENDER, copy_of_stage, grade
+
+
+def graded(tmp_path, stage_id, bug=(None, None), program="server.py", *extra):
+    folder = copy_of_stage(stage_id, tmp_path / "submission", *bug, program=program)
+    result = grade(stage_id, folder, "--report", str(tmp_path / "report"), *extra)
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    return result, results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", BUGS, ids=[bug.name.replace(" ", "-") for bug in BUGS])
+def test_known_bad_implementation_loses_points_on_its_check(tmp_path, bug):
+    result, results = graded(tmp_path, bug.stage, (bug.old, bug.new), bug.program, "-k", bug.caught_by)
+    failed = [test["number"] for test in results["tests"] if test["status"] == "failed"]
+    assert failed, f"'{bug.name}' was not caught by '{bug.caught_by}':\n{result.stdout[-3000:]}"
+    assert results["score"] < results["max_score"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage_id", ["01", "05"])
+def test_the_kit_stage_gets_full_marks(tmp_path, stage_id):
+    result, results = graded(tmp_path, stage_id)
+    assert results["score"] == results["max_score"] > 0, result.stdout[-3000:]
+
+
+def test_results_json_has_gradescopes_fields_and_points(tmp_path):
+    _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
+                        "-k", "everyone_but_the_sender or port_in_use")
+    assert report.validate_gradescope(results) == []
+    by_status = {test["status"]: test for test in results["tests"]}
+    assert by_status["failed"]["score"] == 0 and by_status["failed"]["max_score"] == 3
+    assert "expected NOT to see" in by_status["failed"]["output"]
+    assert "transcript [alice]" in by_status["failed"]["output"]
+    assert results["score"] == by_status["passed"]["max_score"] == 1
+    assert results["max_score"] == 4
+    summary = (tmp_path / "report" / "summary.txt").read_text()
+    assert "FAIL   0/3  02 · a message reaches everyone but its sender" in summary
+    assert summary.endswith("score: 1 / 4\n")
+
+
+def test_hide_expected_says_what_failed_but_not_the_answer(tmp_path):
+    _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
+                        "-k", "everyone_but_the_sender", "--hide-expected")
+    [failed] = results["tests"]
+    assert failed["status"] == "failed" and "everyone but its sender" in failed["name"]
+    for answer in ("expected NOT to see", "alice: hi all", "transcript"):
+        assert answer not in failed["output"], f"--hide-expected still shows {answer!r}"
+
+
+def test_validator_rejects_what_gradescope_would(tmp_path):
+    bad = {"score": 1, "tests": [{"name": "x", "score": 2, "max_score": 1, "status": "ok",
+                                  "output": "", "visibility": "public"}]}
+    problems = report.validate_gradescope(bad)
+    assert any("status" in problem for problem in problems)
+    assert any("visibility" in problem for problem in problems)
+    assert any("above max_score" in problem for problem in problems)
+
+
+def test_grade_py_grades_a_class_in_one_command(tmp_path):
+    copy_of_stage("01", tmp_path / "class" / "ada")
+    copy_of_stage("01", tmp_path / "class" / "bob", "    while True:\n        conn, address = listener.accept()",
+                  "    for _ in range(1):\n        conn, address = listener.accept()")
+    out = tmp_path / "grading"
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "01", "--out", str(out),
+                          str(tmp_path / "class" / "ada"), str(tmp_path / "class" / "bob")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
+    assert rows["ada"]["score"] == rows["ada"]["max_score"] and rows["ada"]["failed"] == "-"
+    assert int(rows["bob"]["score"]) < int(rows["bob"]["max_score"])
+    assert "next client is served" in rows["bob"]["failed"]
+    for student in ("ada", "bob"):
+        for name in ("summary.txt", "results.json", "junit.xml"):
+            assert (out / student / name).is_file(), f"no {name} for {student}"
+    assert "ada" in run.stdout and "bob" in run.stdout
