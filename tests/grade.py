@@ -54,11 +54,12 @@ def grade_one(folder, args):
     results = json.loads((out / "results.json").read_text())
     failed = [test["name"].split(" · ", 1)[-1] for test in results["tests"] if test["status"] == "failed"]
     return {"student": folder.name, "score": results["score"], "max_score": results["max_score"],
-            "seconds": seconds, "failed": "; ".join(failed) or "-"}
+            "seconds": seconds, "failed": " | ".join(failed) or "-"}
 
 
 def main():
     args = parse_args()
+    args.out = args.out.resolve()  # pytest runs from the repo: a relative path must mean the caller's folder
     folders = [folder for folder in args.submissions if folder.is_dir()]
     missing = [str(folder) for folder in args.submissions if not folder.is_dir()]
     if missing:

@@ -11,6 +11,7 @@ records again and fails if a stage no longer does what its lesson shows.
 """
 
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -327,6 +328,27 @@ def failure_report():
     return Normaliser(port)(report)
 
 
+def grading_example():
+    """An instructor grading a class of three stage-02 submissions with tests/grade.py.
+
+    Returns (the table grade.py prints, bob's summary.txt), times replaced by fixed ones.
+    """
+    from known_bad import BUGS
+    bug = {bug.name: bug for bug in BUGS}["no leave notice"]
+    with tempfile.TemporaryDirectory() as work:
+        submissions = Path(work) / "submissions"
+        copy_of_stage("02", submissions / "ada")
+        copy_of_stage("02", submissions / "bob", *ECHO_TO_SENDER)
+        copy_of_stage("02", submissions / "cy", bug.old, bug.new)
+        run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "02",
+                              "--out", "grading", "--jobs", "2", "submissions/ada", "submissions/bob",
+                              "submissions/cy"], cwd=work, capture_output=True, text=True, timeout=600, check=True)
+        summary = (Path(work) / "grading" / "bob" / "summary.txt").read_text()
+    table = re.sub(r" +\d+s  ", "    9s  ", run.stdout)
+    table = re.sub(r"in \d+ s \([\d.]+ s each\); reports in \S+", "in 14 s (4.7 s each); reports in grading/", table)
+    return "$ python tests/grade.py --stage 02 submissions/ada submissions/bob submissions/cy\n" + table, summary
+
+
 def file_name(label):
     return label.replace(" ", "-") + ".txt"
 
@@ -334,7 +356,10 @@ def file_name(label):
 def main(stage_ids):
     if not stage_ids:
         (OUTPUT / "failure-report.txt").write_text(failure_report())
-        print("wrote docs/transcripts/failure-report.txt")
+        table, summary = grading_example()
+        (OUTPUT / "grading-table.txt").write_text(table)
+        (OUTPUT / "grading-summary.txt").write_text(summary)
+        print("wrote docs/transcripts/failure-report.txt, grading-table.txt, grading-summary.txt")
     for stage_id in stage_ids or SCENARIOS:
         if stage_id in WIRE_SCENARIOS:
             (OUTPUT / f"wire-{stage_id}.txt").write_text(record_wire(stage_id))

@@ -104,6 +104,15 @@ def test_recorded_failure_report_matches_what_the_suite_prints():
         "run python tests/record.py")
 
 
+@pytest.mark.slow
+def test_recorded_grading_example_matches_what_grade_py_prints():
+    table, summary = record.grading_example()
+    assert table == (REPO / "docs" / "transcripts" / "grading-table.txt").read_text(), \
+        "docs/transcripts/grading-table.txt is out of date: run python tests/record.py"
+    assert summary == (REPO / "docs" / "transcripts" / "grading-summary.txt").read_text(), \
+        "docs/transcripts/grading-summary.txt is out of date: run python tests/record.py"
+
+
 def test_site_builds_strictly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                             cwd=REPO, capture_output=True, text=True, timeout=120,
