@@ -181,9 +181,10 @@ def receive_forever(conn, said_bye, user_lists):
                 if message.get("type") == "bye":
                     said_bye.set()  # the main thread is waiting for this in leave()
                     return
-                show_all([message])
                 if message.get("type") == "users":
-                    user_lists.put(message.get("names") or [])  # C DM waits for it, once it is on screen
+                    user_lists.put(message)  # the main thread asked for it, and prints it itself
+                else:
+                    show_all([message])
     except (ServerClosed, OSError):
         if said_bye.is_set() or conn.leaving:
             return
@@ -216,14 +217,19 @@ def public_message(conn):
         conn.send({"type": "say", "text": text})
 
 
-def direct_message(conn, user_lists):
-    while not user_lists.empty():  # forget lists from earlier C LS commands
-        user_lists.get_nowait()
+def show_users(conn, user_lists):
+    """Ask for the user list, wait for the receiver thread to hand it over, print it. False if it never came."""
     conn.send({"type": "who"})
     try:
-        user_lists.get(timeout=5)  # the receiver thread prints the list; wait for it before asking
+        print(render(user_lists.get(timeout=5)))  # printed here, so our next prompt comes after it
+        return True
     except queue.Empty:
         print("! the server did not send the user list")
+        return False
+
+
+def direct_message(conn, user_lists):
+    if not show_users(conn, user_lists):
         return
     if (name := ask("C", "name")) is None:
         return
@@ -241,7 +247,7 @@ def chat(conn, user_lists):
         elif command == "C DM":
             direct_message(conn, user_lists)
         elif command == "C LS":
-            conn.send({"type": "who"})  # the receiver thread prints the answer
+            show_users(conn, user_lists)
         elif command == "C EX":
             return
         elif command == "C HELP":
