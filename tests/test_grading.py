@@ -73,6 +73,7 @@ def test_validator_rejects_what_gradescope_would(tmp_path):
     assert any("above max_score" in problem for problem in problems)
 
 
+@pytest.mark.slow
 def test_grade_py_grades_a_class_in_one_command(tmp_path):
     copy_of_stage("01", tmp_path / "class" / "ada")
     copy_of_stage("01", tmp_path / "class" / "bob", "    while True:\n        conn, address = listener.accept()",
