@@ -158,10 +158,28 @@ class Terminal:
         self.child.sendline(text)
 
     def ctrl_c(self, when_idle=True):
-        """Press Ctrl+C, by default once the program is waiting for something, as a person would."""
-        if when_idle:
+        """Press Ctrl+C, by default once the program is waiting for something, as a person would.
+
+        If the key lands in CPython's blind instant (see wait_until_idle), the program
+        goes on waiting exactly where it was, having printed nothing since the key. A
+        person would press again, and so do we, up to three times in all. A program
+        that ignores Ctrl+C still fails; one that is busy leaving (waiting somewhere
+        else, or having printed something) is never pressed twice.
+        """
+        if not when_idle:
+            self.child.sendintr()
+            return
+        for _ in range(3):
             self.wait_until_idle()
-        self.child.sendintr()
+            waiting_in = kernel_wait(self.child.pid)
+            printed_before = len(self.output())
+            self.child.sendintr()
+            self.wait_until_idle()
+            self.drain()
+            since_the_key = self.output()[printed_before:].replace("^C", "").strip("> ")
+            still_there = waiting_in not in ("", "0") and kernel_wait(self.child.pid) == waiting_in
+            if not self.child.isalive() or since_the_key or not still_there:
+                return
 
     def wait_until_idle(self, timeout=TIMEOUT):
         """Wait until every thread of the program sleeps in a system call (or the program has ended).
@@ -231,6 +249,14 @@ class Terminal:
             self.kill()
         except (OSError, pexpect.ExceptionPexpect):
             pass
+
+
+def kernel_wait(pid):
+    """Where in the kernel the program's main thread sleeps (Linux /proc/PID/wchan), or ""."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
 
 
 def thread_states(pid):

@@ -329,24 +329,24 @@ def failure_report():
 
 
 def grading_example():
-    """An instructor grading a class of three stage-02 submissions with tests/grade.py.
+    """An instructor grading a class of three stage-01 submissions with tests/grade.py.
 
     Returns (the table grade.py prints, bob's summary.txt), times replaced by fixed ones.
     """
     from known_bad import BUGS
-    bug = {bug.name: bug for bug in BUGS}["no leave notice"]
+    bugs = {bug.name: bug for bug in BUGS}
     with tempfile.TemporaryDirectory() as work:
         submissions = Path(work) / "submissions"
-        copy_of_stage("02", submissions / "ada")
-        copy_of_stage("02", submissions / "bob", *ECHO_TO_SENDER)
-        copy_of_stage("02", submissions / "cy", bug.old, bug.new)
-        run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "02",
-                              "--out", "grading", "--jobs", "2", "submissions/ada", "submissions/bob",
+        copy_of_stage("01", submissions / "ada")
+        for student, bug in (("bob", "one recv() taken as one message"), ("cy", "a server that stops after its first client")):
+            copy_of_stage("01", submissions / student, bugs[bug].old, bugs[bug].new)
+        run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "01",
+                              "--out", "grading", "--jobs", "1", "submissions/ada", "submissions/bob",
                               "submissions/cy"], cwd=work, capture_output=True, text=True, timeout=600, check=True)
         summary = (Path(work) / "grading" / "bob" / "summary.txt").read_text()
-    table = re.sub(r" +\d+s  ", "    9s  ", run.stdout)
-    table = re.sub(r"in \d+ s \([\d.]+ s each\); reports in \S+", "in 14 s (4.7 s each); reports in grading/", table)
-    return "$ python tests/grade.py --stage 02 submissions/ada submissions/bob submissions/cy\n" + table, summary
+    table = re.sub(r" +\d+s  ", "    6s  ", run.stdout)
+    table = re.sub(r"in \d+ s \([\d.]+ s each\); reports in \S+", "in 18 s (6.0 s each); reports in grading/", table)
+    return "$ python tests/grade.py --stage 01 submissions/ada submissions/bob submissions/cy\n" + table, summary
 
 
 def file_name(label):

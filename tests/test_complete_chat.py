@@ -183,8 +183,7 @@ def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
         if client.term.child.isalive() and "\n" not in since_the_key:
             # ...not even ending the line, as it does once it handles the key (at most the
             # prompt came after it): that Ctrl+C landed as input() was starting, where CPython
-            # cannot act on it until the next key (see Terminal.wait_until_idle). A person
-            # would press it again.
+            # cannot act on it until the next key (see Terminal.ctrl_c). Press again.
             client.term.ctrl_c()
         client.term.expect_exit(0)
 
