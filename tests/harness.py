@@ -177,7 +177,8 @@ class Terminal:
             self.wait_until_idle()
             self.drain()
             since_the_key = self.output()[printed_before:].replace("^C", "").strip("> ")
-            still_there = waiting_in not in ("", "0") and kernel_wait(self.child.pid) == waiting_in
+            # "wait_woken": blocked reading the terminal (or a socket), where the race strikes.
+            still_there = waiting_in == "wait_woken" and kernel_wait(self.child.pid) == waiting_in
             if not self.child.isalive() or since_the_key or not still_there:
                 return
 
