@@ -445,6 +445,20 @@ class Session:
         server = self.server or self.start_server()
         return (stage or self.stage).client_class.start(self, server, name, *args, stage=stage, **kwargs)
 
+    def room_with_a_stuck_client(self):
+        """A server, a "stuck" client that joins and never reads a byte (4 KiB receive buffer),
+        and two joined raw peers, "talker" and "listener". Returns (talker, listener)."""
+        driver = self.stage.client_class
+        server = self.start_server()
+        stuck = self.raw_peer("stuck", receive_buffer=4096)
+        stuck.send(driver.wire_hello("stuck"))
+        server.logs("stuck joined")
+        talker, listener = self.raw_peer("talker"), self.raw_peer("listener")
+        for peer in (talker, listener):
+            peer.send(driver.wire_hello(peer.label))
+            peer.expect_line(driver.wire_welcome(peer.label))
+        return talker, listener
+
     def raw_peer(self, label="raw", receive_buffer=None):
         server = self.server or self.start_server()
         peer = RawPeer(self, label, server.host, server.port, receive_buffer)

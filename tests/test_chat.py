@@ -78,14 +78,7 @@ def test_lines_split_across_writes_are_framed(session):
 @pytest.mark.points(2, "a client that never reads is dropped; the others get every message")
 def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     driver = session.stage.client_class
-    session.start_server()
-    stuck = session.raw_peer("stuck", receive_buffer=4096)  # joins, then never reads a byte
-    stuck.send(driver.wire_hello("stuck"))
-    session.server.logs("stuck joined")
-    talker, listener = session.raw_peer("talker"), session.raw_peer("listener")
-    for peer in (talker, listener):
-        peer.send(driver.wire_hello(peer.label))
-        peer.expect_line(driver.wire_welcome(peer.label))
+    talker, listener = session.room_with_a_stuck_client()
     padding = "x" * 500
     sent = 0
     # Talk until the server gives up on the stuck client: every stage bounds what it keeps for one

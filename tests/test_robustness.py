@@ -242,14 +242,7 @@ def test_client_killed_mid_message(session):
 def test_stuck_client_costs_the_others_no_latency(session):
     """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms."""
     driver = session.stage.client_class
-    server = session.start_server()
-    stuck = session.raw_peer("stuck", receive_buffer=4096)
-    stuck.send(driver.wire_hello("stuck"))
-    server.logs("stuck joined")
-    talker, listener = session.raw_peer("talker"), session.raw_peer("listener")
-    for peer in (talker, listener):
-        peer.send(driver.wire_hello(peer.label))
-        peer.expect_line(driver.wire_welcome(peer.label))
+    talker, listener = session.room_with_a_stuck_client()
 
     count, padding, sent_at, latencies = 2000, "x" * 1000, {}, []
 
