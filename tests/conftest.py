@@ -5,6 +5,7 @@
     python -m pytest tests --stage 02 --impl DIR  stage 02's checks, against DIR/server.py and DIR/client.py
     python -m pytest --slow -m slow               the heavy load checks, left out of the default run
     ... --report DIR [--hide-expected]            also write DIR/summary.txt and DIR/results.json (Gradescope)
+    ... --seed N                                  replay a run's random names and texts (its header prints N)
 """
 
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import report as report_module
 from harness import Session
 from stages import BY_ID, STAGES, Stage
+from words import Words, new_seed
 
 STAGE_PARAM = "stage"
 
@@ -28,6 +30,8 @@ def pytest_addoption(parser):
                     help="write a points summary (summary.txt) and Gradescope's results.json to DIR")
     group.addoption("--hide-expected", action="store_true",
                     help="in --report, say which checks failed but not what they expected")
+    group.addoption("--seed", type=int, default=None, metavar="N",
+                    help="draw names and message texts from seed N (default: a new seed, printed in the header)")
     group.addoption("--slow", action="store_true",
                     help="also run the heavy load checks marked slow (CI runs them as a second step)")
 
@@ -63,10 +67,25 @@ def pytest_configure(config):
     for stage in STAGES:
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
     config.chat_stages = selected_stages(config)
+    config.chat_seed = run_seed(config)
+
+
+def run_seed(config):
+    """--seed, else a new one. xdist workers get the controller's (pytest_configure_node), so one run has one seed."""
+    if hasattr(config, "workerinput"):
+        return config.workerinput["chat_seed"]
+    seed = config.getoption("--seed")
+    return new_seed() if seed is None else seed
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    node.workerinput["chat_seed"] = node.config.chat_seed
 
 
 def pytest_report_header(config):
-    return [f"stage {stage.id} ({stage.title}): {stage.folder}" for stage in config.chat_stages]
+    return [f"chat seed: {config.chat_seed} (names and texts are drawn from it; --seed {config.chat_seed} replays them)",
+            *(f"stage {stage.id} ({stage.title}): {stage.folder}" for stage in config.chat_stages)]
 
 
 def pytest_generate_tests(metafunc):
@@ -125,7 +144,7 @@ def has_stage(item):
 @pytest.fixture
 def session(stage, tmp_path, request):
     """One test's processes. Every one of them is killed at the end, even after a failure."""
-    chat = Session(stage, tmp_path)
+    chat = Session(stage, tmp_path, Words(request.config.chat_seed, f"{request.node.module.__name__}::{request.node.name}"))
     request.node.chat_session = chat
     yield chat
     chat.close()
@@ -139,6 +158,8 @@ def pytest_runtest_makereport(item, call):
     if chat is not None and result.failed and call.when == "call":
         for label, text in chat.transcripts():
             result.sections.append((f"transcript [{label}]", text or "(no output)"))
+        seed = item.config.chat_seed
+        result.sections.append(("replay", f"names and texts came from seed {seed}: add --seed {seed} to replay them"))
     points = item.get_closest_marker("points")
     if points and has_stage(item):  # travels with the report, through xdist and into JUnit XML
         result.user_properties += [("points", points.args[0]), ("description", points.args[1]),
@@ -160,4 +181,6 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session):
     folder = session.config.getoption("--report")
     if folder and not hasattr(session.config, "workerinput"):  # the xdist controller, or a plain run
-        report_module.write(folder, session.config.chat_results)
+        seed = session.config.chat_seed
+        report_module.write(folder, session.config.chat_results,
+                            f"names and texts came from seed {seed}; python -m pytest ... --seed {seed} replays them")

@@ -2,12 +2,16 @@
 
     python tests/grade.py --stage 05 submissions/*
     python tests/grade.py --stage 05 submissions/* --out grading --jobs 2 --hide-expected
+    python tests/grade.py --stage 05 submissions/bob --seed 123456     (replay one student's run)
 
 Each submission folder holds the student's server.py and client.py; they are only
 ever run as programs, never imported. For each student the grader writes
 OUT/NAME/summary.txt, OUT/NAME/results.json (Gradescope's format) and
 OUT/NAME/junit.xml, then prints one row per student: score, maximum, time, and the
 checks that failed. OUT/grades.csv has the same rows for a spreadsheet.
+
+Names and message texts are drawn from one seed for the whole class, so every
+student gets the same checks; the seed is printed and written in each summary.
 """
 
 import argparse
@@ -19,6 +23,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from words import new_seed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +38,8 @@ def parse_args():
     parser.add_argument("--hide-expected", action="store_true",
                         help="reports say which checks failed, not what they expected")
     parser.add_argument("--timeout", type=int, default=600, help="seconds for one whole submission")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the seed names and texts are drawn from (default: a new one, printed)")
     return parser.parse_args()
 
 
@@ -40,7 +48,8 @@ def grade_one(folder, args):
     out = args.out / folder.name
     command = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-o", "addopts=", "-p", "no:cacheprovider",
                "-q", f"--stage={args.stage}", f"--impl={folder.resolve()}", f"--report={out}",
-               f"--junitxml={out / 'junit.xml'}"] + (["--hide-expected"] if args.hide_expected else [])
+               f"--junitxml={out / 'junit.xml'}", f"--seed={args.seed}"]
+    command += ["--hide-expected"] if args.hide_expected else []
     started = time.monotonic()
     try:
         run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
@@ -65,7 +74,9 @@ def main():
     if missing:
         sys.exit(f"error: not a folder: {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"grading {len(folders)} submissions against stage {args.stage}, {args.jobs} at a time", flush=True)
+    args.seed = new_seed() if args.seed is None else args.seed
+    print(f"grading {len(folders)} submissions against stage {args.stage}, {args.jobs} at a time, "
+          f"seed {args.seed}", flush=True)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda folder: grade_one(folder, args), folders))

@@ -67,6 +67,19 @@ def failure(what, received, terminals):
 
 # ---------------------------------------------------------------- one terminal
 
+def as_in_a_terminal(then=None):
+    """In the child, before exec: Ctrl+C and Ctrl+Z do what they do in a terminal.
+
+    A shell starts background jobs (`grade.py ... &`, nohup) with SIGINT ignored, and
+    children inherit that: Python would then never raise KeyboardInterrupt, and every
+    Ctrl+C check would fail however the program is written.
+    """
+    for number in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
+        signal.signal(number, signal.SIG_DFL)
+    if then is not None:
+        then()
+
+
 class Terminal:
     """One program running in its own pty, with everything it printed kept."""
 
@@ -78,7 +91,7 @@ class Terminal:
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=session.workdir, encoding="utf-8", codec_errors="replace",
             env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", **(env or {})},
-            timeout=TIMEOUT, dimensions=(24, 200), preexec_fn=preexec_fn)
+            timeout=TIMEOUT, dimensions=(24, 200), preexec_fn=lambda: as_in_a_terminal(preexec_fn))
         # pexpect sleeps 50 ms before every send and ptyprocess 100 ms in every close: pure waste here.
         self.child.delaybeforesend = None
         self.child.ptyproc.delayafterclose = 0.01
@@ -277,6 +290,11 @@ def describe(wanted):
     return repr(wanted) if callable(wanted) else f"a line containing: {wanted!r}"
 
 
+def json_message(**fields):
+    """One JSON Lines message, as bytes on the wire."""
+    return json.dumps(fields).encode() + b"\n"
+
+
 class JsonLine:
     """Matches a received line that is a JSON object with these fields (in any order, more allowed)."""
 
@@ -297,9 +315,9 @@ class JsonLine:
 class RawPeer:
     """A test peer speaking bytes on a plain socket: for what no well-behaved client would send."""
 
-    def __init__(self, session, label, host, port, receive_buffer=None):
+    def __init__(self, session, name, host, port, receive_buffer=None):
         self.session = session
-        self.label = label
+        self.name = self.label = name  # the name it joins as, if it joins; its transcript's label
         self.sock = socket.socket()
         if receive_buffer:  # must be set before connect(): it decides the TCP window we announce
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -310,6 +328,12 @@ class RawPeer:
         self.lines = collections.deque()  # complete lines received and not yet looked at
         self.partial = b""  # the start of a line whose end has not arrived yet
         self.transcript = io.StringIO()
+
+    def join(self):
+        """Say hello with our name and wait for the welcome, in the stage's wire protocol."""
+        driver = self.session.stage.client_class
+        self.send(driver.wire_hello(self.name))
+        self.expect_line(driver.wire_welcome(self.name))
 
     def output(self):
         return self.transcript.getvalue()
@@ -403,12 +427,21 @@ class Server:
 class Session:
     """Everything one test started, so it can all be reported on and killed."""
 
-    def __init__(self, stage, workdir):
+    def __init__(self, stage, workdir, words):
         self.stage = stage
         self.workdir = str(workdir)
+        self.words = words
         self.terminals = []
         self.peers = []
         self.server = None
+
+    def name(self, role):
+        """The random user name (tests/words.py) this check gives `role`, e.g. "alice" -> "Noor41"."""
+        return self.words.name(role)
+
+    def text(self, words=3):
+        """A new random message text: a submission cannot know in advance what the check will type."""
+        return self.words.text(words)
 
     def failure(self, what, received):
         self.pump()  # the hints look at everything printed so far, not only at what a test waited for
@@ -437,13 +470,15 @@ class Session:
         return server
     # --8<-- [end:start_server]
 
-    def client(self, name=None, *args, stage=None, **kwargs):
+    def client(self, role="client", *args, stage=None, **kwargs):
         """Start a client with its stage's driver and wait until it is in (for chat stages: welcomed).
 
-        `stage` runs another stage's client against this test's server.
+        The client joins as this check's random name for `role`, and its terminal is labelled
+        with that name. `stage` runs another stage's client against this test's server.
         """
         server = self.server or self.start_server()
-        return (stage or self.stage).client_class.start(self, server, name, *args, stage=stage, **kwargs)
+        driver = (stage or self.stage).client_class
+        return driver.start(self, server, self.name(role), *args, stage=stage, **kwargs)
 
     def room_with_a_stuck_client(self):
         """A server, a "stuck" client that joins and never reads a byte (4 KiB receive buffer),
@@ -451,18 +486,24 @@ class Session:
         driver = self.stage.client_class
         server = self.start_server()
         stuck = self.raw_peer("stuck", receive_buffer=4096)
-        stuck.send(driver.wire_hello("stuck"))
-        server.logs("stuck joined")
+        stuck.send(driver.wire_hello(stuck.name))
+        server.logs(f"{stuck.name} joined")
         talker, listener = self.raw_peer("talker"), self.raw_peer("listener")
         for peer in (talker, listener):
-            peer.send(driver.wire_hello(peer.label))
-            peer.expect_line(driver.wire_welcome(peer.label))
+            peer.join()
         return talker, listener
 
-    def raw_peer(self, label="raw", receive_buffer=None):
+    def raw_peer(self, role="raw", receive_buffer=None):
+        """A plain socket to the server, labelled with this check's random name for `role` (not yet joined)."""
         server = self.server or self.start_server()
-        peer = RawPeer(self, label, server.host, server.port, receive_buffer)
+        peer = RawPeer(self, self.name(role), server.host, server.port, receive_buffer)
         self.peers.append(peer)
+        return peer
+
+    def joined_peer(self, role):
+        """A raw peer that has said hello with its name and been welcomed."""
+        peer = self.raw_peer(role)
+        peer.join()
         return peer
 
     def pump(self):

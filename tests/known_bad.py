@@ -84,7 +84,7 @@ BUGS = [
         "            names = [other.name.lower() for other in self.clients if other.name]\n"
         "            taken = name.lower() in names",
         "            names = [other.name for other in self.clients if other.name]\n            taken = name in names",
-        "taken_name_in_any_case and ALICE"),
+        "taken_name_in_any_case and upper"),
     Bug("a traceback on Ctrl+C in the client", "05",
         "        except (EOFError, KeyboardInterrupt):\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",
         "        except EOFError:\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",

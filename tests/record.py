@@ -19,8 +19,10 @@ from pathlib import Path
 from harness import JsonLine, Session
 from stages import BY_ID, REPO
 from suite import ECHO_TO_SENDER, copy_of_stage, grade
+from words import RoleNames
 
 OUTPUT = REPO / "docs" / "transcripts"
+SEED = 2026  # the recorded failure report and grading run replay these names and texts
 
 
 # ---------------------------------------------------------------- making a recording readable
@@ -59,7 +61,7 @@ class Recording:
 
     def __init__(self, stage, workdir):
         self.stage = stage
-        self.session = Session(stage, workdir)
+        self.session = Session(stage, workdir, RoleNames())
         self.commands = {}
 
     def server(self):
@@ -294,7 +296,7 @@ WIRE_SCENARIOS = {"01": wire_01, "02": wire_02, "03": wire_03, "05": wire_05}
 
 def record_wire(stage_id):
     with tempfile.TemporaryDirectory() as workdir:
-        session = Session(BY_ID[stage_id], workdir)
+        session = Session(BY_ID[stage_id], workdir, RoleNames())
         try:
             session.start_server()
             wire = Wire(session)
@@ -319,7 +321,7 @@ def failure_report():
     """What a student sees when a check fails: stage 02 graded with the sender getting its own message."""
     with tempfile.TemporaryDirectory() as work:
         folder = copy_of_stage("02", Path(work) / "submission", *ECHO_TO_SENDER)
-        output = grade("02", folder, "-k", "everyone_but_the_sender").stdout
+        output = grade("02", folder, "-k", "everyone_but_the_sender", "--seed", str(SEED)).stdout
         output = output.replace(str(folder), "submissions/alice")
     report = output[output.index("_" * 10):output.index("= short test summary")].rstrip("= \n") + "\n"
     report = re.sub(r"\S*?(tests/\w+\.py)", r"\1", report)  # pytest shows the repo's path, or a relative one
@@ -341,12 +343,13 @@ def grading_example():
         for student, bug in (("bob", "one recv() taken as one message"), ("cy", "a server that stops after its first client")):
             copy_of_stage("01", submissions / student, bugs[bug].old, bugs[bug].new)
         run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "01",
-                              "--out", "grading", "--jobs", "1", "submissions/ada", "submissions/bob",
+                              "--out", "grading", "--jobs", "1", "--seed", str(SEED), "submissions/ada", "submissions/bob",
                               "submissions/cy"], cwd=work, capture_output=True, text=True, timeout=600, check=True)
         summary = (Path(work) / "grading" / "bob" / "summary.txt").read_text()
     table = re.sub(r" +\d+s  ", "    6s  ", run.stdout)
     table = re.sub(r"in \d+ s \([\d.]+ s each\); reports in \S+", "in 18 s (6.0 s each); reports in grading/", table)
-    return "$ python tests/grade.py --stage 01 submissions/ada submissions/bob submissions/cy\n" + table, summary
+    return (f"$ python tests/grade.py --stage 01 --seed {SEED} submissions/ada submissions/bob submissions/cy\n"
+            + table, summary)
 
 
 def file_name(label):

@@ -23,7 +23,7 @@ def check_result(report, hide_expected):
         output = "This check failed. Run it yourself to see what it expected and what it got."
     else:
         output = report.longreprtext + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
-                                               if title.startswith("transcript"))
+                                               if title.startswith("transcript") or title == "replay")
     return {
         "name": f"{props['stage']} · {props['description']}",
         "number": report.nodeid.split("::", 1)[1],
@@ -46,8 +46,8 @@ def gradescope(results, seed_line=""):
     }
 
 
-def summary(results):
-    lines = []
+def summary(results, seed_line=""):
+    lines = [seed_line] if seed_line else []
     for result in results:
         mark = "PASS" if result["status"] == "passed" else "FAIL"
         lines.append(f"{mark}  {result['score']:>2}/{result['max_score']:<2} {result['name']}")
@@ -62,7 +62,7 @@ def write(folder, results, seed_line=""):
     folder.mkdir(parents=True, exist_ok=True)
     results = sorted(results, key=lambda result: result["number"])
     (folder / "results.json").write_text(json.dumps(gradescope(results, seed_line), indent=2) + "\n")
-    (folder / "summary.txt").write_text(summary(results))
+    (folder / "summary.txt").write_text(summary(results, seed_line))
 
 
 def validate_gradescope(data):

@@ -26,8 +26,6 @@ same `wire` must work together (tests/test_compat.py).
 """
 
 import json
-
-import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,16 +39,13 @@ REPO = Path(__file__).resolve().parent.parent
 class EchoClient:
     """Stage 01's UI: type a line at the "> " prompt, read "echo: <line>"."""
 
-    numbers = itertools.count(1)
-
     def __init__(self, session, term, name):
         self.session = session
         self.term = term
         self.name = name
 
     @classmethod
-    def start(cls, session, server, name=None, *args, stage=None, **kwargs):
-        name = name or f"client{next(cls.numbers)}"
+    def start(cls, session, server, name, *args, stage=None, **kwargs):
         term = session.spawn(name, "client.py", "--host", server.host, "--port", str(server.port),
                              *cls.name_args(name), *args, stage=stage, **kwargs)
         client = cls(session, term, name)
@@ -80,8 +75,9 @@ class EchoClient:
         handler only between bytecodes, so a Ctrl+C that lands while the server is
         busy just before a blocking recv() waits there until the next network event.
         """
-        self.say("sync")
-        self.sees(self.echo("sync"))
+        text = self.session.text()
+        self.say(text)
+        self.sees(self.echo(text))
 
     def notices_server_gone(self):
         # A blocking client only finds out when it next talks to the server.

@@ -7,10 +7,10 @@ import sys
 from stages import BY_ID, REPO
 
 
-def run_suite(*args, cwd=REPO):
+def run_suite(*args, cwd=REPO, preexec_fn=None):
     """Run pytest in a subprocess. -o addopts= : one process, no xdist workers, for a run this small."""
     return subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+                          cwd=cwd, capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn)
 
 
 def copy_of_stage(stage_id, folder, old=None, new=None, program="server.py"):
@@ -25,10 +25,11 @@ def copy_of_stage(stage_id, folder, old=None, new=None, program="server.py"):
     return folder
 
 
-def grade(stage_id, folder, *extra):
+def grade(stage_id, folder, *extra, preexec_fn=None):
     """Check `folder` against stage `stage_id`'s spec, as an instructor would (docs/instructors.md),
     from the folder above the submission rather than from the repo."""
-    return run_suite(str(REPO / "tests"), "--stage", stage_id, "--impl", folder.name, *extra, cwd=folder.parent)
+    return run_suite(str(REPO / "tests"), "--stage", stage_id, "--impl", folder.name, *extra, cwd=folder.parent,
+                     preexec_fn=preexec_fn)
 
 
 # The classic bug: the sender gets its own message back.

@@ -13,14 +13,15 @@ pytestmark = pytest.mark.needs("chat")
 @pytest.mark.points(3, "a message reaches everyone but its sender")
 def test_message_goes_to_everyone_but_the_sender(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
-    alice.say("hi all")
-    bob.sees(bob.said("alice", "hi all"))
-    carol.sees(carol.said("alice", "hi all"))
+    hi_all, answer = session.text(), session.text()  # random, so no program can know them in advance
+    alice.say(hi_all)
+    bob.sees(bob.said(alice.name, hi_all))
+    carol.sees(carol.said(alice.name, hi_all))
     # Sync point: bob answers only after he has alice's line, so anything the server sent
     # alice about her own line reached her before bob's answer does.
-    bob.say("hello alice")
-    alice.sees(alice.said("bob", "hello alice"))
-    alice.never_saw(alice.said("alice", "hi all"), "a sender does not get its own message back")
+    bob.say(answer)
+    alice.sees(alice.said(bob.name, answer))
+    alice.never_saw(alice.said(alice.name, hi_all), "a sender does not get its own message back")
 # --8<-- [end:broadcast]
 
 
@@ -29,23 +30,24 @@ def test_message_goes_to_everyone_but_the_sender(session):
 def test_others_are_told_who_joins_and_leaves(session):
     alice = session.client("alice")
     bob = session.client("bob")
-    alice.sees(alice.joined("bob"))
+    alice.sees(alice.joined(bob.name))
     bob.quit()
-    alice.sees(alice.left("bob"))
+    alice.sees(alice.left(bob.name))
 
 
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(1, "the server logs joins, messages and departures")
 def test_server_logs_one_line_per_event(session):
     alice = session.client("alice")
-    session.server.logs("alice joined")
+    session.server.logs(f"{alice.name} joined")
     bob = session.client("bob")
-    session.server.logs("bob joined")
-    bob.say("logged?")
-    alice.sees(alice.said("bob", "logged?"))
-    session.server.logs("logged?")
+    session.server.logs(f"{bob.name} joined")
+    text = session.text()
+    bob.say(text)
+    alice.sees(alice.said(bob.name, text))
+    session.server.logs(text)
     bob.quit()
-    session.server.logs("bob left")
+    session.server.logs(f"{bob.name} left")
 
 
 @pytest.mark.needs("join_leave")
@@ -53,25 +55,27 @@ def test_server_logs_one_line_per_event(session):
 def test_killed_client_is_reported_left_and_the_room_goes_on(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     carol.term.kill()  # SIGKILL: no goodbye, the kernel just closes its socket
-    alice.sees(alice.left("carol"))
-    bob.sees(bob.left("carol"))
-    alice.say("still here?")
-    bob.sees(bob.said("alice", "still here?"))
+    alice.sees(alice.left(carol.name))
+    bob.sees(bob.left(carol.name))
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
 
 
 @pytest.mark.points(2, "lines split across writes, or sharing one, are framed right")
 def test_lines_split_across_writes_are_framed(session):
     alice = session.client("alice")
     peer = session.raw_peer("raw")
-    peer.send_slowly(alice.wire_hello("raw"))
-    peer.expect_line(alice.wire_welcome("raw"))
-    peer.send_slowly(alice.wire_say("one byte at a time"))
-    alice.sees(alice.said("raw", "one byte at a time"))
-    peer.send(alice.wire_say("first") + alice.wire_say("second"))  # two lines, one write
-    alice.sees(alice.said("raw", "first"))
-    alice.sees(alice.said("raw", "second"))
-    alice.say("back to you")
-    peer.expect_line(alice.wire_said("alice", "back to you"))
+    peer.send_slowly(alice.wire_hello(peer.name))
+    peer.expect_line(alice.wire_welcome(peer.name))
+    slow, first, second, back = (session.text() for _ in range(4))
+    peer.send_slowly(alice.wire_say(slow))  # one byte at a time
+    alice.sees(alice.said(peer.name, slow))
+    peer.send(alice.wire_say(first) + alice.wire_say(second))  # two lines, one write
+    alice.sees(alice.said(peer.name, first))
+    alice.sees(alice.said(peer.name, second))
+    alice.say(back)
+    peer.expect_line(alice.wire_said(alice.name, back))
 
 
 @pytest.mark.needs("drops_stuck")
@@ -79,20 +83,20 @@ def test_lines_split_across_writes_are_framed(session):
 def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     driver = session.stage.client_class
     talker, listener = session.room_with_a_stuck_client()
-    padding = "x" * 500
-    sent = 0
+    stuck, padding, sent = session.name("stuck"), "x" * 500, 0
     # Talk until the server gives up on the stuck client: every stage bounds what it keeps for one
     # client (a buffer or a queue), and the kernel's own buffers come on top. Bounded: at most 10 MB.
-    while not listener.has_seen(driver.wire_left("stuck")) and sent < 20_000:
+    while not listener.has_seen(driver.wire_left(stuck)) and sent < 20_000:
         for number in range(sent, sent + 500):
             talker.send(driver.wire_say(f"{number} {padding}"))
         for number in range(sent, sent + 500):  # every message, in order, none lost
-            listener.expect_line(driver.wire_said("talker", f"{number} {padding}"))
+            listener.expect_line(driver.wire_said(talker.name, f"{number} {padding}"))
         sent += 500
-    if not listener.has_seen(driver.wire_left("stuck")):
-        listener.expect_line(driver.wire_left("stuck"))
-    talker.send(driver.wire_say("after the drop"))
-    listener.expect_line(driver.wire_said("talker", "after the drop"))
+    if not listener.has_seen(driver.wire_left(stuck)):
+        listener.expect_line(driver.wire_left(stuck))
+    text = session.text()
+    talker.send(driver.wire_say(text))
+    listener.expect_line(driver.wire_said(talker.name, text))
 
 
 def raise_descriptor_limit():
@@ -128,14 +132,15 @@ def crowd(session, count):
     session.start_server(*room_size, preexec_fn=raise_descriptor_limit)
     alice = session.client("alice")
     baseline = len(os.listdir(f"/proc/{session.server.term.pid}/fd"))
-    peers = [session.raw_peer(f"raw{number}") for number in range(count)]
-    for number, peer in enumerate(peers):  # all connected at once; now they all join the room
-        peer.send(alice.wire_hello(f"user{number}"))
-    for number, peer in enumerate(peers):
-        peer.expect_line(alice.wire_welcome(f"user{number}"))
-    alice.say("hello, crowd")
+    peers = [session.raw_peer(f"user{number}") for number in range(count)]
+    for peer in peers:  # all connected at once; now they all join the room
+        peer.send(alice.wire_hello(peer.name))
     for peer in peers:
-        peer.expect_line(alice.wire_said("alice", "hello, crowd"))
+        peer.expect_line(alice.wire_welcome(peer.name))
+    hello = session.text()
+    alice.say(hello)
+    for peer in peers:
+        peer.expect_line(alice.wire_said(alice.name, hello))
     for peer in peers:  # and all leave
         peer.close()
     session.peers.clear()
@@ -145,5 +150,5 @@ def crowd(session, count):
                 and time.monotonic() < deadline:
             time.sleep(0.01)  # polling the condition: the server is still closing connections
     assert left_open <= 0, f"{left_open} connections still open on the server after every client left"
-    alice.say("just us now")  # and the room still works
+    alice.say(session.text())  # and the room still works
     alice.term.assert_not_seen("Traceback")

@@ -7,21 +7,21 @@ run the stage's server with the partner stage's client, and the other way round.
 import pytest
 
 
-def chat_both_ways(ours, theirs):
-    ours.say("hello from ours")
-    theirs.sees(theirs.said(ours.name, "hello from ours"))
-    theirs.say("hello from theirs")
-    ours.sees(ours.said(theirs.name, "hello from theirs"))
+def chat_both_ways(session, ours, theirs):
+    for speaker, listener in ((ours, theirs), (theirs, ours)):
+        text = session.text()
+        speaker.say(text)
+        listener.sees(listener.said(speaker.name, text))
 
 
 @pytest.mark.points(2, "the server works with the partner stage's client")
 def test_our_server_with_the_partners_client(session, partner):
     ours = session.client("alice")
     theirs = session.client("bob", stage=partner)
-    ours.sees(ours.joined("bob"))
-    chat_both_ways(ours, theirs)
+    ours.sees(ours.joined(theirs.name))
+    chat_both_ways(session, ours, theirs)
     theirs.quit()
-    ours.sees(ours.left("bob"))
+    ours.sees(ours.left(theirs.name))
 
 
 @pytest.mark.points(2, "the client works with the partner stage's server")
@@ -29,6 +29,6 @@ def test_our_client_with_the_partners_server(session, partner):
     session.start_server(stage=partner)
     ours = session.client("alice")
     theirs = session.client("bob", stage=partner)
-    chat_both_ways(ours, theirs)
+    chat_both_ways(session, ours, theirs)
     ours.quit()
-    theirs.sees(theirs.left("alice"))
+    theirs.sees(theirs.left(ours.name))

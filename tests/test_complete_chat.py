@@ -2,14 +2,7 @@
 
 import pytest
 
-from harness import JsonLine
-
-
-def joined_peer(session, name):
-    peer = session.raw_peer(name)
-    peer.send(session.stage.client_class.wire_hello(name))
-    peer.expect_line(JsonLine(type="welcome", name=name))
-    return peer
+from harness import JsonLine, json_message
 
 
 # ---------------------------------------------------------------- on the wire
@@ -17,63 +10,72 @@ def joined_peer(session, name):
 @pytest.mark.needs("dm")
 @pytest.mark.points(3, "a dm reaches its recipient and nobody else")
 def test_dm_reaches_the_recipient_only(session):
-    alice, bob, carol = (joined_peer(session, name) for name in ("alice", "bob", "carol"))
-    alice.send(b'{"type": "dm", "to": "bob", "text": "just for you"}\n')
-    bob.expect_line(JsonLine(type="dm", text="just for you", **{"from": "alice"}))
+    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
+    secret, public = session.text(), session.text()
+    alice.send(json_message(type="dm", to=bob.name, text=secret))
+    bob.expect_line(JsonLine(type="dm", text=secret, **{"from": alice.name}))
     # Sync point: a public message sent after the DM reaches carol after anything the DM caused.
-    alice.send(b'{"type": "say", "text": "for everyone"}\n')
-    carol.expect_line(JsonLine(type="said", text="for everyone"))
-    assert "just for you" not in carol.output(), "a direct message reached someone else"
+    alice.send(json_message(type="say", text=public))
+    carol.expect_line(JsonLine(type="said", text=public))
+    assert secret not in carol.output(), "a direct message reached someone else"
 
 
 @pytest.mark.needs("dm")
 @pytest.mark.points(1, "a dm to an unknown user gets error no-such-user")
 def test_dm_to_unknown_user_is_an_error(session):
-    alice = joined_peer(session, "alice")
-    alice.send(b'{"type": "dm", "to": "nobody", "text": "hello?"}\n')
+    alice = session.joined_peer("alice")
+    alice.send(json_message(type="dm", to=session.name("nobody"), text=session.text()))
     alice.expect_line(JsonLine(type="error", code="no-such-user"))
 
 
 @pytest.mark.needs("who")
 @pytest.mark.points(2, "who is answered with the users online")
 def test_who_lists_the_users(session):
-    alice = joined_peer(session, "alice")
-    joined_peer(session, "bob")
-    alice.send(b'{"type": "who"}\n')
-    alice.expect_line(lambda line: '"users"' in line and '"alice"' in line and '"bob"' in line)
+    alice, bob = session.joined_peer("alice"), session.joined_peer("bob")
+    alice.send(json_message(type="who"))
+    alice.expect_line(lambda line: '"users"' in line and f'"{alice.name}"' in line and f'"{bob.name}"' in line)
+
+
+def first_letter_swapped(name):
+    return name[0].swapcase() + name[1:]
 
 
 @pytest.mark.needs("unique_names")
-@pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice"])
+@pytest.mark.parametrize("spelling", [str, str.upper, first_letter_swapped], ids=["same", "upper", "first-letter"])
 @pytest.mark.points(1, "a taken name, in any case, gets error name-taken")
-def test_taken_name_in_any_case_is_refused(session, taken):
-    joined_peer(session, "alice")
+def test_taken_name_in_any_case_is_refused(session, spelling):
+    alice = session.joined_peer("alice")
     peer = session.raw_peer("second")
-    peer.send(session.stage.client_class.wire_hello(taken))
+    peer.send(session.stage.client_class.wire_hello(spelling(alice.name)))
     peer.expect_line(JsonLine(type="error", code="name-taken"))
-    peer.send(session.stage.client_class.wire_hello("alice2"))
-    peer.expect_line(JsonLine(type="welcome", name="alice2"))
+    peer.join()  # with a name of its own
 
 
 # ---------------------------------------------------------------- in the terminal
+
+def line_with(*names):
+    """A regex for one line that holds every name, in any order (a program may sort its list or not)."""
+    return "".join(rf"(?=[^\n]*\b{name}\b)" for name in names) + r"[^\n]*\n"
+
 
 @pytest.mark.needs("commands", "dm")
 @pytest.mark.points(3, "C DM reaches its recipient and nobody else")
 def test_c_dm_is_seen_by_its_recipient_and_nobody_else(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
-    alice.dm("bob", "a secret")
-    bob.sees(bob.said("alice", "a secret"))
-    alice.say("now for all")
-    carol.sees(carol.said("alice", "now for all"))
-    carol.never_saw("a secret", "a DM goes to its recipient only")
+    secret, public = session.text(), session.text()
+    alice.dm(bob.name, secret)
+    bob.sees(bob.said(alice.name, secret))
+    alice.say(public)
+    carol.sees(carol.said(alice.name, public))
+    carol.never_saw(secret, "a DM goes to its recipient only")
 
 
 @pytest.mark.needs("commands", "dm")
 @pytest.mark.points(1, "C DM lists the users first; Ctrl+C there exits cleanly")
 def test_c_dm_lists_the_users_before_asking_for_a_name(session):
-    alice, _ = session.client("alice"), session.client("bob")
+    alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line("C DM")
-    alice.term.expect_regex(r"alice.*bob")
+    alice.term.expect_regex(line_with(alice.name, bob.name))
     alice.term.ctrl_c()  # halfway through C DM
     alice.term.expect_exit(0)
 
@@ -82,17 +84,16 @@ def test_c_dm_lists_the_users_before_asking_for_a_name(session):
 @pytest.mark.points(1, "C DM to an unknown user says no-such-user")
 def test_c_dm_to_unknown_user_says_so(session):
     alice = session.client("alice")
-    alice.dm("nobody", "hello?")
+    alice.dm(session.name("nobody"), session.text())
     alice.sees("no-such-user")
 
 
 @pytest.mark.needs("commands", "who")
 @pytest.mark.points(2, "C LS lists the users online")
 def test_c_ls_lists_the_users(session):
-    alice = session.client("alice")
-    session.client("bob"), session.client("carol")
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     alice.term.send_line("C LS")
-    alice.term.expect_regex(r"alice.*bob.*carol")
+    alice.term.expect_regex(line_with(alice.name, bob.name, carol.name))
 
 
 @pytest.mark.needs("commands")
@@ -111,21 +112,22 @@ def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line(wrong)
     alice.sees("C HELP")
-    alice.say("still works")
-    bob.sees(bob.said("alice", "still works"))
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
 
 
 @pytest.mark.needs("commands")
-@pytest.mark.parametrize("first, second", [("C PM", "no D here"), ("C DM", "bob")],
-                         ids=["pm-without-D", "dm-name-without-C"])
+@pytest.mark.parametrize("command", ["C PM", "C DM"], ids=["pm-without-D", "dm-name-without-C"])
 @pytest.mark.points(1, "wrong input inside C PM or C DM returns to command mode")
-def test_wrong_input_inside_a_command_returns_to_command_mode(session, first, second):
+def test_wrong_input_inside_a_command_returns_to_command_mode(session, command):
     alice, bob = session.client("alice"), session.client("bob")
-    alice.term.send_line(first)
-    alice.term.send_line(second)
+    alice.term.send_line(command)
+    alice.term.send_line(session.text() if command == "C PM" else bob.name)  # without its "D " or "C "
     alice.sees("back to command mode")
-    alice.say("back again")
-    bob.sees(bob.said("alice", "back again"))
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
 
 
 @pytest.mark.needs("commands")
@@ -133,18 +135,18 @@ def test_wrong_input_inside_a_command_returns_to_command_mode(session, first, se
 def test_c_ex_leaves_and_the_others_are_told(session):
     alice, bob = session.client("alice"), session.client("bob")
     bob.exit_command()
-    alice.sees(alice.left_because("bob", "quit"))
+    alice.sees(alice.left_because(bob.name, "quit"))
 
 
 @pytest.mark.needs("unique_names")
 @pytest.mark.points(1, "the client asks for another name after name-taken")
 def test_client_asks_again_after_a_taken_name(session):
-    session.client("alice")
-    term = session.spawn("second", "client.py", "--port", str(session.server.port), "--name", "ALICE")
+    alice = session.client("alice")
+    term = session.spawn("second", "client.py", "--port", str(session.server.port), "--name", alice.name.upper())
     term.expect("name-taken")
     term.expect("name:")
-    term.send_line("bob")
-    term.expect("welcome, bob")
+    term.send_line(session.name("bob"))
+    term.expect(f"welcome, {session.name('bob')}")
 
 
 # ---------------------------------------------------------------- clean exits
@@ -166,7 +168,7 @@ def test_ctrl_c_or_d_in_command_mode_tells_the_others(session, key):
     alice, bob = session.client("alice"), session.client("bob")
     getattr(bob.term, key)()
     bob.term.expect_exit(0)
-    alice.sees(alice.left_because("bob", "quit"))
+    alice.sees(alice.left_because(bob.name, "quit"))
 
 
 @pytest.mark.needs("commands")

@@ -6,6 +6,7 @@ python -m pytest --slow -m slow runs them, and CI does.
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import report
 from known_bad import BUGS
 from stages import REPO
 from suite import ECHO_TO_SENDER, copy_of_stage, grade
+from words import Words
 
 
 def graded(tmp_path, stage_id, bug=(None, None), program="server.py", *extra):
@@ -47,7 +49,8 @@ def test_results_json_has_gradescopes_fields_and_points(tmp_path):
     by_status = {test["status"]: test for test in results["tests"]}
     assert by_status["failed"]["score"] == 0 and by_status["failed"]["max_score"] == 3
     assert "expected NOT to see" in by_status["failed"]["output"]
-    assert "transcript [alice]" in by_status["failed"]["output"]
+    assert "transcript [server]" in by_status["failed"]["output"]
+    assert "--seed" in by_status["failed"]["output"] and "--seed" in results["output"]
     assert results["score"] == by_status["passed"]["max_score"] == 1
     assert results["max_score"] == 4
     summary = (tmp_path / "report" / "summary.txt").read_text()
@@ -60,8 +63,20 @@ def test_hide_expected_says_what_failed_but_not_the_answer(tmp_path):
                         "-k", "everyone_but_the_sender", "--hide-expected")
     [failed] = results["tests"]
     assert failed["status"] == "failed" and "everyone but its sender" in failed["name"]
-    for answer in ("expected NOT to see", "alice: hi all", "transcript"):
+    for answer in ("expected NOT to see", "received", "transcript"):
         assert answer not in failed["output"], f"--hide-expected still shows {answer!r}"
+
+
+def test_random_names_are_valid_unique_and_depend_only_on_seed_and_check():
+    words = Words(7, "test_chat::test_x[05]")
+    names = [words.name(f"user{number}") for number in range(1000)]  # the biggest crowd
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name) for name in names), "stage 03's name rule"
+    assert len({name.lower() for name in names}) == 1000, "names must differ in more than case"
+    assert words.name("user0") == names[0], "one role, one name, for the whole check"
+    assert len({words.text() for _ in range(200)}) == 200, "texts never repeat within a check"
+    assert Words(7, "test_chat::test_x[05]").name("user0") == names[0], "same seed and check, same name"
+    assert Words(8, "test_chat::test_x[05]").name("user0") != names[0]
+    assert Words(7, "test_chat::test_y[05]").name("user0") != names[0]
 
 
 def test_validator_rejects_what_gradescope_would(tmp_path):
@@ -91,3 +106,6 @@ def test_grade_py_grades_a_class_in_one_command(tmp_path):
         for name in ("summary.txt", "results.json", "junit.xml"):
             assert (out / student / name).is_file(), f"no {name} for {student}"
     assert "ada" in run.stdout and "bob" in run.stdout
+    seed = re.search(r"seed (\d+)", run.stdout).group(1)  # one seed for the class, printed...
+    for student in ("ada", "bob"):  # ...and used for every student
+        assert f"seed {seed}" in (out / student / "summary.txt").read_text()

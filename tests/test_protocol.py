@@ -6,32 +6,21 @@ from datetime import datetime
 
 import pytest
 
-from harness import JsonLine
+from harness import JsonLine, json_message
 
 pytestmark = pytest.mark.needs("json_wire")
-
-
-def joined_peer(session, name):
-    """A raw peer that has said hello and been welcomed."""
-    peer = session.raw_peer(name)
-    peer.send(session.stage.client_class.wire_hello(name))
-    peer.expect_line(JsonLine(type="welcome", name=name))
-    return peer
-
-
-def message(**fields):
-    return json.dumps(fields).encode() + b"\n"
 
 
 @pytest.mark.points(2, "welcome, joined and said carry their fields and an ISO time")
 def test_server_messages_carry_their_fields_and_time(session):
     alice = session.raw_peer("alice")
-    alice.send(message(type="hello", name="alice", client_id="a1"))
-    welcome = json.loads(alice.expect_line(JsonLine(type="welcome", name="alice", online=1)))
-    bob = joined_peer(session, "bob")
-    joined = json.loads(alice.expect_line(JsonLine(type="joined", name="bob")))
-    bob.send(message(type="say", text="hi alice"))
-    said = json.loads(alice.expect_line(JsonLine(type="said", text="hi alice", **{"from": "bob"})))
+    alice.send(json_message(type="hello", name=alice.name, client_id="a1"))
+    welcome = json.loads(alice.expect_line(JsonLine(type="welcome", name=alice.name, online=1)))
+    bob = session.joined_peer("bob")
+    joined = json.loads(alice.expect_line(JsonLine(type="joined", name=bob.name)))
+    text = session.text()
+    bob.send(json_message(type="say", text=text))
+    said = json.loads(alice.expect_line(JsonLine(type="said", text=text, **{"from": bob.name})))
     for event in (welcome, joined, said):
         datetime.fromisoformat(event["time"])  # an ISO 8601 time stamp, or this raises
 
@@ -51,18 +40,18 @@ def test_server_messages_carry_their_fields_and_time(session):
         "infinite-number", "5000-digit-number"])
 @pytest.mark.points(1, "a malformed message gets an error code; the connection stays open")
 def test_bad_message_gets_an_error_and_the_connection_stays_open(session, line, code):
-    alice = joined_peer(session, "alice")
-    bob = joined_peer(session, "bob")
+    alice, bob = session.joined_peer("alice"), session.joined_peer("bob")
     alice.send(line + b"\n")
     alice.expect_line(JsonLine(type="error", code=code))
-    alice.send(message(type="say", text="still connected"))
-    bob.expect_line(JsonLine(type="said", text="still connected"))
+    text = session.text()
+    alice.send(json_message(type="say", text=text))
+    bob.expect_line(JsonLine(type="said", text=text))
 
 
 @pytest.mark.points(1, "say before hello gets error not-joined")
 def test_say_before_hello_is_refused(session):
     peer = session.raw_peer()
-    peer.send(message(type="say", text="too early"))
+    peer.send(json_message(type="say", text=session.text()))
     peer.expect_line(JsonLine(type="error", code="not-joined"))
 
 
@@ -70,10 +59,11 @@ def test_say_before_hello_is_refused(session):
 @pytest.mark.points(1, "a bad name gets error bad-name; a good one then works")
 def test_bad_names_are_refused_and_a_good_one_then_works(session, name):
     peer = session.raw_peer()
-    peer.send(message(type="hello", name=name, client_id="c1"))
+    peer.send(json_message(type="hello", name=name, client_id="c1"))
     peer.expect_line(JsonLine(type="error", code="bad-name"))
-    peer.send(message(type="hello", name="good_name-32", client_id="c1"))
-    peer.expect_line(JsonLine(type="welcome", name="good_name-32"))
+    good = f"{session.name('good')}_-".ljust(32, "x")  # the longest name allowed, with both symbols
+    peer.send(json_message(type="hello", name=good, client_id="c1"))
+    peer.expect_line(JsonLine(type="welcome", name=good))
 
 
 @pytest.mark.points(1, "the client asks for another name after bad-name")
@@ -82,19 +72,20 @@ def test_client_asks_again_after_a_bad_name(session):
     term = session.spawn("client", "client.py", "--port", str(server.port), "--name", "bad name")
     term.expect("bad-name")
     term.expect("name:")
-    term.send_line("alice")
-    term.expect("welcome, alice")
+    term.send_line(session.name("alice"))
+    term.expect(f"welcome, {session.name('alice')}")
 
 
 @pytest.mark.points(2, "a line over 8 KiB gets line-too-long and only that client goes")
 def test_too_long_line_disconnects_only_that_client(session):
     alice, bob = session.client("alice"), session.client("bob")
-    flooder = joined_peer(session, "flooder")
+    flooder = session.joined_peer("flooder")
     flooder.send(b"x" * 10_000)  # no newline, past the 8 KiB limit
     flooder.expect_line(JsonLine(type="error", code="line-too-long"))
     flooder.expect_closed()
-    alice.say("unaffected")
-    bob.sees(bob.said("alice", "unaffected"))
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
 
 
 @pytest.mark.needs("max_clients")
@@ -102,11 +93,11 @@ def test_too_long_line_disconnects_only_that_client(session):
 def test_client_past_max_clients_gets_server_full(session):
     session.start_server("--max-clients", "2")
     session.client("alice"), session.client("bob")
-    peer = session.raw_peer()
-    peer.send(message(type="hello", name="carol", client_id="c1"))
+    peer = session.raw_peer("carol")
+    peer.send(json_message(type="hello", name=peer.name, client_id="c1"))
     peer.expect_line(JsonLine(type="error", code="server-full"))
     peer.expect_closed()
-    dave = session.spawn("dave", "client.py", "--port", str(session.server.port), "--name", "dave")
+    dave = session.spawn("dave", "client.py", "--port", str(session.server.port), "--name", session.name("dave"))
     dave.expect_error_exit("full")
 
 
@@ -114,33 +105,35 @@ def test_client_past_max_clients_gets_server_full(session):
 def test_leave_reasons_quit_and_lost(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     bob.quit()  # Ctrl+D: the client says bye
-    alice.sees(alice.left_because("bob", "quit"))
+    alice.sees(alice.left_because(bob.name, "quit"))
     carol.term.kill()  # no bye: the connection just drops
-    alice.sees(alice.left_because("carol", "lost"))
+    alice.sees(alice.left_because(carol.name, "lost"))
 
 
 @pytest.mark.points(1, "bye is acknowledged, then the connection closes")
 def test_bye_is_acknowledged_then_closed(session):
     alice = session.client("alice")
-    peer = joined_peer(session, "raw")
-    peer.send(message(type="bye"))
+    peer = session.joined_peer("raw")
+    peer.send(json_message(type="bye"))
     peer.expect_line(JsonLine(type="bye"))
     peer.expect_closed()
-    alice.sees(alice.left_because("raw", "quit"))
+    alice.sees(alice.left_because(peer.name, "quit"))
 
 
 @pytest.mark.points(1, "the client shows messages as [HH:MM] name: text")
 def test_client_shows_the_time_of_each_message(session):
     alice, bob = session.client("alice"), session.client("bob")
-    alice.say("what time is it")
-    bob.term.expect_regex(r"\[\d\d:\d\d\] alice: what time is it")
+    text = session.text()
+    alice.say(text)
+    bob.term.expect_regex(rf"\[\d\d:\d\d\] {alice.name}: {text}")
 
 
 @pytest.mark.points(1, "the server logs each message's sender, size and time")
 def test_server_logs_sender_size_and_time(session):
     alice, bob = session.client("alice"), session.client("bob")
-    alice.say("twelve bytes")
-    bob.sees(bob.said("alice", "twelve bytes"))
-    line = session.server.term.expect_regex(r"[^\n]*alice[^\n]*twelve bytes[^\n]*\n").group(0)
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
+    line = session.server.term.expect_regex(rf"[^\n]*{alice.name}[^\n]*{text}[^\n]*\n").group(0)
     assert re.search(r"\d\d:\d\d", line), f"no time in the server's log line: {line!r}"
     assert re.search(r"\d+ bytes", line), f"no size in the server's log line: {line!r}"

@@ -44,16 +44,16 @@ def too_long(line):
     return "too long" in line or "too-long" in line
 
 
-def still_served(session, tag):
+def still_served(session):
     """The server still does its job for well-behaved clients (echo, or a room that chats)."""
-    alice = session.client(f"alice{tag}")
+    alice, text = session.client("alice after"), session.text()
     if session.stage.has("chat"):
-        bob = session.client(f"bob{tag}")
-        alice.say(f"still here {tag}")
-        bob.sees(bob.said(f"alice{tag}", f"still here {tag}"))
+        bob = session.client("bob after")
+        alice.say(text)
+        bob.sees(bob.said(alice.name, text))
     else:
-        alice.say(f"still here {tag}")
-        alice.sees(alice.echo(f"still here {tag}"))
+        alice.say(text)
+        alice.sees(alice.echo(text))
     alice.quit()
 
 
@@ -78,7 +78,7 @@ def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
     assert grown < 8 * 1024, f"the server's memory grew by {grown} KiB for one long line: is the buffer bounded?"
     used = cpu_seconds(server.term.pid) - before_cpu
     assert used < 1.0, f"the server used {used:.2f} s of CPU on one long line: is it re-scanning the buffer?"
-    still_served(session, "after")
+    still_served(session)
 
 
 ODD_INPUTS = {
@@ -96,16 +96,17 @@ def test_odd_bytes_do_no_harm(session, name):
     peer = session.raw_peer("odd")
     driver = session.stage.client_class
     if session.stage.has("chat"):
-        peer.send(driver.wire_hello("odd"))
-        peer.expect_line(driver.wire_welcome("odd"))
+        peer.join()
     peer.send(ODD_INPUTS[name])
-    peer.send(driver.wire_say("after the odd bytes"))  # the same connection goes on working
+    after = session.text()
+    peer.send(driver.wire_say(after))  # the same connection goes on working
     if session.stage.has("chat"):
         bob = session.client("bob")
-        peer.send(driver.wire_say("and once more"))
-        bob.sees(bob.said("odd", "and once more"))
+        once_more = session.text()
+        peer.send(driver.wire_say(once_more))
+        bob.sees(bob.said(peer.name, once_more))
     else:
-        peer.expect_line(driver.echo("after the odd bytes"))
+        peer.expect_line(driver.echo(after))
     assert session.server.term.child.isalive(), "the server died"
     session.server.term.assert_not_seen("Traceback")
 
@@ -113,33 +114,33 @@ def test_odd_bytes_do_no_harm(session, name):
 @pytest.mark.points(1, "\\r\\n line endings are understood")
 def test_crlf_line_endings_are_understood(session):
     driver = session.stage.client_class
-    peer = session.raw_peer("crlf")
+    peer, text = session.raw_peer("crlf"), session.text()
     if not session.stage.has("chat"):
-        peer.send(b"windows line\r\n")
-        line = peer.expect_line(driver.echo("windows line"))
+        peer.send(f"{text}\r\n".encode())
+        line = peer.expect_line(driver.echo(text))
         assert "\r" not in line and "\\u000d" not in line, f"the \\r was kept: {line!r}"
         return
     bob = session.client("bob")
-    peer.send(driver.wire_hello("crlf")[:-1] + b"\r\n")
-    peer.expect_line(driver.wire_welcome("crlf"))
-    peer.send(driver.wire_say("windows line")[:-1] + b"\r\n")
-    bob.sees(bob.said("crlf", "windows line"))
+    peer.send(driver.wire_hello(peer.name)[:-1] + b"\r\n")
+    peer.expect_line(driver.wire_welcome(peer.name))
+    peer.send(driver.wire_say(text)[:-1] + b"\r\n")
+    bob.sees(bob.said(peer.name, text))
     bob.never_saw("\\u000d", "a \\r is part of the line ending, not of the message")
 
 
 @pytest.mark.points(1, "a line sent one byte at a time with pauses arrives whole")
 def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
     driver = session.stage.client_class
-    peer = session.raw_peer("slow")
+    peer, text = session.raw_peer("slow"), session.text()
     if session.stage.has("chat"):
         bob = session.client("bob")
-        peer.send_slowly(driver.wire_hello("slow"), pause=0.01)
-        peer.expect_line(driver.wire_welcome("slow"))
-        peer.send_slowly(driver.wire_say("patience"), pause=0.01)
-        bob.sees(bob.said("slow", "patience"))
+        peer.send_slowly(driver.wire_hello(peer.name), pause=0.01)
+        peer.expect_line(driver.wire_welcome(peer.name))
+        peer.send_slowly(driver.wire_say(text), pause=0.01)
+        bob.sees(bob.said(peer.name, text))
     else:
-        peer.send_slowly(b"patience\n", pause=0.01)
-        peer.expect_line(driver.echo("patience"))
+        peer.send_slowly(f"{text}\n".encode(), pause=0.01)
+        peer.expect_line(driver.echo(text))
 
 
 def fuzz_lines(driver):
@@ -167,7 +168,7 @@ def test_fuzzing_never_breaks_the_server(session):
 
     throw()
     server.term.assert_not_seen("Traceback")
-    still_served(session, "after")
+    still_served(session)
 
 
 # ---------------------------------------------------------------- hostile text in terminals
@@ -185,11 +186,11 @@ HOSTILE = {
 def test_hostile_names_are_refused(session):
     driver = session.stage.client_class
     peer = session.raw_peer("mallory")
-    peer.send(driver.wire_hello("\x1b[31mmallory"))
+    peer.send(driver.wire_hello(f"\x1b[31m{peer.name}"))
     peer.expect_line(lambda line: "error" in line)
     bob = session.client("bob")
-    bob.say("is anyone odd here?")  # sync point: the server has dealt with mallory by now
-    bob.never_saw("mallory", "a name with an escape sequence must not get in")
+    bob.say(session.text())  # sync point: the server has dealt with mallory by now
+    bob.never_saw(peer.name, "a name with an escape sequence must not get in")
 
 
 @pytest.mark.needs("chat")
@@ -198,11 +199,10 @@ def test_hostile_names_are_refused(session):
 def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
     driver = session.stage.client_class
     bob = session.client("bob")
-    peer = session.raw_peer("mallory")
-    peer.send(driver.wire_hello("mallory"))
-    peer.expect_line(driver.wire_welcome("mallory"))
-    peer.send(driver.wire_say(f"{HOSTILE[kind]} end-of-{kind}"))
-    bob.sees(f"end-of-{kind}")
+    peer = session.joined_peer("mallory")
+    end = session.text()
+    peer.send(driver.wire_say(f"{HOSTILE[kind]} {end}"))
+    bob.sees(end)
     for byte in ("\x1b", "\x07", "\x08", "\u202e"):
         assert byte not in bob.term.output(), f"bob's terminal received a raw {byte!r} from mallory"
 
@@ -226,15 +226,17 @@ sys.stdin.readline()  # wait here until killed
 def test_client_killed_mid_message(session):
     server = session.start_server()
     alice, bob = session.client("alice"), session.client("bob")
-    victim = session.run("victim", sys.executable, "-c", VICTIM, str(server.port),
-                         session.stage.client_class.wire_hello("victim").hex())
+    name = session.name("victim")
+    victim = session.run(name, sys.executable, "-c", VICTIM, str(server.port),
+                         session.stage.client_class.wire_hello(name).hex())
     victim.expect("ready")
-    alice.sees(alice.joined("victim"))
+    alice.sees(alice.joined(name))
     victim.kill()  # SIGKILL
-    alice.sees(alice.left("victim"))
-    bob.sees(bob.left("victim"))
-    alice.say("carry on")
-    bob.sees(bob.said("alice", "carry on"))
+    alice.sees(alice.left(name))
+    bob.sees(bob.left(name))
+    text = session.text()
+    alice.say(text)
+    bob.sees(bob.said(alice.name, text))
 
 
 @pytest.mark.needs("drops_stuck")
@@ -285,7 +287,7 @@ def test_connection_flood_leaks_nothing(session):
         while (extra := open_files(server.term.pid) - baseline) > 0 and time.monotonic() < deadline:
             time.sleep(0.01)  # the server may still be closing the last ones: poll the condition
     assert extra == 0, f"the server holds {extra} more file descriptors than before the flood"
-    still_served(session, "after")
+    still_served(session)
 
 
 def limit_open_files():
@@ -309,7 +311,7 @@ def test_out_of_file_descriptors_neither_kills_nor_spins(session):
         for sock in crowd:
             sock.close()
     assert server.term.child.isalive(), "the server died when it ran out of file descriptors"
-    still_served(session, "after")  # descriptors are free again: new clients get in
+    still_served(session)  # descriptors are free again: new clients get in
 
 
 # ---------------------------------------------------------------- load and ordering (the slow tier)
@@ -359,7 +361,7 @@ def test_no_message_lost_or_reordered(session):
         for number in range(clients):
             sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
             sock.settimeout(None)  # blocking, so that MSG_DONTWAIT alone decides when a read may wait
-            sock.sendall(driver.wire_hello(f"user{number}"))
+            sock.sendall(driver.wire_hello(session.name(f"user{number}")))
             readers.append(Reader(sock))
         wait_for(readers, lambda reader: reader.welcomed, "the welcome")  # or early messages miss late joiners
         for round_number in range(count):
