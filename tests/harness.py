@@ -84,14 +84,14 @@ class Terminal:
     """One program running in its own pty, with everything it printed kept."""
 
     # --8<-- [start:spawn]
-    def __init__(self, session, label, argv, env=None, preexec_fn=None):
+    def __init__(self, session, label, argv, env=None, preexec_fn=None, dimensions=(24, 200)):
         self.session = session
         self.label = label
         self.transcript = io.StringIO()
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=session.workdir, encoding="utf-8", codec_errors="replace",
             env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", **(env or {})},
-            timeout=TIMEOUT, dimensions=(24, 200), preexec_fn=lambda: as_in_a_terminal(preexec_fn))
+            timeout=TIMEOUT, dimensions=dimensions, preexec_fn=lambda: as_in_a_terminal(preexec_fn))
         # pexpect sleeps 50 ms before every send and ptyprocess 100 ms in every close: pure waste here.
         self.child.delaybeforesend = None
         self.child.ptyproc.delayafterclose = 0.01
@@ -104,6 +104,10 @@ class Terminal:
 
     def output(self):
         return self.transcript.getvalue()
+
+    def report(self):
+        """This terminal's part of a failure report."""
+        return clean(self.output())
 
     # -- waiting for output
 
@@ -443,14 +447,25 @@ class Session:
         """A new random message text: a submission cannot know in advance what the check will type."""
         return self.words.text(words)
 
+    def chat_goes_on(self, speaker, listener):
+        """A fresh message from `speaker` reaches `listener` (the room still works). Returns the text."""
+        __tracebackhide__ = True
+        text = self.text()
+        speaker.say(text)
+        listener.sees(listener.said(speaker.name, text))
+        return text
+
     def failure(self, what, received):
         self.pump()  # the hints look at everything printed so far, not only at what a test waited for
         return failure(what, received, self.terminals)
 
-    def spawn(self, label, program, *args, stage=None, **kwargs):
-        """Run one of the stage's programs (or another stage's) in a new terminal, from a folder that is not the repo."""
+    def spawn(self, label, program, *args, stage=None, kind=None, **kwargs):
+        """Run one of the stage's programs (or another stage's) in a new terminal, from a folder that is not the repo.
+
+        `kind`: a Terminal subclass, such as tests/screen.py's ScreenTerminal for a full-screen program.
+        """
         program = (stage or self.stage).program(program)
-        term = Terminal(self, label, [sys.executable, str(program), *args], **kwargs)
+        term = (kind or Terminal)(self, label, [sys.executable, str(program), *args], **kwargs)
         self.terminals.append(term)
         return term
 
@@ -562,7 +577,7 @@ class Session:
     def transcripts(self, max_peers=5):
         """(label, text) for every terminal and some raw peers, for the failure report."""
         self.pump()
-        items = [(term.label, clean(term.output())) for term in self.terminals]
+        items = [(term.label, term.report()) for term in self.terminals]
         items += [(peer.label, peer.output()) for peer in self.peers[:max_peers]]
         if len(self.peers) > max_peers:
             items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))

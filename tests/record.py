@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import JsonLine, Session
 from stages import BY_ID, REPO
 from suite import ECHO_TO_SENDER, copy_of_stage, grade
+from screen import ScreenTerminal
 from words import RoleNames
 
 OUTPUT = REPO / "docs" / "transcripts"
@@ -69,20 +70,26 @@ class Recording:
         self.commands[server.term.label] = f"$ python stages/{self.stage.id}/server.py"
         return server.term
 
-    def client(self, label, *args):
+    def client(self, label, *args, kind=None):
         server = self.session.server
-        term = self.session.spawn(label, "client.py", "--port", str(server.port), *args)
+        term = self.session.spawn(label, "client.py", "--port", str(server.port), *args, kind=kind)
         self.commands[label] = " ".join(["$ python", f"stages/{self.stage.id}/client.py", *args])
         return term
 
     def transcripts(self):
         self.session.pump()
         normalise = Normaliser(self.session.server.port)
-        return {term.label: normalise(self.commands[term.label] + "\n" + as_shown(clean_keys(term.output())))
-                for term in self.session.terminals}
+        return {term.label: normalise(self.commands[term.label] + "\n" + shown(term)) for term in self.session.terminals}
 
     def close(self):
         self.session.close()
+
+
+def shown(term):
+    """What the terminal shows: the lines printed, or for a full-screen program its screen at the end."""
+    if isinstance(term, ScreenTerminal):
+        return term.report() + "\n"
+    return as_shown(clean_keys(term.output()))
 
 
 def clean_keys(text):
@@ -213,7 +220,35 @@ def stage_05(rec):
         term.expect_exit(0)
 
 
-SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05}
+def stage_06(rec):
+    rec.server()
+    carol = rec.client("carol", "--plain", "--name", "carol")
+    carol.expect("welcome, carol")
+    type_line(carol, "morning all, the build is green again")
+    rec.session.server.logs("the build is green")
+    alice = rec.client("alice", "--name", "alice", kind=ScreenTerminal)
+    alice.shows("the build is green")  # the history a newcomer gets
+    bob = rec.client("bob", "--plain", "--name", "bob")
+    bob.expect("welcome, bob")
+    alice.shows("bob joined")
+    carol.expect("bob joined")
+    settle(alice)
+    alice.type("hi bob, lunch at noon?\r")
+    bob.expect("alice: hi bob, lunch at noon?")
+    type_line(bob, "/msg alice yes, and bring the slides")
+    alice.shows("[direct] bob: yes, and bring the slides")
+    settle(alice)
+    alice.type("/list\r")
+    alice.shows("online:")
+    settle(alice)
+    alice.type("/dance\r")
+    alice.shows("unknown command")
+    settle(alice)
+    alice.type("see you ")  # typed, not sent: the screen shows it in the input box
+    alice.wait_for(lambda: alice.row(-1) == "> see you", "the typed words")
+
+
+SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06}
 
 
 # ---------------------------------------------------------------- the protocol on the wire

@@ -20,6 +20,10 @@ Capabilities:
   unique_names  a taken name (any case) gets error name-taken; the client asks again
   commands      stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>
   shutdown_notice  Ctrl+C on the server tells every client it is shutting down
+  history       a newcomer gets the last public messages (--history N, default 20), marked "history"
+  slash_commands   stage 06's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
+                its --plain mode (also used when there is no terminal) is the driver below
+  tui           a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)
 
 Each stage also names its wire protocol: clients and servers of stages with the
 same `wire` must work together (tests/test_compat.py).
@@ -212,6 +216,24 @@ class CommandClient(JsonRoomClient):
         self.term.expect_exit(0)
 
 
+class SlashClient(JsonRoomClient):
+    """Stage 06's UI in plain mode: plain text is public, "/msg NAME TEXT" is direct, "/quit" leaves.
+
+    Its full-screen mode is checked on screen by tests/test_tui.py.
+    """
+
+    @staticmethod
+    def name_args(name):
+        return ("--plain", "--name", name)
+
+    def dm(self, to, text):
+        self.term.send_line(f"/msg {to} {text}")
+
+    def exit_command(self):
+        self.term.send_line("/quit")
+        self.term.expect_exit(0)
+
+
 # ---------------------------------------------------------------- the stages
 
 @dataclass(frozen=True)
@@ -244,6 +266,7 @@ class Stage:
 CHAT = {"chat", "join_leave", "many_clients", "drops_stuck"}
 PROTOCOL = CHAT | {"json_wire", "max_clients"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "shutdown_notice"}
+TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"echo", "one_at_a_time"}), "echo"),
@@ -255,6 +278,7 @@ STAGES = [
     # (compare: python -m pytest -n 0 --stage 02,04 -k crowd --durations=2).
     Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=500),
     Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200, full_crowd=500),
+    Stage("06", "a terminal UI", SlashClient, frozenset(TUI), "json-2", crowd=200, full_crowd=500),
 ]
 
 # --8<-- [end:stages]

@@ -42,9 +42,7 @@ def test_server_logs_one_line_per_event(session):
     session.server.logs(f"{alice.name} joined")
     bob = session.client("bob")
     session.server.logs(f"{bob.name} joined")
-    text = session.text()
-    bob.say(text)
-    alice.sees(alice.said(bob.name, text))
+    text = session.chat_goes_on(bob, alice)
     session.server.logs(text)
     bob.quit()
     session.server.logs(f"{bob.name} left")
@@ -57,9 +55,7 @@ def test_killed_client_is_reported_left_and_the_room_goes_on(session):
     carol.term.kill()  # SIGKILL: no goodbye, the kernel just closes its socket
     alice.sees(alice.left(carol.name))
     bob.sees(bob.left(carol.name))
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.points(2, "lines split across writes, or sharing one, are framed right")

@@ -112,9 +112,7 @@ def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line(wrong)
     alice.sees("C HELP")
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.needs("commands")
@@ -125,9 +123,7 @@ def test_wrong_input_inside_a_command_returns_to_command_mode(session, command):
     alice.term.send_line(command)
     alice.term.send_line(session.text() if command == "C PM" else bob.name)  # without its "D " or "C "
     alice.sees("back to command mode")
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.needs("commands")

@@ -133,6 +133,7 @@ def test_site_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # about 20 s of browser time: CI runs it in its second step, python -m pytest --slow -m slow
 @pytest.mark.skipif(screenshot.chromium() is None, reason="chromium is not installed (apt-get install chromium)")
 def test_pages_render_and_every_diagram_draws_in_chromium():
     results = screenshot.check_site()  # no screenshots: python tests/screenshot.py makes them

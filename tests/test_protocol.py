@@ -83,9 +83,7 @@ def test_too_long_line_disconnects_only_that_client(session):
     flooder.send(b"x" * 10_000)  # no newline, past the 8 KiB limit
     flooder.expect_line(JsonLine(type="error", code="line-too-long"))
     flooder.expect_closed()
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.needs("max_clients")
@@ -131,9 +129,7 @@ def test_client_shows_the_time_of_each_message(session):
 @pytest.mark.points(1, "the server logs each message's sender, size and time")
 def test_server_logs_sender_size_and_time(session):
     alice, bob = session.client("alice"), session.client("bob")
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    text = session.chat_goes_on(alice, bob)
     line = session.server.term.expect_regex(rf"[^\n]*{alice.name}[^\n]*{text}[^\n]*\n").group(0)
     assert re.search(r"\d\d:\d\d", line), f"no time in the server's log line: {line!r}"
     assert re.search(r"\d+ bytes", line), f"no size in the server's log line: {line!r}"

@@ -234,9 +234,7 @@ def test_client_killed_mid_message(session):
     victim.kill()  # SIGKILL
     alice.sees(alice.left(name))
     bob.sees(bob.left(name))
-    text = session.text()
-    alice.say(text)
-    bob.sees(bob.said(alice.name, text))
+    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.needs("drops_stuck")

@@ -1,0 +1,379 @@
+"""Stage 06 server: stage 05's server, plus one thing a real chat needs: a newcomer
+sees what was said just before they came in.
+
+Run it:    python stages/06/server.py [--host HOST] [--port PORT] [--max-clients N] [--history N]
+
+The protocol is stage 05's, so stage 05's client works with this server and
+stage 06's client works with stage 05's. The only addition is compatible: right
+after its welcome, a newcomer gets the last N public messages (default 20) as
+ordinary `said` messages with their original time and `"history": true`. A
+client that does not know the field shows them as messages; ours marks them.
+"""
+
+import argparse
+import collections
+import contextlib
+import errno
+import json
+import queue
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 65432
+MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
+MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# --8<-- [start:schema]
+FIELDS = {  # what each client message must carry, and of which type
+    "hello": {"name": str, "client_id": str},
+    "say": {"text": str},
+    "dm": {"to": str, "text": str},
+    "who": {},
+    "bye": {},
+}
+# --8<-- [end:schema]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def positive(text):
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def count(text):
+    number = int(text)
+    if number < 0:
+        raise ValueError(text)
+    return number
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 06: the complete chat server, with history.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    parser.add_argument("--history", type=count, default=20,
+                        help="public messages a newcomer is shown on joining (default 20, 0 for none)")
+    return parser.parse_args()
+
+
+def open_listener(host, port):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Without SO_REUSEADDR, a restarted server cannot bind the port while old connections sit in TIME_WAIT.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
+    # The backlog is how many connections the kernel queues for us until accept() takes them.
+    # Starting a thread per client makes accept() slower, so a burst of clients needs a longer queue.
+    listener.listen(1024)
+    return listener
+
+
+def log(text):
+    # One write per line: print() writes the text and the newline separately, and with several
+    # threads logging at once, lines would come out spliced together.
+    sys.stdout.write(f"{datetime.now():%H:%M:%S} {text}\n")
+    sys.stdout.flush()
+
+
+# --8<-- [start:codec]
+def encode(message):
+    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    # setdefault: a message replayed from the history keeps the time it was first said.
+    message.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return (json.dumps(message) + "\n").encode("utf-8")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def decode(line):
+    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    try:
+        message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
+    except ValueError:  # not JSON, not UTF-8, or a number too long to convert
+        raise ProtocolError("bad-json", "each line must be one JSON object") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+    fields = FIELDS.get(message["type"])
+    if fields is None:
+        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+    for field, kind in fields.items():
+        if not isinstance(message.get(field), kind):
+            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+    return message
+# --8<-- [end:codec]
+
+
+
+class Client:
+    """What the server remembers about one connection."""
+
+    def __init__(self, sock, address):
+        self.sock = sock
+        self.address = f"{address[0]}:{address[1]}"
+        self.name = None  # set by a valid hello
+        # Messages for this client wait here until its writer thread has sent them. The queue is
+        # bounded: a client that stops reading fills its own queue, and we drop it.
+        self.outbox = queue.Queue(maxsize=MAX_QUEUED)
+        self.writer = threading.Thread(target=write_loop, args=(self,), daemon=True)
+
+
+def write_loop(client):
+    """The client's writer thread: the only thread that ever sends on its socket."""
+    while (data := client.outbox.get()) is not None:
+        try:
+            client.sock.sendall(data)
+        except OSError:
+            return
+
+
+class ChatServer:
+    def __init__(self, max_clients, history):
+        self.max_clients = max_clients
+        self.clients = set()
+        # The last public messages. A deque with maxlen forgets the oldest by itself, so the
+        # history costs a fixed amount of memory however long the server runs.
+        self.history = collections.deque(maxlen=history)
+        # Every client's thread reads and changes self.clients. Without a lock, two threads could
+        # check "is there room?" at the same moment and both say yes, or one could loop over the
+        # set while another changes it ("Set changed size during iteration").
+        self.lock = threading.Lock()
+        self.client_left = threading.Event()  # set when a client's socket is closed
+        self.stopping = False  # once set, clients that go are not "leaving": the server is
+
+    # --8<-- [start:accept]
+    def serve(self, listener):
+        while True:
+            try:
+                sock, address = listener.accept()
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                # Out of file descriptors (ulimit -n). Trying again at once would fail again at
+                # once, for ever: a busy loop. Wait until a client leaves and frees one.
+                log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
+                self.client_left.wait()
+                self.client_left.clear()
+                continue
+            client = Client(sock, address)
+            with self.lock:
+                self.clients.add(client)
+            threading.Thread(target=self.handle, args=(client,), daemon=True).start()
+    # --8<-- [end:accept]
+
+    # --8<-- [start:threads]
+    def handle(self, client):
+        """The client's own thread: read its messages until it leaves, then clean up."""
+        client.writer.start()
+        try:
+            reason = self.read_loop(client)
+        except OSError:
+            reason = "lost"
+        self.disconnect(client, reason)
+        try:
+            client.outbox.put_nowait(None)  # tells the writer: send what is queued, then stop
+        except queue.Full:
+            pass  # a stuck client: no point waiting for its queue to drain
+        client.writer.join(timeout=2)
+        # shutdown() wakes a writer still blocked in sendall(), before we close the socket under it.
+        with contextlib.suppress(OSError):
+            client.sock.shutdown(socket.SHUT_RDWR)
+        client.sock.close()
+        self.client_left.set()
+
+    # --8<-- [end:threads]
+
+    def read_loop(self, client):
+        """Handle the client's lines until it leaves; return why it left."""
+        inbox = bytearray()
+        while True:
+            data = client.sock.recv(4096)  # blocks this thread only
+            if not data:
+                return "lost"
+            inbox += data
+            while (end := inbox.find(b"\n")) >= 0:
+                line = bytes(inbox[:end])
+                del inbox[:end + 1]
+                if line.strip() and (reason := self.handle_line(client, line)):
+                    return reason
+            if len(inbox) > MAX_LINE:
+                # Without a limit, a client that never sends "\n" would make us buffer forever.
+                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                return "lost"
+
+    def handle_line(self, client, line):
+        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        try:
+            message = decode(line)
+        except ProtocolError as error:
+            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            return None
+        kind = message["type"]
+        if kind == "hello":
+            return self.hello(client, message["name"])
+        if kind == "bye":
+            self.send(client, encode({"type": "bye"}))  # the acknowledgement: the client may now close
+            return "quit"
+        if client.name is None:
+            self.send_error(client, "not-joined", "send hello first")
+        elif kind == "say":
+            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
+            self.say(client, message["text"])
+        elif kind == "dm":
+            self.direct_message(client, message["to"], message["text"])
+        elif kind == "who":
+            with self.lock:
+                names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+            self.send(client, encode({"type": "users", "names": names}))
+        return None
+
+    # --8<-- [start:history]
+    def say(self, sender, text):
+        said = {"type": "said", "from": sender.name, "text": text}
+        data = encode(said)  # stamps said["time"] too
+        # Remember and broadcast under one lock: a newcomer then gets each message exactly once,
+        # either from the history (said before it joined) or live (said after).
+        with self.lock:
+            self.history.append(said)
+            others = [other for other in self.clients if other is not sender and other.name]
+        for other in others:
+            self.send(other, data)
+    # --8<-- [end:history]
+
+    # --8<-- [start:dm]
+    def direct_message(self, sender, to, text):
+        with self.lock:
+            recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
+        if recipient is None:
+            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            return
+        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
+    # --8<-- [end:dm]
+
+    # --8<-- [start:hello]
+    def hello(self, client, name):
+        if client.name is not None:
+            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+            return None
+        if not NAME.fullmatch(name):
+            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+            return None
+        # Check the names and the room and take a place in it in one step, under the lock. Checked
+        # without it, two clients asking for "alice" at the same moment could both be told it is free.
+        with self.lock:
+            names = [other.name.lower() for other in self.clients if other.name]
+            taken = name.lower() in names
+            full = len(names) >= self.max_clients
+            if not taken and not full:
+                client.name = name
+                # Queued while we hold the lock, so no live message can overtake the welcome or the history.
+                self.send(client, encode({"type": "welcome", "name": name, "online": len(names) + 1}))
+                for said in self.history:
+                    self.send(client, encode({**said, "history": True}))
+        if taken:
+            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+            return None
+        if full:
+            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            return "full"
+        self.broadcast(encode({"type": "joined", "name": name}), sender=client)
+        log(f"{name} joined from {client.address}")
+        return None
+    # --8<-- [end:hello]
+
+    def send_error(self, client, code, message):
+        self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    def broadcast(self, data, sender):
+        with self.lock:  # a snapshot: we must not hold the lock while we hand out messages
+            others = [other for other in self.clients if other is not sender and other.name]
+        for other in others:
+            self.send(other, data)
+
+    def send(self, client, data):
+        """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
+        try:
+            client.outbox.put_nowait(data)
+        except queue.Full:
+            log(f"{client.name} is not reading: dropping it")
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up
+
+    def disconnect(self, client, reason):
+        with self.lock:
+            if client not in self.clients:
+                return
+            self.clients.remove(client)
+        if client.name and not self.stopping:
+            log(f"{client.name} left ({reason})")
+            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+
+    # --8<-- [start:shutdown]
+    def shut_down(self):
+        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        with self.lock:
+            self.stopping = True
+            clients = list(self.clients)
+        notice = encode({"type": "shutdown"})
+        for client in clients:
+            for data in (notice, None):  # None: the writer thread stops once the notice is sent
+                with contextlib.suppress(queue.Full):
+                    client.outbox.put_nowait(data)
+        deadline = time.monotonic() + 2  # a stuck client must not hold up the shutdown for long
+        for client in clients:
+            if client.writer.is_alive():
+                client.writer.join(timeout=max(0, deadline - time.monotonic()))
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)  # wakes the client's reader thread
+    # --8<-- [end:shutdown]
+
+
+def main():
+    # A program started in the background by a script may inherit "ignore Ctrl+C"; ask for KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = parse_args()
+    listener = open_listener(args.host, args.port)
+    host, port = listener.getsockname()
+    server = ChatServer(args.max_clients, args.history)
+    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    try:
+        server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
+    except KeyboardInterrupt:
+        pass  # Ctrl+C is how you stop a server: not an error
+    finally:
+        listener.close()
+        server.shut_down()
+    print("server stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

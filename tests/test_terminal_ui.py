@@ -1,0 +1,279 @@
+"""Stage 06 on: the history a newcomer gets, slash commands, and the full-screen client checked on screen."""
+
+import sys
+
+import pytest
+
+from harness import JsonLine, json_message
+from screen import Screen, ScreenTerminal, Stream
+
+
+# ---------------------------------------------------------------- history, on the wire
+
+@pytest.mark.needs("history")
+@pytest.mark.points(2, "a newcomer gets the last public messages, in order, marked as history")
+def test_newcomer_gets_the_recent_messages_marked_as_history(session):
+    alice = session.joined_peer("alice")
+    earlier = [session.text() for _ in range(3)]
+    for text in earlier:
+        alice.send(json_message(type="say", text=text))
+    session.server.logs(earlier[-1])  # the server has them all
+    bob = session.joined_peer("bob")
+    for text in earlier:
+        bob.expect_line(JsonLine(type="said", text=text, history=True, **{"from": alice.name}))
+    live = session.text()
+    alice.send(json_message(type="say", text=live))
+    line = bob.expect_line(JsonLine(type="said", text=live))
+    assert '"history"' not in line, f"a live message is not history: {line}"
+
+
+@pytest.mark.needs("history")
+@pytest.mark.points(1, "--history N keeps only the last N messages")
+def test_history_keeps_only_the_last_n(session):
+    session.start_server("--history", "2")
+    alice = session.joined_peer("alice")
+    first, *last_two = (session.text() for _ in range(3))
+    for text in (first, *last_two):
+        alice.send(json_message(type="say", text=text))
+    session.server.logs(last_two[-1])
+    bob = session.joined_peer("bob")
+    for text in last_two:
+        bob.expect_line(JsonLine(type="said", text=text, history=True))
+    live = session.text()  # sync point: whatever history bob gets comes before this
+    alice.send(json_message(type="say", text=live))
+    bob.expect_line(JsonLine(type="said", text=live))
+    assert first not in bob.output(), "a message older than the last 2 came back"
+
+
+@pytest.mark.needs("history", "slash_commands")
+@pytest.mark.points(1, "the client shows the history it gets on joining")
+def test_client_shows_the_history_on_joining(session):
+    alice = session.client("alice")
+    earlier = session.text()
+    alice.say(earlier)
+    session.server.logs(earlier)
+    bob = session.client("bob")
+    bob.sees(bob.said(alice.name, earlier))
+
+
+# ---------------------------------------------------------------- slash commands (plain mode)
+
+@pytest.mark.needs("slash_commands", "dm")
+@pytest.mark.points(2, "/msg NAME TEXT reaches its recipient and nobody else")
+def test_slash_msg_reaches_the_recipient_only(session):
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+    secret, public = session.text(), session.text()
+    alice.term.send_line(f"/msg {bob.name} {secret}")
+    bob.sees(f"[direct] {alice.name}: {secret}")
+    alice.say(public)
+    carol.sees(carol.said(alice.name, public))
+    carol.never_saw(secret, "a direct message goes to its recipient only")
+
+
+@pytest.mark.needs("slash_commands")
+@pytest.mark.parametrize("line, answer", [("/msg", "usage: /msg NAME TEXT"), ("/dance", "unknown command /dance"),
+                                          ("/help", "/msg NAME TEXT")], ids=["msg-without-text", "unknown", "help"])
+@pytest.mark.points(1, "/help, a bad /msg and an unknown command get a clear notice; chat goes on")
+def test_slash_command_notices(session, line, answer):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.term.send_line(line)
+    alice.sees(answer)
+    session.chat_goes_on(alice, bob)
+
+
+@pytest.mark.needs("slash_commands", "who")
+@pytest.mark.points(1, "/list shows who is online")
+def test_slash_list_shows_who_is_online(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.term.send_line("/list")
+    alice.term.expect_regex(rf"online: (?=[^\n]*\b{alice.name}\b)(?=[^\n]*\b{bob.name}\b)")
+
+
+@pytest.mark.needs("slash_commands")
+@pytest.mark.points(1, "/quit leaves; the others are told the user quit")
+def test_slash_quit_leaves(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    bob.exit_command()
+    alice.sees(alice.left_because(bob.name, "quit"))
+
+
+@pytest.mark.needs("slash_commands")
+@pytest.mark.points(2, "with no terminal (a pipe) the client falls back to plain lines")
+def test_client_works_in_a_pipe(session):
+    alice = session.client("alice")
+    bob, text = session.name("bob"), session.text()
+    program = session.stage.program("client.py")
+    # The shell's pipe gives the client a stdin that is not a terminal: no full screen, no prompt to answer.
+    piped = session.run(bob, "sh", "-c", f'printf "%s\\n" {bob} "{text}" /list /quit | '
+                        f'"{sys.executable}" "{program}" --port {session.server.port}')
+    alice.sees(alice.said(bob, text))
+    piped.expect(f"welcome, {bob}")
+    piped.expect_exit(0)
+    alice.sees(alice.left_because(bob, "quit"))
+
+
+# ---------------------------------------------------------------- the full-screen client, on screen
+
+def screen_client(session, role):
+    """The client in its full-screen mode, in an 80x24 xterm, once the screen shows its welcome."""
+    server = session.server or session.start_server()
+    name = session.name(role)
+    term = session.spawn(name, "client.py", "--port", str(server.port), "--name", name, kind=ScreenTerminal)
+    term.name = name
+    term.shows(f"welcome, {name}")
+    return term
+
+
+def status(term):
+    return term.row(0)
+
+
+def typed(term):
+    return term.row(-1)
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(2, "layout: a status line (name, users online), the messages, an input box at the bottom")
+def test_layout_status_line_pane_and_input_box(session):
+    alice = screen_client(session, "alice")
+    alice.wait_for(lambda: alice.name in status(alice) and "1 online" in status(alice),
+                   "the status line with alice's name and 1 online")
+    assert alice.style_of(alice.name)[2], "the status line stands out (reverse video)"
+    assert typed(alice).startswith(">"), f"the input box is the bottom row: {typed(alice)!r}"
+    assert set(alice.row(-2)) == {"─"}, f"a line separates the input box from the messages: {alice.row(-2)!r}"
+    assert alice.find("welcome")[0] == 1, "the messages start right under the status line"
+    bob = session.client("bob")
+    alice.wait_for(lambda: "2 online" in status(alice), "2 online once bob joined")
+    bob.quit()
+    alice.wait_for(lambda: "1 online" in status(alice), "1 online once bob left")
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(3, "a message arriving while you type never clobbers your line")
+def test_typing_while_messages_arrive(session):
+    alice, bob = screen_client(session, "alice"), session.client("bob")
+    words = session.text().split()
+    alice.type(words[0])
+    alice.wait_for(lambda: typed(alice) == f"> {words[0]}", "the first word in the input box")
+    incoming = session.text()
+    bob.say(incoming)
+    alice.shows(bob.said(bob.name, incoming))
+    assert typed(alice) == f"> {words[0]}", f"the input box changed under a message: {typed(alice)!r}"
+    alice.type(" " + " ".join(words[1:]))
+    alice.press("enter")
+    bob.sees(bob.said(alice.name, " ".join(words)))
+    alice.wait_for(lambda: typed(alice) == ">", "an empty input box after Enter")
+    alice.shows(f"{alice.name}: {' '.join(words)}")  # your own message, in the pane
+
+
+@pytest.mark.needs("tui", "dm")
+@pytest.mark.points(2, "own messages, direct messages and notices look different")
+def test_own_messages_dms_and_notices_are_told_apart(session):
+    alice, bob = screen_client(session, "alice"), session.client("bob")
+    mine, direct, public = session.text(), session.text(), session.text()
+    alice.type(mine)
+    alice.press("enter")
+    bob.sees(bob.said(alice.name, mine))
+    bob.dm(alice.name, direct)
+    bob.say(public)
+    alice.shows(f"{bob.name}: {public}")
+    alice.shows(f"[direct] {bob.name}: {direct}")
+    styles = {what: alice.style_of(text) for what, text in [
+        ("own", f"{alice.name}: {mine}"), ("direct", f"{bob.name}: {direct}"),
+        ("public", f"{bob.name}: {public}"), ("notice", f"{bob.name} joined")]}
+    assert len(set(styles.values())) == 4, f"each kind needs its own colour or style: {styles}"
+
+
+@pytest.mark.needs("tui", "dm", "who")
+@pytest.mark.points(2, "/msg and /list work from the full-screen client")
+def test_msg_and_list_on_screen(session):
+    alice, bob = screen_client(session, "alice"), session.client("bob")
+    secret = session.text()
+    alice.type(f"/msg {bob.name} {secret}\r")
+    bob.sees(f"[direct] {alice.name}: {secret}")
+    alice.type("/list\r")
+    alice.wait_for(lambda: any("online:" in line and alice.name in line and bob.name in line
+                               for line in alice.lines()), "the user list")
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(1, "an unknown command gets a notice in the pane")
+def test_unknown_command_notice_on_screen(session):
+    alice = screen_client(session, "alice")
+    alice.type("/dance\r")
+    alice.shows("unknown command /dance")
+    assert alice.style_of("unknown command")[0] != "default", "a notice stands out"
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(1, "Up and Down recall what you typed before")
+def test_up_and_down_recall_input(session):
+    alice, bob = screen_client(session, "alice"), session.client("bob")
+    first, second = session.text(), session.text()
+    for text in (first, second):
+        alice.type(text + "\r")
+        bob.sees(bob.said(alice.name, text))
+    alice.press("up")
+    alice.wait_for(lambda: typed(alice) == f"> {second}", "the last line typed")
+    alice.press("up")
+    alice.wait_for(lambda: typed(alice) == f"> {first}", "the line before it")
+    alice.press("down")
+    alice.press("down")
+    alice.wait_for(lambda: typed(alice) == ">", "an empty line again")
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(2, "Page Up and Page Down scroll the messages")
+def test_page_up_and_down_scroll_the_pane(session):
+    alice = screen_client(session, "alice")
+    bob = session.joined_peer("bob")
+    driver = session.stage.client_class
+    for number in range(60):
+        bob.send(driver.wire_say(f"line {number:02}"))
+    alice.shows("line 59")
+    assert alice.find("line 10") is None, "only the newest messages fit"
+    alice.press("page up")
+    alice.press("page up")
+    alice.shows("line 10")
+    assert alice.find("line 59") is None, "scrolled up, the newest are out of sight"
+    assert "scrolled" in status(alice), f"the status line says we are scrolled up: {status(alice)!r}"
+    alice.press("page down")
+    alice.press("page down")
+    alice.shows("line 59")
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.points(2, "resizing the terminal redraws the layout at the new size")
+def test_resizing_redraws(session):
+    alice = screen_client(session, "alice")
+    for rows, columns in ((30, 100), (12, 50)):
+        alice.resize(rows, columns)
+        alice.wait_for(lambda: typed(alice).startswith(">") and set(alice.row(-2)) == {"─"}
+                       and len(alice.row(-2)) == columns and alice.name in status(alice),
+                       f"the layout redrawn at {columns}x{rows}")
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.parametrize("how", ["/quit", "ctrl+c", "ctrl+d"])
+@pytest.mark.points(1, "/quit, Ctrl+C and Ctrl+D leave cleanly and give the terminal back")
+def test_leaving_the_full_screen_client(session, how):
+    alice, bob = screen_client(session, "alice"), session.client("bob")
+    if how == "/quit":
+        alice.type("/quit\r")
+    elif how == "ctrl+c":
+        alice.ctrl_c()
+    else:
+        alice.press("ctrl+d")
+    alice.expect_exit(0)
+    bob.sees(bob.left_because(alice.name, "quit"))
+
+
+def test_the_emulator_scrolls_as_ncurses_asks():
+    """pyte 0.8.2 ignores CSI n S and CSI n T; tests/screen.py adds them. Checked here on known input."""
+    screen = Screen(10, 4)
+    stream = Stream(screen)
+    stream.feed("one\r\ntwo\r\nthree\r\nfour")
+    stream.feed("\x1b[2S")  # scroll up two lines
+    assert [line.rstrip() for line in screen.display] == ["three", "four", "", ""]
+    stream.feed("\x1b[1T")  # scroll down one line
+    assert [line.rstrip() for line in screen.display] == ["", "three", "four", ""]
