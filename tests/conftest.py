@@ -25,7 +25,8 @@ def pytest_addoption(parser):
     group.addoption("--stage", default=None, metavar="NN[,NN...]",
                     help="run the checks of these stages only, e.g. --stage 01,02")
     group.addoption("--impl", default=None, metavar="DIR",
-                    help="check the server.py and client.py in DIR instead of stages/NN (needs one --stage)")
+                    help="check the programs in DIR (server.py and client.py; peer.py for 07) "
+                         "instead of stages/NN (needs one --stage)")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write a points summary (summary.txt) and Gradescope's results.json to DIR")
     group.addoption("--hide-expected", action="store_true",
@@ -52,7 +53,7 @@ def selected_stages(config):
         if len(stages) != 1:
             raise pytest.UsageError("--impl checks one stage at a time: give exactly one --stage")
         folder = Path(impl)
-        missing = [name for name in ("server.py", "client.py") if not (folder / name).is_file()]
+        missing = [name for name in stages[0].programs if not (folder / name).is_file()]
         if missing:
             raise pytest.UsageError(f"--impl {impl}: no {' or '.join(missing)} in that folder")
         stages = [stages[0].at(folder)]

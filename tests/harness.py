@@ -508,10 +508,15 @@ class Session:
             peer.join()
         return talker, listener
 
-    def raw_peer(self, role="raw", receive_buffer=None):
-        """A plain socket to the server, labelled with this check's random name for `role` (not yet joined)."""
-        server = self.server or self.start_server()
-        peer = RawPeer(self, self.name(role), server.host, server.port, receive_buffer)
+    def raw_peer(self, role="raw", receive_buffer=None, port=None):
+        """A plain socket to the server (or to a loopback `port`), labelled with this check's random
+        name for `role` (not yet joined)."""
+        if port is None:
+            server = self.server or self.start_server()
+            host, port = server.host, server.port
+        else:
+            host = "127.0.0.1"
+        peer = RawPeer(self, self.name(role), host, port, receive_buffer)
         self.peers.append(peer)
         return peer
 

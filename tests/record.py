@@ -42,8 +42,8 @@ def as_shown(text):
 class Normaliser:
     """Replaces what changes from run to run (ports, times) with fixed values."""
 
-    def __init__(self, server_port):
-        self.ports = {str(server_port): "65432"}
+    def __init__(self, server_port, fixed=None):
+        self.ports = {str(port): shown for port, shown in (fixed or {server_port: "65432"}).items()}
 
     def port(self, match):
         number = match.group(2)
@@ -52,6 +52,8 @@ class Normaliser:
 
     def __call__(self, text):
         text = re.sub(r"(127\.0\.0\.1):(\d+)", self.port, text)
+        for port, shown in self.ports.items():  # a port alone, as in "list" and "myport"
+            text = re.sub(rf"(?<![\d:]){port}(?!\d)", shown, text)
         text = re.sub(r"(?<!\d)\d\d:\d\d:\d\d(?!\d)", "14:02:07", text)
         text = re.sub(r"\[\d\d:\d\d\]", "[14:02]", text)
         return text
@@ -64,6 +66,7 @@ class Recording:
         self.stage = stage
         self.session = Session(stage, workdir, RoleNames())
         self.commands = {}
+        self.peers = []  # stage 07: the peers' ports, in the order they started
 
     def server(self):
         server = self.session.start_server()
@@ -76,9 +79,19 @@ class Recording:
         self.commands[label] = " ".join(["$ python", f"stages/{self.stage.id}/client.py", *args])
         return term
 
+    def peer(self, name):
+        """A stage 07 peer; its port shows as 65433, 65434, ... in the recording."""
+        peer = self.stage.client_class.start(self.session, name)
+        self.commands[name] = f"$ python stages/{self.stage.id}/peer.py --host 127.0.0.1 {65433 + len(self.peers)}"
+        self.peers.append(peer.port)
+        return peer
+
     def transcripts(self):
         self.session.pump()
-        normalise = Normaliser(self.session.server.port)
+        if self.peers:
+            normalise = Normaliser(self.peers[0], {port: str(65433 + number) for number, port in enumerate(self.peers)})
+        else:
+            normalise = Normaliser(self.session.server.port)
         return {term.label: normalise(self.commands[term.label] + "\n" + shown(term)) for term in self.session.terminals}
 
     def close(self):
@@ -248,7 +261,36 @@ def stage_06(rec):
     alice.wait_for(lambda: alice.row(-1) == "> see you", "the typed words")
 
 
-SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06}
+def stage_07(rec):
+    """Three peers; ports replaced by 65433, 65434 and 65435 in the recording."""
+    peers = [rec.peer(name) for name in ("alice", "bob", "carol")]
+    alice, bob, carol = (peer.term for peer in peers)
+    a_port, b_port, c_port = (peer.port for peer in peers)
+    ask(alice, "help", "exit")
+    ask(alice, "myport", str(a_port))
+    ask(alice, f"connect 127.0.0.1 {b_port}", "connection 1 to")
+    bob.expect(f"from 127.0.0.1:{a_port}")
+    ask(carol, f"connect 127.0.0.1 {a_port}", "connection 1 to")
+    alice.expect(f"from 127.0.0.1:{c_port}")
+    ask(carol, f"connect 127.0.0.1 {b_port}", "connection 2 to")
+    bob.expect(f"from 127.0.0.1:{c_port}")
+    ask(alice, "list", f"{c_port}")
+    ask(alice, "send 1 hello bob, it's alice", "sent")
+    bob.expect("hello bob")
+    ask(bob, "send 1 hi alice!", "sent")
+    alice.expect("hi alice!")
+    ask(carol, f"connect 127.0.0.1 {c_port}", "yourself")
+    ask(carol, "send 7 anyone?", "no connection")
+    ask(alice, "terminate 1", "terminated")
+    bob.expect("closed by the peer")
+    type_line(carol, "exit")
+    carol.expect_exit(0)
+    alice.expect("closed by the peer")
+    bob.expect("closed by the peer")
+
+
+SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06,
+             "07": stage_07}
 
 
 # ---------------------------------------------------------------- the protocol on the wire

@@ -24,6 +24,8 @@ Capabilities:
   slash_commands   stage 06's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
                 its --plain mode (also used when there is no terminal) is the driver below
   tui           a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)
+  server        a server.py and a client.py (every stage but 07, where each peer.py is both)
+  p2p           peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit
 
 Each stage also names its wire protocol: clients and servers of stages with the
 same `wire` must work together (tests/test_compat.py).
@@ -33,7 +35,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import JsonLine
+from harness import LISTENING, JsonLine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -234,6 +236,41 @@ class SlashClient(JsonRoomClient):
         self.term.expect_exit(0)
 
 
+class Peer:
+    """Stage 07's UI: one peer.py in a terminal, driven through its commands."""
+
+    def __init__(self, session, term, name, port):
+        self.session, self.term, self.name, self.port = session, term, name, port
+
+    @classmethod
+    def start(cls, session, role, *args):
+        """A peer listening on a free loopback port (the network rule: tests stay on 127.0.0.1)."""
+        name = session.name(role)
+        term = session.spawn(name, "peer.py", "--host", "127.0.0.1", "--port", "0", *args)
+        port = int(term.expect_regex(LISTENING.pattern).group(2))
+        term.expect("> ")  # the prompt: it reads commands from now on
+        return cls(session, term, name, port)
+
+    def type(self, line):
+        self.term.send_line(line)
+
+    def sees(self, text):
+        __tracebackhide__ = True
+        return self.term.expect(text)
+
+    def connect(self, other):
+        """Connect to another peer; both sides announce it. Returns our id for the connection."""
+        self.type(f"connect 127.0.0.1 {other.port}")
+        number = int(self.term.expect_regex(rf"connection (\d+) to 127\.0\.0\.1:{other.port}\b").group(1))
+        other.sees(f"from 127.0.0.1:{self.port}")
+        return number
+
+    def connection_id(self, other):
+        """Our id for the connection with `other`, as `list` shows it."""
+        self.type("list")
+        return int(self.term.expect_regex(rf"(\d+) +127\.0\.0\.1 +{other.port}\b").group(1))
+
+
 # ---------------------------------------------------------------- the stages
 
 @dataclass(frozen=True)
@@ -245,6 +282,7 @@ class Stage:
     wire: str  # stages with the same wire protocol can talk to each other
     crowd: int = 0  # how many clients at once the many_clients check connects
     full_crowd: int = 0  # the same in the slow tier (python -m pytest --slow -m slow)
+    programs: tuple = ("server.py", "client.py")  # what a submission folder must hold
     folder: Path = field(default=None)
 
     def __post_init__(self):
@@ -263,13 +301,13 @@ class Stage:
 
 
 # --8<-- [start:stages]
-CHAT = {"chat", "join_leave", "many_clients", "drops_stuck"}
+CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck"}
 PROTOCOL = CHAT | {"json_wire", "max_clients"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "shutdown_notice"}
 TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
 
 STAGES = [
-    Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"echo", "one_at_a_time"}), "echo"),
+    Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"server", "echo", "one_at_a_time"}), "echo"),
     Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=1000, full_crowd=1000),
     # 1,000 clients for stage 03 only in the slow tier: stage 02 proves the same design in the default run.
     Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=1000),
@@ -279,6 +317,7 @@ STAGES = [
     Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=500),
     Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200, full_crowd=500),
     Stage("06", "a terminal UI", SlashClient, frozenset(TUI), "json-2", crowd=200, full_crowd=500),
+    Stage("07", "peer-to-peer", Peer, frozenset({"p2p"}), "p2p", programs=("peer.py",)),
 ]
 
 # --8<-- [end:stages]

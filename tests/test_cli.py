@@ -10,6 +10,8 @@ import socket
 
 from harness import closed_port
 
+pytestmark = pytest.mark.needs("server")  # stage 07's peer.py keeps the same contract: tests/test_p2p.py
+
 
 @pytest.mark.points(1, "the server prints 'listening on HOST:PORT' with the real port")
 def test_server_prints_its_real_port(session):

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from harness import TIMEOUT
 
+pytestmark = pytest.mark.needs("server")
+
 
 # ---------------------------------------------------------------- measuring the server
 

@@ -1,0 +1,294 @@
+"""Stage 07: peer-to-peer chat. No server: every peer listens, and can also connect out.
+
+Run it:    python stages/07/peer.py [--host HOST] [--port PORT]      or simply:  python stages/07/peer.py 8080
+
+Commands at the "> " prompt:
+  help                    the commands              myip      this machine's address on the network
+  myport                  the port we listen on     list      our connections: id, address, port
+  connect HOST PORT       connect to a peer         terminate ID      close a connection
+  send ID MESSAGE         send to one peer          exit      close every connection and quit
+
+On the wire, JSON Lines as in stage 03: {"type": "hello", "port": P} first (so the other
+side knows where we listen), then {"type": "message", "text": ...}, and {"type": "bye"}.
+A connection is symmetric: once it is up, it does not matter who connected to whom.
+"""
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+DEFAULT_HOST = "0.0.0.0"  # every interface: other machines must be able to reach a peer
+DEFAULT_PORT = 65433
+MAX_LINE = 8192
+COMMANDS = {  # each command, how it is typed, and what it does: the help text and the argument check
+    "help": ("help", "this list"),
+    "myip": ("myip", "this machine's address on the network"),
+    "myport": ("myport", "the port this peer listens on"),
+    "connect": ("connect HOST PORT", "connect to another peer"),
+    "list": ("list", "the connections: id, address, port"),
+    "terminate": ("terminate ID", "close connection ID (the other side is told)"),
+    "send": ("send ID MESSAGE", "send MESSAGE on connection ID"),
+    "exit": ("exit", "close every connection (telling each peer) and quit"),
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 07: a peer-to-peer chat.")
+    parser.add_argument("bare_port", nargs="?", type=port_number, metavar="PORT", help="the same as --port PORT")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number,
+                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    args = parser.parse_args()
+    if args.bare_port is not None and args.port is not None and args.bare_port != args.port:
+        parser.error("two different ports given")
+    args.port = next((port for port in (args.port, args.bare_port) if port is not None), DEFAULT_PORT)
+    return args
+
+
+def my_ip():
+    """The address other machines reach us at. Connecting a UDP socket sends nothing: it only makes
+    the kernel choose the outgoing interface, whose address we then read."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address works; no packet leaves
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"  # no network at all: only this machine can reach us
+
+
+class Peer:
+    """One connection to another peer."""
+
+    def __init__(self, number, sock, address):
+        self.id, self.sock, self.ip = number, sock, address[0]
+        self.port = None  # where the other side listens: it tells us in its hello
+        self.pending = b""
+
+    def __str__(self):
+        return f"{self.ip}:{self.port if self.port is not None else '?'}"
+
+    def send(self, **message):
+        self.sock.sendall((json.dumps(message) + "\n").encode())  # sendall: send() may write only part
+
+
+class Node:
+    """This peer: its listening socket, its connections, and the loop that serves them all."""
+
+    def __init__(self, listener):
+        self.listener, self.port = listener, listener.getsockname()[1]
+        self.peers, self.next_id, self.running = {}, 1, True
+        self.keyboard = b""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, self.accept)
+        self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, self.read_keyboard)
+
+    def say(self, text):
+        # "\r" starts over the "> " prompt; then a fresh prompt for what you type next.
+        print(f"\r{text}\n> ", end="", flush=True)
+
+    # --8<-- [start:connections]
+    def add(self, sock, address):
+        # A timeout on each peer's socket: a peer that stops reading can stall sendall() 5 s at most.
+        sock.settimeout(5)
+        peer = Peer(self.next_id, sock, address)
+        self.next_id += 1
+        self.peers[peer.id] = peer
+        self.selector.register(sock, selectors.EVENT_READ, lambda: self.read_peer(peer))
+        peer.send(type="hello", port=self.port)  # both sides say hello: the connection is symmetric
+        return peer
+
+    def accept(self):
+        sock, address = self.listener.accept()
+        self.add(sock, address)  # announced once its hello says where it listens: see handle()
+
+    def drop(self, peer, why):
+        self.selector.unregister(peer.sock)
+        peer.sock.close()
+        del self.peers[peer.id]
+        self.say(f"* connection {peer.id} ({peer}) {why}")
+    # --8<-- [end:connections]
+
+    # --8<-- [start:receive]
+    def read_peer(self, peer):
+        try:
+            data = peer.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            return self.drop(peer, "dropped: the peer went away")
+        *lines, peer.pending = (peer.pending + data).split(b"\n")
+        if len(peer.pending) > MAX_LINE:
+            return self.drop(peer, "closed: it sent a line over 8 KiB")
+        for line in lines:
+            if peer.id in self.peers and line.strip():
+                self.handle(peer, line)
+
+    def handle(self, peer, line):
+        try:
+            message = json.loads(line)
+            kind = message["type"]
+        except (ValueError, TypeError, KeyError):
+            return self.say(f"! connection {peer.id} sent a line that is not a message: ignored")
+        if kind == "hello" and isinstance(message.get("port"), int) and peer.port is None:
+            peer.port = message["port"]
+            self.say(f"* connection {peer.id} from {peer}")
+        elif kind == "message":
+            self.say(f"message from {peer} (connection {peer.id}): {printable(message.get('text', ''))}")
+        elif kind == "bye":
+            self.drop(peer, "closed by the peer")
+    # --8<-- [end:receive]
+
+    # --8<-- [start:commands]
+    def read_keyboard(self):
+        data = os.read(sys.stdin.fileno(), 4096)  # not input(): it would block, and the peers with it
+        if not data:
+            raise EOFError()  # Ctrl+D
+        *lines, self.keyboard = (self.keyboard + data).split(b"\n")
+        for line in lines:
+            self.command(line.decode(errors="replace").strip())
+        if self.running:
+            print("> ", end="", flush=True)
+
+    def command(self, line):
+        """Check the command and its number of arguments, then call do_<command> (as the cmd module does)."""
+        name, _, rest = line.partition(" ")
+        if name not in COMMANDS:
+            if name:
+                print(f"! unknown command {printable(name)!r}: type help for the commands")
+            return
+        usage = COMMANDS[name][0]
+        # A message may hold spaces: it is all the rest of the line.
+        args = rest.split(" ", 1) if name == "send" else rest.split()
+        if len(args) != len(usage.split()) - 1 or not all(arg.strip() for arg in args):
+            return print(f"! usage: {usage}")
+        getattr(self, f"do_{name}")(*args)
+
+    def do_help(self):
+        print("commands:")
+        for usage, meaning in COMMANDS.values():
+            print(f"  {usage:<20} {meaning}")
+
+    def do_myip(self):
+        print(my_ip())
+
+    def do_myport(self):
+        print(self.port)
+    # --8<-- [end:commands]
+
+    def do_connect(self, host, port):
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            return print(f"! the port must be a number from 1 to 65535, not {printable(port)!r}")
+        try:
+            ip = socket.gethostbyname(host)
+        except OSError:
+            return print(f"! cannot find the host {printable(host)!r}")
+        if int(port) == self.port and (ip.startswith("127.") or ip in (my_ip(), "0.0.0.0")):
+            return print("! that is this peer: you cannot connect to yourself")
+        if same := next((peer for peer in self.peers.values() if (peer.ip, peer.port) == (ip, int(port))), None):
+            return print(f"! already connected to {ip}:{port} (connection {same.id})")
+        try:
+            sock = socket.create_connection((ip, int(port)), timeout=5)
+        except OSError as error:
+            return print(f"! cannot connect to {ip}:{port}: {error.strerror or error}")
+        peer = self.add(sock, (ip, int(port)))
+        peer.port = int(port)
+        print(f"* connection {peer.id} to {peer}")
+
+    def do_list(self):
+        if not self.peers:
+            return print("no connections")
+        print("id  address          port")
+        for peer in self.peers.values():
+            print(f"{peer.id:<3} {peer.ip:<16} {peer.port if peer.port is not None else '?'}")
+
+    def peer(self, number):
+        if not number.isdigit() or int(number) not in self.peers:
+            print(f"! no connection {printable(number)!r}: type list to see them")
+            return None
+        return self.peers[int(number)]
+
+    def do_terminate(self, number):
+        if peer := self.peer(number):
+            self.tell(peer, type="bye")
+            self.drop(peer, "terminated")
+
+    def do_send(self, number, text):
+        if (peer := self.peer(number)) and self.tell(peer, type="message", text=text):
+            print(f"sent to connection {peer.id}")
+
+    def tell(self, peer, **message):
+        """Send; a peer that cannot take it is dropped. True if it was sent."""
+        try:
+            peer.send(**message)
+            return True
+        except OSError:
+            self.drop(peer, "dropped: sending failed")
+            return False
+
+    def do_exit(self):
+        for peer in list(self.peers.values()):
+            self.tell(peer, type="bye")  # so that each peer hears we left, rather than finding out later
+            peer.sock.close()
+        self.peers.clear()
+        self.running = False
+
+    # --8<-- [start:serve]
+    def serve(self):
+        print("> ", end="", flush=True)
+        while self.running:
+            for key, _ in self.selector.select():
+                key.data()
+                if not self.running:
+                    break
+    # --8<-- [end:serve]
+
+
+def printable(text):
+    # A peer may send escape sequences that would take over our terminal: show them as \uXXXX.
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
+
+
+def open_listener(host, port):
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart on the same port at once
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
+    listener.listen()
+    return listener
+
+
+def main():
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with Ctrl+C ignored
+    args = parse_args()
+    with open_listener(args.host, args.port) as listener:
+        host, port = listener.getsockname()
+        print(f"listening on {host}:{port}\ntype help for the commands", flush=True)
+        node = Node(listener)
+        try:
+            node.serve()
+        except (EOFError, KeyboardInterrupt):
+            node.do_exit()  # Ctrl+D or Ctrl+C: leave as "exit" does
+        print("\rbye")
+
+
+if __name__ == "__main__":
+    main()

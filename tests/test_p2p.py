@@ -1,0 +1,192 @@
+"""Stage 07: peer-to-peer. Three peers in a triangle, every command, and the bad input a person types.
+
+Every peer listens on 127.0.0.1 with --port 0 (tests/stages.py, Peer.start).
+"""
+
+import ipaddress
+import json
+
+import pytest
+
+from harness import closed_port
+
+pytestmark = pytest.mark.needs("p2p")
+
+
+def peers(session, *roles):
+    return [session.stage.client_class.start(session, role) for role in roles]
+
+
+def triangle(session):
+    alice, bob, carol = peers(session, "alice", "bob", "carol")
+    alice.connect(bob)
+    bob.connect(carol)
+    carol.connect(alice)
+    return alice, bob, carol
+
+
+@pytest.mark.points(3, "three peers connect in a triangle and message each other, shown with address and port")
+def test_triangle_of_peers_send_to_each_other(session):
+    alice, bob, carol = triangle(session)
+    for sender, receiver in ((alice, bob), (bob, carol), (carol, alice), (alice, carol)):
+        text = session.text()
+        sender.type(f"send {sender.connection_id(receiver)} {text}")
+        receiver.sees(f"message from 127.0.0.1:{sender.port}")  # the sender's listening port, not a random one
+        receiver.sees(text)
+
+
+@pytest.mark.points(2, "list shows each connection's id, IP and port")
+def test_list_shows_every_connection(session):
+    alice, bob, carol = triangle(session)
+    alice.type("list")
+    for other in (bob, carol):
+        alice.term.expect_regex(rf"\d+ +127\.0\.0\.1 +{other.port}\b")
+
+
+@pytest.mark.points(2, "terminate closes one connection and the other side is told")
+def test_terminate_closes_one_connection_and_tells_the_other_side(session):
+    alice, bob, carol = triangle(session)
+    alice.type(f"terminate {alice.connection_id(bob)}")
+    bob.sees(f"127.0.0.1:{alice.port}) closed by the peer")
+    alice.type("list")
+    rows = alice.term.expect_regex(r"id +address +port\r\n((?:.*\r\n)*?)> ").group(1)
+    assert str(carol.port) in rows and str(bob.port) not in rows, f"only carol should be left: {rows!r}"
+    text = session.text()
+    alice.type(f"send {alice.connection_id(carol)} {text}")  # the other connection still works
+    carol.sees(text)
+
+
+@pytest.mark.points(2, "exit tells every peer, then exits 0")
+def test_exit_tells_every_peer(session):
+    alice, bob, carol = triangle(session)
+    carol.type("exit")
+    carol.term.expect_exit(0)
+    for other in (alice, bob):
+        other.sees(f"127.0.0.1:{carol.port}) closed by the peer")
+
+
+@pytest.mark.points(2, "a peer that vanishes is reported by every peer it was connected to")
+def test_a_killed_peer_is_reported_by_every_peer_it_knew(session):
+    alice, bob, carol = triangle(session)
+    carol.term.kill()  # no goodbye: the kernel just closes its sockets
+    for other in (alice, bob):
+        other.sees(f"127.0.0.1:{carol.port}) dropped")
+    alice.type(f"send {alice.connection_id(bob)} after carol")
+    bob.sees("after carol")
+
+
+@pytest.mark.parametrize("line, answer", [
+    ("send 99 hello", "no connection '99'"),
+    ("terminate x", "no connection 'x'"),
+    ("connect 127.0.0.1 eighty", "must be a number"),
+    ("connect 127.0.0.1 70000", "must be a number"),
+    ("connect 127.0.0.1", "usage: connect HOST PORT"),
+    ("send 1", "usage: send ID MESSAGE"),
+    ("dance", "unknown command"),
+], ids=["unknown-id", "non-numeric-id", "non-numeric-port", "port-too-big", "missing-port", "missing-message",
+        "unknown-command"])
+@pytest.mark.points(1, "each input error gets a one-line explanation, and the peer goes on")
+def test_input_errors_are_explained(session, line, answer):
+    alice, bob = peers(session, "alice", "bob")
+    alice.type(line)
+    alice.sees(answer)
+    alice.connect(bob)  # still working
+
+
+@pytest.mark.points(1, "connecting to a closed port says the connection was refused")
+def test_connect_to_a_closed_port(session):
+    [alice] = peers(session, "alice")
+    port = closed_port()
+    alice.type(f"connect 127.0.0.1 {port}")
+    alice.sees(f"cannot connect to 127.0.0.1:{port}: Connection refused")
+
+
+@pytest.mark.points(1, "self-connections and duplicate connections are refused")
+def test_self_and_duplicate_connections_are_refused(session):
+    alice, bob = peers(session, "alice", "bob")
+    alice.type(f"connect 127.0.0.1 {alice.port}")
+    alice.sees("cannot connect to yourself")
+    alice.connect(bob)
+    alice.type(f"connect localhost {bob.port}")
+    alice.sees("already connected")
+    bob.type(f"connect 127.0.0.1 {alice.port}")  # the other way round is the same connection
+    bob.sees("already connected")
+
+
+def local_addresses():
+    """Every IPv4 address of this machine (Linux: the LOCAL entries of /proc/net/fib_trie)."""
+    lines = open("/proc/net/fib_trie").read().splitlines()
+    return {lines[number - 1].split()[-1] for number, line in enumerate(lines) if "/32 host LOCAL" in line}
+
+
+@pytest.mark.points(1, "help lists the commands; myport and myip tell where the peer is")
+def test_help_myport_and_myip(session):
+    [alice] = peers(session, "alice")
+    alice.type("help")
+    for command in ("myip", "myport", "connect", "list", "terminate", "send", "exit"):
+        alice.sees(command)
+    alice.type("myport")
+    alice.sees(f"\n{alice.port}\r\n")
+    alice.type("myip")
+    ip = alice.term.expect_regex(r"\n(\d+\.\d+\.\d+\.\d+)\r\n").group(1)
+    addresses = local_addresses()
+    assert ip in addresses, f"myip said {ip}, which is not one of this machine's addresses {addresses}"
+    if any(not ipaddress.ip_address(address).is_loopback for address in addresses):
+        assert not ipaddress.ip_address(ip).is_loopback, f"myip said {ip}, but this machine has a network"
+
+
+@pytest.mark.points(2, "messages are framed: split across writes, or two in one write")
+def test_messages_are_framed(session):
+    [alice] = peers(session, "alice")
+    peer = session.raw_peer("raw", port=alice.port)
+    hello = json.dumps({"type": "hello", "port": 9}).encode() + b"\n"
+    peer.send_slowly(hello)
+    alice.sees("from 127.0.0.1:9")
+    first, second, third = session.text(), session.text(), session.text()
+    peer.send_slowly(json.dumps({"type": "message", "text": first}).encode() + b"\n")
+    alice.sees(first)
+    peer.send(b"".join(json.dumps({"type": "message", "text": text}).encode() + b"\n" for text in (second, third)))
+    alice.sees(second)
+    alice.sees(third)
+
+
+@pytest.mark.points(1, "bad bytes and escape sequences from a peer do no harm")
+def test_bad_bytes_from_a_peer_do_no_harm(session):
+    alice, bob = peers(session, "alice", "bob")
+    peer = session.raw_peer("mallory", port=alice.port)
+    peer.send(b"\xff\xfe not json\n" + json.dumps({"type": "message", "text": "\x1b[31mred"}).encode() + b"\n")
+    alice.sees("not a message")
+    alice.sees("\\u001b[31mred")
+    alice.connect(bob)  # still working
+    assert "\x1b[31m" not in alice.term.output(), "a raw escape sequence reached the terminal"
+
+
+@pytest.mark.parametrize("key", ["ctrl_c", "ctrl_d"])
+@pytest.mark.points(1, "Ctrl+C and Ctrl+D leave cleanly (exit 0) and the other peers are told")
+def test_ctrl_c_and_ctrl_d_leave_cleanly(session, key):
+    alice, bob = peers(session, "alice", "bob")
+    alice.connect(bob)
+    getattr(alice.term, key)()
+    alice.term.expect_exit(0)
+    bob.sees(f"127.0.0.1:{alice.port}) closed by the peer")
+
+
+@pytest.mark.points(1, "a bare port number works: peer.py PORT")
+def test_a_bare_port_number_works(session):
+    port = closed_port()
+    term = session.spawn("bare", "peer.py", str(port))
+    term.expect(f"listening on 0.0.0.0:{port}")
+
+
+@pytest.mark.parametrize("args, words", [(["--port", "99999"], ["port"]), (["eighty"], ["PORT"])],
+                         ids=["port-too-big", "not-a-number"])
+@pytest.mark.points(1, "a bad port gives a one-line error, exit code 1")
+def test_bad_port_is_a_one_line_error(session, args, words):
+    session.spawn("peer", "peer.py", *args).expect_error_exit(*words)
+
+
+@pytest.mark.points(1, "a port in use gives a one-line error naming it, exit code 1")
+def test_port_in_use_is_a_one_line_error(session):
+    [alice] = peers(session, "alice")
+    session.spawn("second", "peer.py", "--host", "127.0.0.1", str(alice.port)).expect_error_exit(str(alice.port))
+
