@@ -136,8 +136,7 @@ def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
     peer, text = session.raw_peer("slow"), session.text()
     if session.stage.has("chat"):
         bob = session.client("bob")
-        peer.send_slowly(driver.wire_hello(peer.name), pause=0.01)
-        peer.expect_line(driver.wire_welcome(peer.name))
+        peer.join()
         peer.send_slowly(driver.wire_say(text), pause=0.01)
         bob.sees(bob.said(peer.name, text))
     else:
@@ -246,7 +245,7 @@ def test_stuck_client_costs_the_others_no_latency(session):
     driver = session.stage.client_class
     talker, listener = session.room_with_a_stuck_client()
 
-    count, padding, sent_at, latencies = 2000, "x" * 1000, {}, []
+    count, padding, sent_at, latencies = 1000, "x" * 1000, {}, []  # 1 s: ten samples above the 99th percentile
 
     def listen():  # a plain socket read in a thread: it must read while the talker talks
         pending = b""
