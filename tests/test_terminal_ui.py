@@ -45,6 +45,24 @@ def test_history_keeps_only_the_last_n(session):
     assert first not in bob.output(), "a message older than the last 2 came back"
 
 
+@pytest.mark.needs("history")
+@pytest.mark.points(1, "by default a newcomer gets the last 20 messages")
+def test_history_is_20_messages_by_default(session):
+    alice = session.joined_peer("alice")
+    texts = [f"{number:02} {session.text()}" for number in range(25)]
+    for text in texts:
+        alice.send(json_message(type="say", text=text))
+    session.server.logs(texts[-1])
+    bob = session.joined_peer("bob")
+    for text in texts[-20:]:
+        bob.expect_line(JsonLine(type="said", text=text, history=True))
+    live = session.text()  # sync point: any history comes before this
+    alice.send(json_message(type="say", text=live))
+    bob.expect_line(JsonLine(type="said", text=live))
+    old = [text for text in texts[:5] if text in bob.output()]
+    assert not old, f"older than the last 20, yet sent: {old}"
+
+
 @pytest.mark.needs("history", "slash_commands")
 @pytest.mark.points(1, "the client shows the history it gets on joining")
 def test_client_shows_the_history_on_joining(session):
