@@ -290,7 +290,7 @@ def stage_07(rec):
 
 
 SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06,
-             "07": stage_07}
+             "07": stage_07, "08": stage_05}  # 08 is 05 on asyncio: the same scenario, the same screens
 
 
 # ---------------------------------------------------------------- the protocol on the wire

@@ -10,8 +10,8 @@ Capabilities:
   one_at_a_time an iterative server: a second client waits until the first leaves
   chat          many clients in one room; a line goes to all the *others*
   join_leave    the others are told "NAME joined" and "NAME left"
-  many_clients  `crowd` clients at once: 1,000 for selectors (no select.select() and its
-                1024-descriptor limit), fewer for a thread per client
+  many_clients  `crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for
+                selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads
   drops_stuck   a client that never reads is dropped; it cannot freeze the room or fill memory
   json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
   max_clients   --max-clients N; the next client gets error server-full
@@ -25,6 +25,7 @@ Capabilities:
                 its --plain mode (also used when there is no terminal) is the driver below
   tui           a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)
   server        a server.py and a client.py (every stage but 07, where each peer.py is both)
+  many_idle     5,000 idle connections at once while a few clients chat (asyncio, stage 08)
   p2p           peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit
 
 Each stage also names its wire protocol: clients and servers of stages with the
@@ -308,16 +309,17 @@ TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"server", "echo", "one_at_a_time"}), "echo"),
-    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=1000, full_crowd=1000),
-    # 1,000 clients for stage 03 only in the slow tier: stage 02 proves the same design in the default run.
-    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=1000),
+    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=300, full_crowd=1000),
+    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=1000),
     # Threaded stages: two threads per client. Every join is announced to everyone, and each of
     # those deliveries wakes a writer thread, so a crowd of threads is much slower to fill
     # (compare: python -m pytest -n 0 --stage 02,04 -k crowd --durations=2).
-    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=200, full_crowd=500),
-    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=200, full_crowd=500),
-    Stage("06", "a terminal UI", SlashClient, frozenset(TUI), "json-2", crowd=200, full_crowd=500),
+    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=500),
+    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
+    Stage("06", "a terminal UI", SlashClient, frozenset(TUI), "json-2", crowd=100, full_crowd=500),
     Stage("07", "peer-to-peer", Peer, frozenset({"p2p"}), "p2p", programs=("peer.py",)),
+    # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle connections in the slow tier.
+    Stage("08", "asyncio", CommandClient, frozenset(COMPLETE | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
 ]
 
 # --8<-- [end:stages]

@@ -2,6 +2,7 @@
 
 import os
 import resource
+import socket
 import time
 
 import pytest
@@ -95,10 +96,10 @@ def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     listener.expect_line(driver.wire_said(talker.name, text))
 
 
-def raise_descriptor_limit():
+def raise_descriptor_limit(wanted=4096):
     """Let this process (and so the server it starts) open a few thousand sockets."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    wanted = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -148,3 +149,31 @@ def crowd(session, count):
     assert left_open <= 0, f"{left_open} connections still open on the server after every client left"
     alice.say(session.text())  # and the room still works
     alice.term.assert_not_seen("Traceback")
+
+
+@pytest.mark.slow
+@pytest.mark.needs("many_idle")
+@pytest.mark.points(2, "5,000 idle connections at once, while a few clients chat")
+def test_thousands_of_idle_connections_while_a_few_chat(session):
+    count, wanted = 5000, 5300
+    if raise_descriptor_limit(wanted) < wanted:
+        pytest.fail(f"this machine allows too few open files for {count} connections (ulimit -n)")
+    server = session.start_server(preexec_fn=lambda: raise_descriptor_limit(wanted))
+    alice, bob = session.client("alice"), session.client("bob")
+    baseline = len(os.listdir(f"/proc/{server.term.pid}/fd"))
+    idle = [socket.create_connection((server.host, server.port), timeout=10) for _ in range(count)]
+    try:
+        deadline = time.monotonic() + 30
+        while (held := len(os.listdir(f"/proc/{server.term.pid}/fd")) - baseline) < count \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the condition: the server is still accepting
+        assert held >= count, f"the server holds {held} of {count} idle connections"
+        for _ in range(3):  # the live chat is not slowed down by the crowd
+            started = time.monotonic()
+            session.chat_goes_on(alice, bob)
+            assert time.monotonic() - started < 1, "a message took over a second with 5,000 idle connections"
+        idle[-1].sendall(alice.wire_hello(session.name("the last one")))  # the last one is served too
+        assert b"welcome" in idle[-1].recv(4096)
+    finally:
+        for sock in idle:
+            sock.close()

@@ -98,6 +98,7 @@ def skeleton(report):
     return kept
 
 
+@pytest.mark.slow  # a grading run in a subprocess
 def test_recorded_failure_report_matches_what_the_suite_prints():
     committed = (REPO / "docs" / "transcripts" / "failure-report.txt").read_text()
     assert skeleton(record.failure_report()) == skeleton(committed), (

@@ -42,6 +42,7 @@ def test_the_kit_stage_gets_full_marks(tmp_path, stage_id):
     assert results["score"] == results["max_score"] > 0, result.stdout[-3000:]
 
 
+@pytest.mark.slow  # a grading run in a subprocess
 def test_results_json_has_gradescopes_fields_and_points(tmp_path):
     _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
                         "-k", "everyone_but_the_sender or port_in_use")
@@ -58,6 +59,7 @@ def test_results_json_has_gradescopes_fields_and_points(tmp_path):
     assert summary.endswith("score: 1 / 4\n")
 
 
+@pytest.mark.slow  # a grading run in a subprocess
 def test_hide_expected_says_what_failed_but_not_the_answer(tmp_path):
     _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
                         "-k", "everyone_but_the_sender", "--hide-expected")

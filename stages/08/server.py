@@ -1,0 +1,293 @@
+"""Stage 08 server: stage 05's complete chat, on asyncio.
+
+Run it:    python stages/08/server.py [--host HOST] [--port PORT] [--max-clients N]
+
+The protocol, the limits and the log are stage 05's (docs/protocol.md): stage 05's
+client works with this server. What changed is how it waits. Stage 02 waited with
+selectors and callbacks, stages 04-05 with a thread per client; here each client
+is a coroutine, `async def serve_client`, that reads top to bottom like a thread,
+but every `await` hands the one thread back to the event loop. No thread means no
+lock: between two awaits, nothing else runs.
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+from datetime import datetime, timezone
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 65432
+MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
+MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+FIELDS = {  # what each client message must carry, and of which type
+    "hello": {"name": str, "client_id": str},
+    "say": {"text": str},
+    "dm": {"to": str, "text": str},
+    "who": {},
+    "bye": {},
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def positive(text):
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 08: the complete chat server, on asyncio.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    return parser.parse_args()
+
+
+def log(text):
+    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+
+
+def encode(message):
+    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (json.dumps(message) + "\n").encode("utf-8")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def decode(line):
+    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise ProtocolError("bad-json", "each line must be one JSON object") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+    fields = FIELDS.get(message["type"])
+    if fields is None:
+        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+    for field, kind in fields.items():
+        if not isinstance(message.get(field), kind):
+            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+    return message
+
+
+# --8<-- [start:client]
+class Client:
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+        host, port = writer.get_extra_info("peername")[:2]
+        self.address, self.name = f"{host}:{port}", None
+        # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
+        # stops reading fills its own queue, and is dropped, instead of growing our memory.
+        self.outbox = asyncio.Queue(maxsize=MAX_QUEUED)
+        self.writing = None  # the task running write_loop()
+
+    async def write_loop(self):
+        """The only task that writes to this client. drain() waits while the kernel's buffer is full,
+        so a slow reader slows only this task, never the room."""
+        while (data := await self.outbox.get()) is not None:
+            self.writer.write(data)
+            await self.writer.drain()
+# --8<-- [end:client]
+
+
+class ChatServer:
+    def __init__(self, max_clients):
+        self.max_clients = max_clients
+        self.clients = set()  # no lock: only the event loop's one thread ever touches it
+        self.stopping = False
+
+    # --8<-- [start:serve_client]
+    async def serve_client(self, reader, writer):
+        """One client, from connection to goodbye. asyncio starts one of these tasks per connection."""
+        client = Client(reader, writer)
+        client.serving = asyncio.current_task()  # shut_down() waits for it
+        self.clients.add(client)
+        writing = client.writing = asyncio.create_task(client.write_loop())
+        try:
+            reason = await self.read_loop(client)
+        except (ConnectionError, OSError):
+            reason = "lost"
+        self.disconnect(client, reason)
+        if not client.outbox.full():
+            client.outbox.put_nowait(None)  # the writer: send what is queued, then stop
+        try:
+            await asyncio.wait_for(writing, timeout=2)  # a stuck client must not keep us here
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            writing.cancel()
+        writer.close()
+    # --8<-- [end:serve_client]
+
+    async def read_loop(self, client):
+        """Handle the client's lines until it leaves; return why it left."""
+        while True:
+            try:
+                line = await client.reader.readuntil(b"\n")  # framing: the reader buffers partial lines
+            except asyncio.IncompleteReadError:
+                return "lost"  # the connection closed, maybe in the middle of a line
+            except asyncio.LimitOverrunError:
+                # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
+                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                return "lost"
+            line = line.rstrip(b"\r\n")
+            if line.strip() and (reason := self.handle_line(client, line)):
+                return reason
+
+    def handle_line(self, client, line):
+        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        try:
+            message = decode(line)
+        except ProtocolError as error:
+            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            return None
+        kind = message["type"]
+        if kind == "hello":
+            return self.hello(client, message["name"])
+        if kind == "bye":
+            self.send(client, encode({"type": "bye"}))
+            return "quit"
+        if client.name is None:
+            self.send_error(client, "not-joined", "send hello first")
+        elif kind == "say":
+            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
+            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
+        elif kind == "dm":
+            self.direct_message(client, message["to"], message["text"])
+        elif kind == "who":
+            names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+            self.send(client, encode({"type": "users", "names": names}))
+        return None
+
+    def direct_message(self, sender, to, text):
+        recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
+        if recipient is None:
+            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            return
+        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
+
+    # --8<-- [start:hello]
+    def hello(self, client, name):
+        # Check-then-act with no lock, and no race: there is no await between the check and the act,
+        # so no other client's code can run in between.
+        names = [other.name.lower() for other in self.clients if other.name]
+        if client.name is not None:
+            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+        elif not NAME.fullmatch(name):
+            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+        elif name.lower() in names:
+            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+        elif len(names) >= self.max_clients:
+            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            return "full"
+        else:
+            client.name = name
+            self.send(client, encode({"type": "welcome", "name": name, "online": len(names) + 1}))
+            self.broadcast(encode({"type": "joined", "name": name}), sender=client)
+            log(f"{name} joined from {client.address}")
+        return None
+    # --8<-- [end:hello]
+
+    def send_error(self, client, code, message):
+        self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    def broadcast(self, data, sender):
+        for other in list(self.clients):
+            if other is not sender and other.name:
+                self.send(other, data)
+
+    def send(self, client, data):
+        """Queue a message for the client's writer task. Never waits."""
+        try:
+            client.outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            log(f"{client.name} is not reading: dropping it")
+            client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+
+    def disconnect(self, client, reason):
+        if client not in self.clients:
+            return
+        self.clients.remove(client)
+        if client.name and not self.stopping:
+            log(f"{client.name} left ({reason})")
+            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+
+    # --8<-- [start:shutdown]
+    async def shut_down(self):
+        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        self.stopping = True
+        notice = encode({"type": "shutdown"})
+        for client in self.clients:
+            for data in (notice, None):
+                if not client.outbox.full():
+                    client.outbox.put_nowait(data)
+        clients = list(self.clients)
+        if clients:
+            await asyncio.wait([client.writing for client in clients], timeout=2)  # a stuck client: 2 s at most
+            for client in clients:
+                client.writer.transport.abort()  # each serve_client() reads the end and finishes...
+            await asyncio.wait([client.serving for client in clients], timeout=2)  # ...rather than being cancelled
+    # --8<-- [end:shutdown]
+
+
+def report_accept_errors(loop, context):
+    """asyncio keeps serving when accept() fails for want of file descriptors (it pauses accepting for
+    a second); we only make its complaint one readable log line."""
+    error = context.get("exception")
+    if isinstance(error, OSError) and "accept" in context.get("message", ""):
+        log(f"cannot accept a client: {error.strerror}; trying again in a second")
+    else:
+        loop.default_exception_handler(context)
+
+
+# --8<-- [start:main]
+async def serve(args):
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(report_accept_errors)
+    chat = ChatServer(args.max_clients)
+    try:
+        # backlog: a burst of thousands of connections waits in the kernel until we accept them
+        server = await asyncio.start_server(chat.serve_client, args.host, args.port, limit=MAX_LINE, backlog=1024)
+    except OSError as error:
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}")
+    host, port = server.sockets[0].getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
+    await stop.wait()
+    server.close()
+    await chat.shut_down()
+    print("server stopped", flush=True)
+
+
+def main():
+    args = parse_args()
+    asyncio.run(serve(args))
+# --8<-- [end:main]
+
+
+if __name__ == "__main__":
+    main()
