@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -268,6 +269,17 @@ def leave(conn, said_bye, receiver):
         pass  # the server is gone, or you pressed Ctrl+C twice: we are leaving anyway
 
 
+def start_without_interruption(thread):
+    """Start a thread with Ctrl+C held back until it runs. A KeyboardInterrupt raised inside
+    Thread.start() (it waits for the new thread) escaped our except under load and printed a
+    traceback; blocked for that moment, the signal is delivered just after, and handled."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 # --8<-- [start:main]
 def main():
     args = parse_args()
@@ -275,11 +287,10 @@ def main():
         conn = Connection(sock)
         said_bye, user_lists = threading.Event(), queue.Queue()
         receiver = threading.Thread(target=receive_forever, args=(conn, said_bye, user_lists), daemon=True)
-        # Everything from here on is inside the try, starting the thread included: Ctrl+C can
-        # arrive at any moment, even while Thread.start() is still running.
+        # Everything from here on is inside the try: Ctrl+C can arrive at any moment.
         try:
             print(render(join(conn, args.name)))  # no prompt here: input() below draws it
-            receiver.start()
+            start_without_interruption(receiver)
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):
             pass  # Ctrl+D or Ctrl+C: leave cleanly, without a traceback
