@@ -294,6 +294,11 @@ def describe(wanted):
     return repr(wanted) if callable(wanted) else f"a line containing: {wanted!r}"
 
 
+def line_with(*names):
+    """A regex for one line that holds every name, in any order (a program may sort its list or not)."""
+    return "".join(rf"(?=[^\n]*\b{name}\b)" for name in names) + r"[^\n]*\n"
+
+
 def json_message(**fields):
     """One JSON Lines message, as bytes on the wire."""
     return json.dumps(fields).encode() + b"\n"

@@ -19,6 +19,7 @@ Capabilities:
   who           the user list: who -> users {names}
   unique_names  a taken name (any case) gets error name-taken; the client asks again
   commands      stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>
+  exit_command  the client has a command to leave (C EX in 05 and 08, /quit in 06): its driver's exit_command()
   shutdown_notice  Ctrl+C on the server tells every client it is shutting down
   history       a newcomer gets the last public messages (--history N, default 20), marked "history"
   slash_commands   stage 06's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
@@ -304,7 +305,7 @@ class Stage:
 # --8<-- [start:stages]
 CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck"}
 PROTOCOL = CHAT | {"json_wire", "max_clients"}
-COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "shutdown_notice"}
+COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command", "shutdown_notice"}
 TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
 
 STAGES = [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import JsonLine, json_message
+from harness import JsonLine, json_message, line_with
 
 
 # ---------------------------------------------------------------- on the wire
@@ -52,10 +52,6 @@ def test_taken_name_in_any_case_is_refused(session, spelling):
 
 
 # ---------------------------------------------------------------- in the terminal
-
-def line_with(*names):
-    """A regex for one line that holds every name, in any order (a program may sort its list or not)."""
-    return "".join(rf"(?=[^\n]*\b{name}\b)" for name in names) + r"[^\n]*\n"
 
 
 @pytest.mark.needs("commands", "dm")
@@ -126,9 +122,9 @@ def test_wrong_input_inside_a_command_returns_to_command_mode(session, command):
     session.chat_goes_on(alice, bob)
 
 
-@pytest.mark.needs("commands")
-@pytest.mark.points(2, "C EX leaves cleanly and the others are told")
-def test_c_ex_leaves_and_the_others_are_told(session):
+@pytest.mark.needs("exit_command")
+@pytest.mark.points(2, "the leave command (C EX, /quit) exits cleanly and the others are told")
+def test_the_leave_command_exits_and_the_others_are_told(session):
     alice, bob = session.client("alice"), session.client("bob")
     bob.exit_command()
     alice.sees(alice.left_because(bob.name, "quit"))
