@@ -10,57 +10,42 @@ from screen import Screen, ScreenTerminal, Stream
 
 # ---------------------------------------------------------------- history, on the wire
 
-@pytest.mark.needs("history")
-@pytest.mark.points(2, "a newcomer gets the last public messages, in order, marked as history")
-def test_newcomer_gets_the_recent_messages_marked_as_history(session):
+def newcomer_gets_history(session, said, kept):
+    """alice says `said` messages; then bob joins and must get the last `kept` of them, in order,
+    marked as history, and none older; a live message after that is not history."""
     alice = session.joined_peer("alice")
-    earlier = [session.text() for _ in range(3)]
-    for text in earlier:
+    texts = [f"{number:02} {session.text()}" for number in range(said)]
+    for text in texts:
         alice.send(json_message(type="say", text=text))
-    session.server.logs(earlier[-1])  # the server has them all
+    session.server.logs(texts[-1])  # the server has them all
     bob = session.joined_peer("bob")
-    for text in earlier:
+    for text in texts[said - kept:]:
         bob.expect_line(JsonLine(type="said", text=text, history=True, **{"from": alice.name}))
-    live = session.text()
+    live = session.text()  # sync point: whatever history bob gets comes before this
     alice.send(json_message(type="say", text=live))
     line = bob.expect_line(JsonLine(type="said", text=live))
     assert '"history"' not in line, f"a live message is not history: {line}"
+    old = [text for text in texts[:said - kept] if text in bob.output()]
+    assert not old, f"older than the last {kept}, yet sent: {old}"
+
+
+@pytest.mark.needs("history")
+@pytest.mark.points(2, "a newcomer gets the last public messages, in order, marked as history")
+def test_newcomer_gets_the_recent_messages_marked_as_history(session):
+    newcomer_gets_history(session, said=3, kept=3)
 
 
 @pytest.mark.needs("history")
 @pytest.mark.points(1, "--history N keeps only the last N messages")
 def test_history_keeps_only_the_last_n(session):
     session.start_server("--history", "2")
-    alice = session.joined_peer("alice")
-    first, *last_two = (session.text() for _ in range(3))
-    for text in (first, *last_two):
-        alice.send(json_message(type="say", text=text))
-    session.server.logs(last_two[-1])
-    bob = session.joined_peer("bob")
-    for text in last_two:
-        bob.expect_line(JsonLine(type="said", text=text, history=True))
-    live = session.text()  # sync point: whatever history bob gets comes before this
-    alice.send(json_message(type="say", text=live))
-    bob.expect_line(JsonLine(type="said", text=live))
-    assert first not in bob.output(), "a message older than the last 2 came back"
+    newcomer_gets_history(session, said=3, kept=2)
 
 
 @pytest.mark.needs("history")
 @pytest.mark.points(1, "by default a newcomer gets the last 20 messages")
 def test_history_is_20_messages_by_default(session):
-    alice = session.joined_peer("alice")
-    texts = [f"{number:02} {session.text()}" for number in range(25)]
-    for text in texts:
-        alice.send(json_message(type="say", text=text))
-    session.server.logs(texts[-1])
-    bob = session.joined_peer("bob")
-    for text in texts[-20:]:
-        bob.expect_line(JsonLine(type="said", text=text, history=True))
-    live = session.text()  # sync point: any history comes before this
-    alice.send(json_message(type="say", text=live))
-    bob.expect_line(JsonLine(type="said", text=live))
-    old = [text for text in texts[:5] if text in bob.output()]
-    assert not old, f"older than the last 20, yet sent: {old}"
+    newcomer_gets_history(session, said=25, kept=20)
 
 
 @pytest.mark.needs("history", "slash_commands")
