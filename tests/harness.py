@@ -17,6 +17,7 @@ import select
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import pexpect
 
 TIMEOUT = 5.0  # seconds to wait for one expected line; the programs answer in milliseconds
+DEV_CERTS = Path(__file__).resolve().parent.parent / "stages" / "09" / "certs"  # the spec's TLS stages' certificates
 LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
 
 
@@ -321,18 +323,30 @@ class JsonLine:
         return "a JSON line with " + ", ".join(f'"{key}": {json.dumps(value)}' for key, value in self.fields.items())
 
 
+def connect(host, port, tls=False, receive_buffer=None, timeout=TIMEOUT):
+    """A socket connected to host:port; with `tls`, a TLS socket that trusts the kit's development CA."""
+    sock = socket.socket()
+    if receive_buffer:  # must be set before connect(): it decides the TCP window we announce
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write, one TCP segment
+        if tls:
+            return ssl.create_default_context(cafile=DEV_CERTS / "dev-ca.pem").wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class RawPeer:
-    """A test peer speaking bytes on a plain socket: for what no well-behaved client would send."""
+    """A test peer speaking bytes on a socket (TLS for a TLS stage): for what no well-behaved client would send."""
 
     def __init__(self, session, name, host, port, receive_buffer=None):
         self.session = session
         self.name = self.label = name  # the name it joins as, if it joins; its transcript's label
-        self.sock = socket.socket()
-        if receive_buffer:  # must be set before connect(): it decides the TCP window we announce
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect((host, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write, one TCP segment
+        self.sock = connect(host, port, session.stage.has("tls"), receive_buffer)
         self.history = []  # every line looked at so far
         self.lines = collections.deque()  # complete lines received and not yet looked at
         self.partial = b""  # the start of a line whose end has not arrived yet
@@ -383,8 +397,14 @@ class RawPeer:
                                            "the server closed the connection")
 
     def has_data(self):
-        """Has anything arrived (or the connection closed) that we have not read yet?"""
-        return bool(self.lines) or bool(select.select([self.sock], [], [], 0)[0])
+        """Has a whole line arrived (or the connection closed) that we have not looked at yet?"""
+        if not self.lines and (self.decrypted() or select.select([self.sock], [], [], 0)[0]):
+            return not self._read() or bool(self.lines)  # (not just TLS housekeeping, such as a session ticket)
+        return bool(self.lines)
+
+    def decrypted(self):
+        """Bytes TLS has already decrypted and we have not read: the socket itself may not look readable."""
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
 
     def has_seen(self, wanted):
         matches = wanted if callable(wanted) else (lambda line: wanted in line)
@@ -403,12 +423,21 @@ class RawPeer:
 
     def _receive(self, timeout):
         """Read what has arrived and split off the complete lines. False once the server has closed."""
-        if not self.session.wait_readable(self.sock, timeout):
+        if not self.decrypted() and not self.session.wait_readable(self.sock, timeout):
             return True
+        return self._read()
+
+    def _read(self):
+        """Read what has arrived, without waiting. False once the server has closed."""
+        self.sock.settimeout(0)  # it is readable, but with TLS that may be less than a whole record
         try:
             data = self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return True  # only TLS housekeeping (a session ticket) or part of a record: wait for more
         except ConnectionError:
             data = b""
+        finally:
+            self.sock.settimeout(TIMEOUT)
         if not data:
             return False
         *complete, rest = (self.partial + data).split(b"\n")
@@ -469,8 +498,9 @@ class Session:
 
         `kind`: a Terminal subclass, such as tests/screen.py's ScreenTerminal for a full-screen program.
         """
-        program = (stage or self.stage).program(program)
-        term = (kind or Terminal)(self, label, [sys.executable, str(program), *args], **kwargs)
+        stage = stage or self.stage
+        argv = [sys.executable, str(stage.program(program)), *stage.args_for(program), *args]
+        term = (kind or Terminal)(self, label, argv, **kwargs)
         self.terminals.append(term)
         return term
 
@@ -524,6 +554,10 @@ class Session:
         peer = RawPeer(self, self.name(role), host, port, receive_buffer)
         self.peers.append(peer)
         return peer
+
+    def connect(self, server, **kwargs):
+        """A bare socket to `server`, speaking TLS if the stage does."""
+        return connect(server.host, server.port, self.stage.has("tls"), **kwargs)
 
     def joined_peer(self, role):
         """A raw peer that has said hello with its name and been welcomed."""

@@ -28,6 +28,10 @@ Capabilities:
   server        a server.py and a client.py (every stage but 07, where each peer.py is both)
   many_idle     5,000 idle connections at once while a few clients chat (asyncio, stage 08)
   p2p           peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit
+  tls           every connection is TLS: server --cert/--key, client --cafile (the kit's dev CA in the tests);
+                a plaintext client gets error tls-required
+  file_transfer C FT NAME PATH; the recipient answers C OK or C NO; offer/accept/chunk/done on the wire;
+                saved under --downloads with a safe, new name; --max-file-size on the server
 
 Each stage also names its wire protocol: clients and servers of stages with the
 same `wire` must work together (tests/test_compat.py).
@@ -37,7 +41,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import LISTENING, JsonLine
+from harness import DEV_CERTS, LISTENING, JsonLine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -173,6 +177,8 @@ class RoomClient(EchoClient):
 class JsonRoomClient(RoomClient):
     """Stages 03 and 04: the same UI as 02, JSON Lines on the wire, times and reasons on screen."""
 
+    max_line = 8192  # the longest line a server takes (docs/protocol.md)
+
     @staticmethod
     def left_because(name, reason):
         return f"* {name} left ({reason})"
@@ -238,6 +244,20 @@ class SlashClient(JsonRoomClient):
         self.term.expect_exit(0)
 
 
+class FileClient(CommandClient):
+    """Stage 09's UI: stage 05's commands, and C FT (then C <name>, C <path>), C OK, C NO for files."""
+
+    max_line = 65536  # room for a file chunk
+
+    def offer_file(self, to, path):
+        self.term.send_line("C FT")
+        self.term.send_line(f"C {to}")
+        self.term.send_line(f"C {path}")
+
+    def answer_offer(self, accept):
+        self.term.send_line("C OK" if accept else "C NO")
+
+
 class Peer:
     """Stage 07's UI: one peer.py in a terminal, driven through its commands."""
 
@@ -297,6 +317,14 @@ class Stage:
     def has(self, *caps):
         return set(caps) <= self.caps
 
+    def args_for(self, program):
+        """Arguments every run of `program` gets: a TLS stage's certificate, key and CA (the kit's
+        development ones, so that a student's programs are checked with the same files)."""
+        if not self.has("tls"):
+            return ()
+        return {"server.py": ("--cert", str(DEV_CERTS / "localhost.pem"), "--key", str(DEV_CERTS / "localhost-key.pem")),
+                "client.py": ("--cafile", str(DEV_CERTS / "dev-ca.pem"))}.get(program, ())
+
     def at(self, folder):
         """The same spec, checked against the programs in another folder (a student's)."""
         return replace(self, folder=Path(folder).resolve())
@@ -321,6 +349,9 @@ STAGES = [
     Stage("07", "peer-to-peer", Peer, frozenset({"p2p"}), "p2p", programs=("peer.py",)),
     # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle connections in the slow tier.
     Stage("08", "asyncio", CommandClient, frozenset(COMPLETE | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
+    # 08 over TLS, plus files: every connection (and every raw test peer) does a TLS handshake first.
+    Stage("09", "secure chat (TLS) and file transfer", FileClient, frozenset(COMPLETE | {"tls", "file_transfer"}),
+          "json-2-tls", crowd=100, full_crowd=1000),
 ]
 
 # --8<-- [end:stages]

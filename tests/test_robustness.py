@@ -10,6 +10,7 @@ import re
 import resource
 import select
 import socket
+import ssl
 import statistics
 import sys
 import threading
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import TIMEOUT
+from harness import DEV_CERTS, TIMEOUT
 
 pytestmark = pytest.mark.needs("server")
 
@@ -162,7 +163,7 @@ def test_fuzzing_never_breaks_the_server(session):
               suppress_health_check=list(HealthCheck))
     @given(stream=st.one_of(st.binary(max_size=2000), fuzz_lines(driver)))
     def throw(stream):
-        with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+        with session.connect(server) as sock:
             sock.sendall(stream)
         session.pump()  # keep reading the server's log, so it never blocks on a full terminal
         assert server.term.child.isalive(), f"the server died on {stream!r}"
@@ -211,8 +212,10 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
 # ---------------------------------------------------------------- faults
 
 VICTIM = """
-import socket, sys
+import socket, ssl, sys
 sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+if len(sys.argv) > 3:  # a TLS stage: argv[3] is the CA to trust
+    sock = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(sock, server_hostname="127.0.0.1")
 sock.sendall(bytes.fromhex(sys.argv[2]))
 while b"\\n" not in sock.recv(4096):  # the welcome: the server has registered us
     pass
@@ -228,8 +231,9 @@ def test_client_killed_mid_message(session):
     server = session.start_server()
     alice, bob = session.client("alice"), session.client("bob")
     name = session.name("victim")
+    tls = (str(DEV_CERTS / "dev-ca.pem"),) if session.stage.has("tls") else ()
     victim = session.run(name, sys.executable, "-c", VICTIM, str(server.port),
-                         session.stage.client_class.wire_hello(name).hex())
+                         session.stage.client_class.wire_hello(name).hex(), *tls)
     victim.expect("ready")
     alice.sees(alice.joined(name))
     victim.kill()  # SIGKILL
@@ -322,16 +326,19 @@ class Reader:
         self.sock, self.pending, self.seen, self.total, self.welcomed = sock, b"", {}, 0, False
 
     def read_available(self):
+        self.sock.setblocking(False)  # read what has arrived (and what TLS has decrypted), never wait
         try:
-            while data := self.sock.recv(1 << 20, socket.MSG_DONTWAIT):
+            while data := self.sock.recv(1 << 20):
                 *lines, self.pending = (self.pending + data).split(b"\n")
                 for line in lines:
                     self.welcomed = self.welcomed or b"welcome" in line
                     if match := re.search(rb"m(\d+)\.(\d+)", line):
                         self.seen.setdefault(int(match.group(1)), []).append(int(match.group(2)))
                         self.total += 1
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             pass
+        finally:
+            self.sock.setblocking(True)
 
 
 def wait_for(readers, done, what, timeout=30):
@@ -358,8 +365,8 @@ def test_no_message_lost_or_reordered(session):
     readers = []
     with session.terminals_read_in_background():
         for number in range(clients):
-            sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
-            sock.settimeout(None)  # blocking, so that MSG_DONTWAIT alone decides when a read may wait
+            sock = session.connect(server)
+            sock.settimeout(None)  # blocking: read_available() alone decides when a read may not wait
             sock.sendall(driver.wire_hello(session.name(f"user{number}")))
             readers.append(Reader(sock))
         wait_for(readers, lambda reader: reader.welcomed, "the welcome")  # or early messages miss late joiners

@@ -1,0 +1,476 @@
+"""Stage 09 server: stage 08's chat over TLS, and files sent from one user to another.
+
+Run it:    python stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
+                                      [--cert FILE --key FILE] [--max-file-size SIZE]
+
+Every connection is TLS: without --cert and --key, the server uses the development
+certificate in certs/ (for local use only: its private key is published with the kit).
+A client that speaks plaintext is told so in one line, and closed.
+
+Files go through the server as chunk messages, relayed only once the recipient has
+accepted, and never stored here. Protocol: docs/protocol.md, "Stage 09".
+"""
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import re
+import signal
+import socket
+import ssl
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 65432
+MAX_LINE = 65536  # bytes in one message (a file chunk is about 22 KiB); past this without a newline, we disconnect
+MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+FIELDS = {  # what each client message must carry, and of which type
+    "hello": {"name": str, "client_id": str},
+    "say": {"text": str},
+    "dm": {"to": str, "text": str},
+    "who": {},
+    "bye": {},
+    "offer": {"to": str, "id": str, "name": str, "size": int, "sha256": str},  # a file, announced
+    "accept": {"from": str, "id": str},  # the recipient's answers
+    "decline": {"from": str, "id": str},
+    "chunk": {"id": str, "data": str},  # the sender's file, in base64 pieces
+    "done": {"id": str},
+    "cancel": {"id": str},  # either side gives up ("from" names the sender when the recipient cancels)
+}
+CERTS = Path(__file__).resolve().parent / "certs"  # the development certificate: local use only
+TLS_HANDSHAKE = b"\x16"  # every TLS connection starts with a handshake record, whose first byte is 0x16
+HANDSHAKE_SECONDS = 10  # a connection that has not finished its TLS handshake by then is closed
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        sys.exit(f"{self.prog}: error: {message}")
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def positive(text):
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def byte_size(text):
+    """A size such as 1048576, 512K or 10M."""
+    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    if int(number) < 0:
+        raise ValueError(text)
+    return int(number) * unit
+
+
+def parse_args():
+    parser = ArgumentParser(description="Stage 09: the complete chat server, on TLS, with file transfer.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    parser.add_argument("--cert", default=CERTS / "localhost.pem", help="the server's certificate (PEM)")
+    parser.add_argument("--key", default=CERTS / "localhost-key.pem", help="the certificate's private key (PEM)")
+    parser.add_argument("--max-file-size", type=byte_size, default="10M", metavar="SIZE",
+                        help="largest file a client may send, e.g. 512K or 10M (default 10M)")
+    return parser.parse_args()
+
+
+# --8<-- [start:tls_context]
+def tls_context(cert, key):
+    """What we prove to clients: this certificate, and that we hold its private key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # modern defaults: TLS 1.2+, strong ciphers
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        sys.exit(f"error: cannot use certificate {cert} with key {key}: {getattr(error, 'strerror', None) or error}")
+    return context
+# --8<-- [end:tls_context]
+
+
+def log(text):
+    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+
+
+def encode(message):
+    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (json.dumps(message) + "\n").encode("utf-8")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def decode(line):
+    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise ProtocolError("bad-json", "each line must be one JSON object") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+    fields = FIELDS.get(message["type"])
+    if fields is None:
+        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+    for field, kind in fields.items():
+        if not isinstance(message.get(field), kind):
+            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+    return message
+
+
+# --8<-- [start:client]
+class Client:
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+        host, port = writer.get_extra_info("peername")[:2]
+        self.address, self.name = f"{host}:{port}", None
+        # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
+        # stops reading fills its own queue, and is dropped, instead of growing our memory.
+        self.outbox = asyncio.Queue(maxsize=MAX_QUEUED)
+        self.writing = None  # the task running write_loop()
+
+    async def write_loop(self):
+        """The only task that writes to this client. drain() waits while the kernel's buffer is full,
+        so a slow reader slows only this task, never the room."""
+        while (data := await self.outbox.get()) is not None:
+            self.writer.write(data)
+            await self.writer.drain()
+# --8<-- [end:client]
+
+
+class Transfer:
+    """A file on its way from one client to another. We relay it; we never keep it."""
+
+    def __init__(self, sender, recipient, file_id, size):
+        self.sender, self.recipient, self.id, self.size = sender, recipient, file_id, size
+        self.accepted, self.relayed = False, 0  # no byte goes to the recipient before it says yes
+
+
+class ChatServer:
+    def __init__(self, max_clients, max_file_size, context):
+        self.max_clients, self.max_file_size, self.context = max_clients, max_file_size, context
+        self.clients = set()  # no lock: only the event loop's one thread ever touches it
+        self.transfers = {}  # (sender, its id for the file) -> Transfer
+        self.greeting = set()  # connections still in their TLS handshake (asyncio keeps only weak references)
+        self.stopping = False
+
+    # --8<-- [start:greet]
+    async def accept_forever(self, listener):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, (host, port, *_) = await loop.sock_accept(listener)
+            except OSError as error:  # out of file descriptors: wait until some are free, instead of spinning
+                log(f"cannot accept a client: {error.strerror}; trying again in a second")
+                await asyncio.sleep(1)
+                continue
+            task = asyncio.create_task(self.greet(sock, f"{host}:{port}"))
+            self.greeting.add(task)
+            task.add_done_callback(self.greeting.discard)
+
+    async def greet(self, sock, address):
+        """Look at a new connection's first byte: a TLS handshake, or a plaintext client to turn away."""
+        loop = asyncio.get_running_loop()
+        try:
+            first = await asyncio.wait_for(first_byte(sock), HANDSHAKE_SECONDS)
+            if first == b"":
+                sock.close()  # connected and left without a word
+            elif first != TLS_HANDSHAKE:
+                await loop.sock_sendall(sock, encode({"type": "error", "code": "tls-required", "message":
+                                                      "this server only speaks TLS: use a TLS client (stage 09)"}))
+                log(f"{address} spoke plaintext, not TLS: told it so, and closed")
+                sock.close()
+            else:
+                # From here on asyncio does the TLS work: handshake, then encrypting and decrypting
+                # every byte. serve_client() gets a reader and a writer of plaintext, as before.
+                def stream():  # what asyncio.start_server() builds for each of its connections
+                    return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=MAX_LINE), self.serve_client)
+                await loop.connect_accepted_socket(stream, sock, ssl=self.context,
+                                                   ssl_handshake_timeout=HANDSHAKE_SECONDS)
+        except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
+            log(f"{address} did not complete a TLS handshake: {getattr(error, 'reason', None) or error or 'timeout'}")
+            sock.close()
+    # --8<-- [end:greet]
+
+    # --8<-- [start:serve_client]
+    async def serve_client(self, reader, writer):
+        """One client, from connection to goodbye. asyncio starts one of these tasks per connection."""
+        client = Client(reader, writer)
+        client.serving = asyncio.current_task()  # shut_down() waits for it
+        self.clients.add(client)
+        writing = client.writing = asyncio.create_task(client.write_loop())
+        try:
+            reason = await self.read_loop(client)
+        except (ConnectionError, OSError):
+            reason = "lost"
+        self.disconnect(client, reason)
+        if not client.outbox.full():
+            client.outbox.put_nowait(None)  # the writer: send what is queued, then stop
+        try:
+            await asyncio.wait_for(writing, timeout=2)  # a stuck client must not keep us here
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            writing.cancel()
+        writer.close()
+    # --8<-- [end:serve_client]
+
+    async def read_loop(self, client):
+        """Handle the client's lines until it leaves; return why it left."""
+        while True:
+            try:
+                line = await client.reader.readuntil(b"\n")  # framing: the reader buffers partial lines
+            except asyncio.IncompleteReadError:
+                return "lost"  # the connection closed, maybe in the middle of a line
+            except asyncio.LimitOverrunError:
+                # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
+                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                return "lost"
+            line = line.rstrip(b"\r\n")
+            if line.strip() and (reason := self.handle_line(client, line)):
+                return reason
+
+    def handle_line(self, client, line):
+        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        try:
+            message = decode(line)
+        except ProtocolError as error:
+            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            return None
+        kind = message["type"]
+        if kind == "hello":
+            return self.hello(client, message["name"])
+        if kind == "bye":
+            self.send(client, encode({"type": "bye"}))
+            return "quit"
+        if client.name is None:
+            self.send_error(client, "not-joined", "send hello first")
+        elif kind == "say":
+            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
+            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
+        elif kind == "dm":
+            self.direct_message(client, message["to"], message["text"])
+        elif kind == "who":
+            names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+            self.send(client, encode({"type": "users", "names": names}))
+        else:
+            getattr(self, f"file_{kind}")(client, message)  # offer, accept, decline, chunk, done, cancel
+        return None
+
+    def find(self, name):
+        return next((other for other in self.clients if other.name and other.name.lower() == name.lower()), None)
+
+    def direct_message(self, sender, to, text):
+        recipient = self.find(to)
+        if recipient is None:
+            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            return
+        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
+
+    # --8<-- [start:files]
+    def file_offer(self, sender, offer):
+        """A file announced to one user. Only its description goes to them: they say yes or no."""
+        recipient, key = self.find(offer["to"]), (sender, offer["id"])
+        if recipient is None or recipient is sender:
+            self.send_error(sender, "no-such-user", f"nobody else called {offer['to'][:40]!r} is online")
+        elif not 0 <= offer["size"] <= self.max_file_size:
+            self.send_error(sender, "file-too-big", f"this server relays files of up to {self.max_file_size} bytes")
+        elif key in self.transfers or not SHA256.fullmatch(offer["sha256"]):
+            self.send_error(sender, "bad-offer", "an offer needs a new id and a SHA-256 as 64 hex digits")
+        else:
+            self.transfers[key] = Transfer(sender, recipient, offer["id"], offer["size"])
+            log(f"{sender.name} offers {recipient.name} a file of {offer['size']} bytes")
+            self.send(recipient, encode({**offer, "from": sender.name, "to": recipient.name}))
+
+    def file_accept(self, recipient, answer, accepted=True):
+        transfer = self.transfers.get((self.find(answer["from"]), answer["id"]))
+        if transfer is None or transfer.recipient is not recipient or transfer.accepted:
+            self.send_error(recipient, "no-such-file", "no such file is waiting for your answer")
+            return
+        transfer.accepted = accepted
+        self.send(transfer.sender, encode({"type": "accepted" if accepted else "declined", "id": transfer.id,
+                                           "by": recipient.name}))
+        if not accepted:
+            del self.transfers[(transfer.sender, transfer.id)]
+
+    def file_decline(self, recipient, answer):
+        self.file_accept(recipient, answer, accepted=False)
+
+    def file_chunk(self, sender, chunk):
+        transfer = self.sending(sender, chunk["id"])
+        if transfer is None:
+            return
+        try:
+            size = len(base64.b64decode(chunk["data"], validate=True))
+        except binascii.Error:
+            size = -1
+        transfer.relayed += size
+        if size < 0 or transfer.relayed > transfer.size:
+            self.end_transfer(transfer, "the sender sent bad or too many bytes", tell_sender=True)
+            return
+        # Relayed like any message: it waits its turn in the recipient's queue, between chat lines.
+        self.send(transfer.recipient, encode({"type": "chunk", "from": sender.name, "id": transfer.id,
+                                              "data": chunk["data"]}))
+
+    def file_done(self, sender, done):
+        transfer = self.sending(sender, done["id"])
+        if transfer is None:
+            return
+        if transfer.relayed != transfer.size:
+            self.end_transfer(transfer, f"{transfer.relayed} bytes sent, {transfer.size} offered", tell_sender=True)
+            return
+        del self.transfers[(sender, transfer.id)]
+        log(f"{sender.name} sent {transfer.recipient.name} a file of {transfer.size} bytes")
+        self.send(transfer.recipient, encode({"type": "done", "from": sender.name, "id": transfer.id}))
+
+    def file_cancel(self, client, cancel):
+        sender = self.find(cancel["from"]) if isinstance(cancel.get("from"), str) else client
+        transfer = self.transfers.get((sender, cancel["id"]))
+        if transfer is not None and client in (transfer.sender, transfer.recipient):
+            self.end_transfer(transfer, f"cancelled by {client.name}", tell_sender=client is transfer.recipient)
+
+    def sending(self, sender, file_id):
+        """The sender's accepted transfer with this id, or None (and an error for the sender)."""
+        transfer = self.transfers.get((sender, file_id))
+        if transfer is None or not transfer.accepted:
+            self.send_error(sender, "not-accepted", "send a file only once its recipient has accepted it")
+            return None
+        return transfer
+
+    def end_transfer(self, transfer, reason, tell_sender=False):
+        del self.transfers[(transfer.sender, transfer.id)]
+        log(f"file {transfer.id} from {transfer.sender.name} to {transfer.recipient.name} stopped: {reason}")
+        notice = encode({"type": "cancelled", "from": transfer.sender.name, "to": transfer.recipient.name,
+                         "id": transfer.id, "reason": reason})
+        for client in (transfer.recipient, transfer.sender) if tell_sender else (transfer.recipient,):
+            self.send(client, notice)
+    # --8<-- [end:files]
+
+    # --8<-- [start:hello]
+    def hello(self, client, name):
+        # Check-then-act with no lock, and no race: there is no await between the check and the act,
+        # so no other client's code can run in between.
+        names = [other.name.lower() for other in self.clients if other.name]
+        if client.name is not None:
+            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+        elif not NAME.fullmatch(name):
+            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+        elif name.lower() in names:
+            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+        elif len(names) >= self.max_clients:
+            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            return "full"
+        else:
+            client.name = name
+            self.send(client, encode({"type": "welcome", "name": name, "online": len(names) + 1,
+                                      "max_file_size": self.max_file_size}))
+            self.broadcast(encode({"type": "joined", "name": name}), sender=client)
+            log(f"{name} joined from {client.address}")
+        return None
+    # --8<-- [end:hello]
+
+    def send_error(self, client, code, message):
+        self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    def broadcast(self, data, sender):
+        for other in list(self.clients):
+            if other is not sender and other.name:
+                self.send(other, data)
+
+    def send(self, client, data):
+        """Queue a message for the client's writer task. Never waits."""
+        try:
+            client.outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            log(f"{client.name} is not reading: dropping it")
+            client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+
+    def disconnect(self, client, reason):
+        if client not in self.clients:
+            return
+        self.clients.remove(client)
+        for transfer in [t for t in self.transfers.values() if client in (t.sender, t.recipient)]:
+            self.end_transfer(transfer, f"{client.name} left", tell_sender=client is transfer.recipient)
+        if client.name and not self.stopping:
+            log(f"{client.name} left ({reason})")
+            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+
+    # --8<-- [start:shutdown]
+    async def shut_down(self):
+        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        self.stopping = True
+        notice = encode({"type": "shutdown"})
+        for client in self.clients:
+            for data in (notice, None):
+                if not client.outbox.full():
+                    client.outbox.put_nowait(data)
+        clients = list(self.clients)
+        if clients:
+            await asyncio.wait([client.writing for client in clients], timeout=2)  # a stuck client: 2 s at most
+            for client in clients:
+                client.writer.transport.abort()  # each serve_client() reads the end and finishes...
+            await asyncio.wait([client.serving for client in clients], timeout=2)  # ...rather than being cancelled
+    # --8<-- [end:shutdown]
+
+
+async def first_byte(sock):
+    """Wait for the connection's first byte, and look at it without taking it (MSG_PEEK):
+    if it starts a TLS handshake, the TLS layer must still read all of it."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock, lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock)
+    return sock.recv(1, socket.MSG_PEEK)
+
+
+# --8<-- [start:main]
+async def serve(args):
+    loop = asyncio.get_running_loop()
+    chat = ChatServer(args.max_clients, args.max_file_size, tls_context(args.cert, args.key))
+    try:
+        # backlog: a burst of thousands of connections waits in the kernel until we accept them
+        listener = socket.create_server((args.host, args.port), backlog=1024)
+    except OSError as error:
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}")
+    listener.setblocking(False)  # the event loop waits for connections; accept() itself must never wait
+    host, port = listener.getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    accepting = asyncio.create_task(chat.accept_forever(listener))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
+    await stop.wait()
+    accepting.cancel()
+    listener.close()
+    for task in list(chat.greeting):
+        task.cancel()  # half-made connections: nobody to say goodbye to yet
+    await chat.shut_down()
+    print("server stopped", flush=True)
+
+
+def main():
+    args = parse_args()
+    asyncio.run(serve(args))
+# --8<-- [end:main]
+
+
+if __name__ == "__main__":
+    main()
