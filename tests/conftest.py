@@ -8,6 +8,7 @@
     ... --seed N                                  replay a run's random names and texts (its header prints N)
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,14 @@ def selected_stages(config):
             raise pytest.UsageError(f"--impl {impl}: no {' or '.join(missing)} in that folder")
         stages = [stages[0].at(folder)]
     return stages
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one worker more than there are cores. A check spends much of its time waiting for
+    programs in terminals to answer; a third worker on two cores keeps both busy (on this kit's
+    2-core machine: 91 s with two workers, 81 s with three, for the same checks)."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_configure(config):

@@ -262,6 +262,8 @@ class Terminal:
         """Kill at once, as `kill -9` would: no cleanup code runs."""
         if self.child.isalive():
             os.kill(self.child.pid, signal.SIGKILL)
+            self.child.wait()  # SIGKILL cannot be caught: this returns at once, and reaps the process
+        self.child.ptyproc.delayafterclose = 0  # close() need not give it time to exit: it has
         self.child.close(force=True)
 
     def close(self):

@@ -289,8 +289,42 @@ def stage_07(rec):
     bob.expect("closed by the peer")
 
 
+def stage_09(rec):
+    notes = Path(rec.session.workdir) / "notes.txt"
+    notes.write_text("".join(f"line {number}: the minutes of the meeting\n" for number in range(1, 101)))
+    server = rec.server()
+    alice = rec.client("alice", "--name", "alice")
+    alice.expect("C HELP for the commands")
+    bob = rec.client("bob", "--name", "bob")
+    bob.expect("C HELP for the commands")
+    alice.expect("bob joined")
+    ask(alice, "C FT", "type C <name>")
+    ask(alice, "C bob", "type C <path>")
+    ask(alice, "C notes.txt", "waiting for an answer")
+    bob.expect("C NO to decline")
+    ask(bob, "C OK", "saved")
+    alice.expect("sent notes.txt")
+    # A plaintext client (stage 08's) knocks: it is told, and nobody else notices.
+    old = rec.session.spawn("stage 08 client", "client.py", "--port", str(rec.session.server.port), "--name", "dave",
+                            stage=BY_ID["08"])
+    rec.commands["stage 08 client"] = "$ python stages/08/client.py --name dave"
+    old.expect("name: ")
+    press(old, "ctrl_d")
+    old.expect_exit(0)
+    server.expect("spoke plaintext")
+    type_line(bob, "C EX")
+    bob.expect_exit(0)
+    alice.expect("bob left")
+    server.expect("bob left")
+    press(server, "ctrl_c")
+    server.expect_exit(0)
+    alice.expect("connection closed by server")
+    alice.expect_exit(0)
+
+
 SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06,
-             "07": stage_07, "08": stage_05}  # 08 is 05 on asyncio: the same scenario, the same screens
+             "07": stage_07, "08": stage_05,  # 08 is 05 on asyncio: the same scenario, the same screens
+             "09": stage_09}
 
 
 # ---------------------------------------------------------------- the protocol on the wire

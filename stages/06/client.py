@@ -335,6 +335,9 @@ def run(conn, chat, ui, keyboard):
     signal.set_wakeup_fd(wake_write.fileno())
     signal.signal(signal.SIGWINCH, lambda *_: None)
     selector.register(wake_read, selectors.EVENT_READ, "signal")
+    if isinstance(ui, CursesUI) and ui.screen.getmaxyx() != os.get_terminal_size(sys.stdout.fileno())[::-1]:
+        ui.resize()  # resized before the handler above was in place, which nothing would have told us
+        ui.draw()
     try:
         while chat.running:
             for key, _ in selector.select():

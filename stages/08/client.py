@@ -212,6 +212,7 @@ async def chat(args):
     except OSError as error:
         sys.exit(f"error: cannot connect to {args.host}:{args.port}: {error.strerror or error}")
     keyboard, user_lists, said_bye = Keyboard(loop), asyncio.Queue(), asyncio.Event()
+    receiving = None
     try:
         print(render(await join(reader, writer, keyboard, args.name)))
         receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye))
@@ -230,6 +231,9 @@ async def chat(args):
         print("\rconnection closed by server")
         return
     print()
+    if receiving is None:  # left at the name prompt: not in the room, nobody to say bye to
+        writer.close()
+        return
     await leave(writer, said_bye)
 
 

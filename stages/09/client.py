@@ -428,6 +428,7 @@ async def chat(args):
     loop = asyncio.get_running_loop()
     reader, writer = await connect_securely(args.host, args.port, args.cafile)
     keyboard, user_lists, said_bye = Keyboard(loop), asyncio.Queue(), asyncio.Event()
+    receiving = None
     try:
         welcome = await join(reader, writer, keyboard, args.name)
         print(render(welcome))
@@ -449,6 +450,9 @@ async def chat(args):
         print("\rconnection closed by server")
         return
     print()
+    if receiving is None:  # left at the name prompt: not in the room, nobody to say bye to
+        writer.close()
+        return
     await leave(writer, said_bye)
 
 

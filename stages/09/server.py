@@ -193,6 +193,7 @@ class ChatServer:
             if first == b"":
                 sock.close()  # connected and left without a word
             elif first != TLS_HANDSHAKE:
+                sock.recv(MAX_LINE)  # take what it sent: closing with unread bytes would reset the connection
                 await loop.sock_sendall(sock, encode({"type": "error", "code": "tls-required", "message":
                                                       "this server only speaks TLS: use a TLS client (stage 09)"}))
                 log(f"{address} spoke plaintext, not TLS: told it so, and closed")

@@ -19,6 +19,7 @@ cd "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# --8<-- [start:commands]
 if [ "$name" = localhost ]; then
   names="DNS:localhost,IP:127.0.0.1,IP:::1"
 else
@@ -58,5 +59,6 @@ authorityKeyIdentifier = keyid
 CONFIG
 openssl x509 -req -in "$work/server.csr" -CA dev-ca.pem -CAkey "$work/ca-key.pem" \
   -set_serial "0x$(openssl rand -hex 16)" -days "$days" -extfile "$work/server.cnf" -out "$name.pem"
+# --8<-- [end:commands]
 
 echo "made dev-ca.pem, $name.pem and $name-key.pem in $(pwd): for local use only"
