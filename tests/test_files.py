@@ -128,12 +128,14 @@ def test_chat_flows_while_a_file_is_on_its_way(session):
     assert [file.read_bytes() for file in saved_files(downloads)] == [content]
 
 
-@pytest.mark.points(2, "a declined file is never sent; its chunks are refused")
+@pytest.mark.points(2, "no byte of a file goes before it is accepted, nor after it is declined")
 def test_a_declined_file_is_not_sent(session):
     bob, downloads = receiver(session)
     alice = session.joined_peer("alice")
     alice.send(json_message(type="offer", to=bob.name, id="1", name="unwanted.bin", size=10, sha256=sha256(b"0" * 10)))
     bob.sees(f"{alice.name} offers you unwanted.bin")
+    send_chunks(alice, b"0" * 10, done=False)  # before bob has answered
+    alice.expect_line(JsonLine(type="error", code="not-accepted"))
     bob.answer_offer(accept=False)
     alice.expect_line(JsonLine(type="declined", id="1"))
     send_chunks(alice, b"0" * 10)
