@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import report as report_module
-from harness import Session
+from harness import SHARED, Session
 from stages import BY_ID, STAGES, Stage
 from words import Words, new_seed
 
@@ -72,6 +72,8 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs(*caps): run on every selected stage that has all these capabilities")
     config.addinivalue_line("markers", "slow: a heavy load check, run only with --slow")
+    config.addinivalue_line("markers", "shares_server: the cases of this parametrized check share one server "
+                                       "per stage; a failing case retires it (tests/harness.py, SharedServers)")
     config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
     config.chat_results = []
     for stage in STAGES:
@@ -156,8 +158,13 @@ def session(stage, tmp_path, request):
     """One test's processes. Every one of them is killed at the end, even after a failure."""
     chat = Session(stage, tmp_path, Words(request.config.chat_seed, f"{request.node.module.__name__}::{request.node.name}"))
     request.node.chat_session = chat
+    shared = (stage.folder, request.node.originalname)
+    if request.node.get_closest_marker("shares_server"):
+        SHARED.lend(chat, shared)
     yield chat
     chat.close()
+    if getattr(request.node, "chat_failed", False):
+        SHARED.retire(shared)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -165,6 +172,8 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     result = outcome.get_result()
     chat = getattr(item, "chat_session", None)
+    if result.failed:
+        item.chat_failed = True
     if chat is not None and result.failed and call.when == "call":
         for label, text in chat.transcripts():
             result.sections.append((f"transcript [{label}]", text or "(no output)"))
@@ -189,6 +198,7 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session):
+    SHARED.retire_all()
     folder = session.config.getoption("--report")
     if folder and not hasattr(session.config, "workerinput"):  # the xdist controller, or a plain run
         seed = session.config.chat_seed

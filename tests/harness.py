@@ -15,10 +15,12 @@ import os
 import re
 import select
 import selectors
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -474,6 +476,7 @@ class Session:
         self.terminals = []
         self.peers = []
         self.server = None
+        self.borrowed = set()  # terminals this test uses but does not own (a shared server)
 
     def name(self, role):
         """The random user name (tests/words.py) this check gives `role`, e.g. "alice" -> "Noor41"."""
@@ -633,7 +636,46 @@ class Session:
         for peer in self.peers:
             peer.close()
         for term in self.terminals:
-            term.close()
+            if term not in self.borrowed:
+                term.close()
+
+    def borrow_server(self, server):
+        self.server = server
+        self.terminals.append(server.term)
+        self.borrowed.add(server.term)
+
+
+class SharedServers:
+    """One server for all the cases of a parametrized check, per stage (and per xdist worker).
+
+    Starting a server costs a tenth of a second of CPU; checks such as "each of ten malformed
+    messages gets an error" would spend most of their time doing it. A case that fails retires
+    its server, so that one bug cannot fail the cases after it.
+    """
+
+    def __init__(self):
+        self.owners = {}  # key -> the Session that started the server, and owns its process
+
+    def lend(self, session, key):
+        owner = self.owners.get(key)
+        if owner is None or not owner.server.term.child.isalive():
+            self.retire(key)
+            owner = self.owners[key] = Session(session.stage, tempfile.mkdtemp(prefix="shared-server-"), session.words)
+            owner.start_server(label="server (shared by this check's cases)")
+        session.borrow_server(owner.server)
+
+    def retire(self, key):
+        owner = self.owners.pop(key, None)
+        if owner is not None:
+            owner.close()
+            shutil.rmtree(owner.workdir, ignore_errors=True)
+
+    def retire_all(self):
+        for key in list(self.owners):
+            self.retire(key)
+
+
+SHARED = SharedServers()
 
 
 def closed_port():

@@ -166,6 +166,7 @@ def hostile_names(workdir, tag):
     }
 
 
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("kind", list(hostile_names("/", "x")))
 @pytest.mark.points(1, "a hostile file name stays inside the downloads folder, made safe")
 def test_hostile_file_names_stay_in_the_downloads_folder(session, kind):

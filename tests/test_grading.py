@@ -111,3 +111,27 @@ def test_grade_py_grades_a_class_in_one_command(tmp_path):
     seed = re.search(r"seed (\d+)", run.stdout).group(1)  # one seed for the class, printed...
     for student in ("ada", "bob"):  # ...and used for every student
         assert f"seed {seed}" in (out / student / "summary.txt").read_text()
+
+
+def test_a_shared_server_is_reused_until_a_case_fails(tmp_path):
+    """SharedServers: the cases of one check reuse one server; after a failure the next case gets a fresh one."""
+    from harness import Session, SharedServers
+    from stages import BY_ID
+
+    shared, key = SharedServers(), ("stage 03", "a check")
+    first, second, third = (Session(BY_ID["03"], tmp_path, Words(1, str(case))) for case in range(3))
+    try:
+        shared.lend(first, key)
+        shared.lend(second, key)
+        assert second.server is first.server, "the second case must reuse the first case's server"
+        first.close()
+        assert second.server.term.child.isalive(), "a case's end must not stop the shared server"
+        retired = second.server.term
+        shared.retire(key)  # what conftest does after a failed case
+        assert not retired.child.isalive(), "a retired server is stopped"
+        shared.lend(third, key)
+        assert third.server.term is not retired and third.server.term.child.isalive()
+    finally:
+        for session in (first, second, third):
+            session.close()
+        shared.retire_all()

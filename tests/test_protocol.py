@@ -25,6 +25,7 @@ def test_server_messages_carry_their_fields_and_time(session):
         datetime.fromisoformat(event["time"])  # an ISO 8601 time stamp, or this raises
 
 
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("line, code", [
     (b"this is not json", "bad-json"),
     (b"\xff\xfe\xfd", "bad-json"),
@@ -55,6 +56,7 @@ def test_say_before_hello_is_refused(session):
     peer.expect_line(JsonLine(type="error", code="not-joined"))
 
 
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("name", ["", "x" * 33, "two words", "semi;colon", "\x1b[31mred", "é"])
 @pytest.mark.points(1, "a bad name gets error bad-name; a good one then works")
 def test_bad_names_are_refused_and_a_good_one_then_works(session, name):

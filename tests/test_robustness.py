@@ -92,10 +92,10 @@ ODD_INPUTS = {
 }
 
 
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("name", ODD_INPUTS)
 @pytest.mark.points(1, "odd bytes (bad UTF-8, NUL, empty lines) do no harm")
 def test_odd_bytes_do_no_harm(session, name):
-    session.start_server()
     peer = session.raw_peer("odd")
     driver = session.stage.client_class
     if session.stage.has("chat"):
@@ -195,6 +195,7 @@ def test_hostile_names_are_refused(session):
     bob.never_saw(peer.name, "a name with an escape sequence must not get in")
 
 
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.needs("chat")
 @pytest.mark.parametrize("kind", HOSTILE)
 @pytest.mark.points(1, "escape sequences in messages reach terminals as harmless text")
