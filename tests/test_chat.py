@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from harness import TIMEOUT
+
 pytestmark = pytest.mark.needs("chat")
 
 
@@ -132,12 +134,15 @@ def crowd(session, count):
     peers = [session.raw_peer(f"user{number}") for number in range(count)]
     for peer in peers:  # all connected at once; now they all join the room
         peer.send(alice.wire_hello(peer.name))
+    # Each join is announced to everyone already in: N joins cost N^2/2 deliveries, so the wait
+    # for the last welcome grows with N (a threaded stage on a busy 2-core machine needs it).
+    patience = TIMEOUT + count / 100
     for peer in peers:
-        peer.expect_line(alice.wire_welcome(peer.name))
+        peer.expect_line(alice.wire_welcome(peer.name), timeout=patience)
     hello = session.text()
     alice.say(hello)
     for peer in peers:
-        peer.expect_line(alice.wire_said(alice.name, hello))
+        peer.expect_line(alice.wire_said(alice.name, hello), timeout=patience)
     for peer in peers:  # and all leave
         peer.close()
     session.peers.clear()

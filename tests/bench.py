@@ -1,0 +1,413 @@
+"""A benchmark of every multi-client stage, side by side, against a minimal epoll baseline.
+
+    python tests/bench.py                                         # every multi-client stage, N = 100 and 1,000
+    python tests/bench.py --stages 02,05,08 --clients 100,1000 --messages 200
+    python tests/bench.py --quick --out /tmp/bench                # a few seconds: what CI runs
+
+For each stage (and tests/bench_baseline.py) and each N, on loopback only:
+
+- fan-out throughput: one client sends M messages as fast as it can; N-1 clients must get
+  all of them; deliveries per second (median of the repetitions, after a warm-up round);
+- latency at a fixed rate (50 and 200 messages a second): p50, p99, max, from send to receipt,
+  on a sample of receivers (the clock is CLOCK_MONOTONIC, shared by every process);
+- server CPU seconds per 1,000 deliveries, peak RSS and KiB per client (from /proc);
+- a slow consumer: one client joins and never reads; the others' throughput and p99, and
+  whether the server dropped it;
+- the most clients (from --ladder) that all get one broadcast within 5 s.
+
+The generator is a sender process and receiver processes with one epoll loop each; their
+own CPU is reported, so you can see when the generator, not the server, is the limit.
+Results: a table, OUT/results.json, and SVG plots (OUT/*.svg, with matplotlib).
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import select
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import LISTENING, connect  # noqa: E402
+from stages import BY_ID, REPO, RoomClient, Stage  # noqa: E402
+
+BASELINE = Stage("base", "baseline: minimal epoll broadcast", RoomClient, frozenset({"server"}), "text",
+                 folder=REPO / "tests")
+MARK = b"bench "  # every measured message's text starts with this
+SAMPLE = 10  # receivers per receiver process whose latencies are recorded
+DEFAULT_STAGES = "02,03,04,05,06,08,09"
+
+
+# ---------------------------------------------------------------- /proc
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def raise_open_files(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+# ---------------------------------------------------------------- the server under test
+
+class ServerUnderTest:
+    def __init__(self, stage, max_clients):
+        program = "bench_baseline.py" if stage is BASELINE else "server.py"
+        args = ["--max-clients", str(max_clients)] if stage.has("max_clients") else []
+        self.process = subprocess.Popen([sys.executable, str(stage.program(program)), "--port", "0",
+                                         *stage.args_for(program), *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        match = LISTENING.search(self.process.stdout.readline())
+        if not match:
+            raise RuntimeError(f"{stage.id}: the server did not start")
+        self.port, self.pid = int(match.group(2)), self.process.pid
+        # The stages log every message: read the log as it comes, or the server blocks on print().
+        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+# ---------------------------------------------------------------- the generator's processes
+
+def join_all(stage, port, names, tls):
+    """Connect and say hello for every name; wait until each is welcomed. Returns the sockets."""
+    socks = []
+    for name in names:
+        sock = connect("127.0.0.1", port, tls, timeout=10)
+        sock.sendall(stage.client_class.wire_hello(name))
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while b"welcome" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("the server closed a connection while it joined")
+            data += chunk
+        sock.setblocking(False)
+    return socks
+
+
+def read_ready(sock):
+    """Everything that can be read now, without waiting ("" once the server has closed)."""
+    parts = []
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return b"".join(parts)
+        except OSError:
+            data = b""
+        if not data:
+            return b"".join(parts) or None
+        parts.append(data)
+
+
+def receiver(conn, stage, port, names, tls):
+    """A receiver process: its share of the clients, one epoll loop. Obeys commands from conn."""
+    socks = join_all(stage, port, names, tls)
+    poll = select.epoll()
+    for sock in socks:
+        poll.register(sock, select.EPOLLIN)
+    by_fd = {sock.fileno(): sock for sock in socks}
+    sampled = {sock.fileno() for sock in socks[:SAMPLE]}
+    pending = {sock.fileno(): b"" for sock in socks}
+    conn.send("joined")
+    while (command := conn.recv()) != "quit":
+        wanted, timeout = command  # deliveries to wait for, seconds
+        count, latencies, deadline = 0, [], time.monotonic() + timeout
+        while count < wanted and time.monotonic() < deadline:
+            for fd, _ in poll.poll(0.2):
+                data = read_ready(by_fd[fd])
+                if data is None:
+                    poll.unregister(fd)
+                    continue
+                data = pending[fd] + data
+                cut = data.rfind(b"\n") + 1
+                pending[fd] = data[cut:]
+                count += data.count(MARK, 0, cut)
+                if fd in sampled:
+                    now = time.monotonic_ns()
+                    latencies += [now - int(sent) for sent in re.findall(rb"bench \d+ (\d+)", data[:cut])]
+        conn.send((count, time.monotonic(), latencies))
+
+
+def sender(conn, stage, port, tls):
+    """The sender process: one client that sends what it is told to, at full speed or at a rate."""
+    [sock] = join_all(stage, port, ["sender"], tls)
+    sock.setblocking(True)
+    conn.send("joined")
+    while (command := conn.recv()) != "quit":
+        count, rate = command
+        started = time.monotonic()
+        conn.send(started)
+        for number in range(count):
+            if rate:
+                pause = started + number / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # pacing the load: this is the fixed send rate under test
+            sock.sendall(stage.client_class.wire_say(f"bench {number} {time.monotonic_ns()}"))
+        read_ready_blocking_free(sock)
+        conn.send("sent")
+
+
+def read_ready_blocking_free(sock):
+    """The sender gets the joins and its own errors too: keep its receive buffer from filling."""
+    sock.setblocking(False)
+    read_ready(sock)
+    sock.setblocking(True)
+
+
+class Generator:
+    """The sender and the receiver processes for one server and N clients."""
+
+    def __init__(self, stage, port, clients):
+        tls = stage.has("tls")
+        groups = 1 if clients <= 500 else 2
+        names = [f"u{number}" for number in range(clients - 1)]
+        self.processes, self.receivers, self.shares = [], [], [len(names[group::groups]) for group in range(groups)]
+        for group in range(groups):
+            mine, theirs = multiprocessing.Pipe()
+            process = multiprocessing.Process(target=receiver, args=(theirs, stage, port, names[group::groups], tls))
+            process.start()
+            self.processes.append(process)
+            self.receivers.append(mine)
+        self.sender, theirs = multiprocessing.Pipe()
+        process = multiprocessing.Process(target=sender, args=(theirs, stage, port, tls))
+        process.start()
+        self.processes.append(process)
+        for pipe in [*self.receivers, self.sender]:
+            if not pipe.poll(120) or pipe.recv() != "joined":
+                raise RuntimeError(f"{stage.id}: the clients did not all join")
+
+    def cpu(self):
+        return sum(cpu_seconds(process.pid) for process in self.processes)
+
+    def round(self, messages, rate=0, timeout=60):
+        """The sender sends; every receiver waits for all of it. Returns (deliveries, seconds, latencies)."""
+        for pipe, share in zip(self.receivers, self.shares):
+            pipe.send((messages * share, timeout))
+        self.sender.send((messages, rate))
+        started = self.sender.recv()
+        self.sender.recv()
+        counts, ends, latencies = zip(*(pipe.recv() for pipe in self.receivers))
+        return sum(counts), max(ends) - started, [ns / 1e6 for group in latencies for ns in group]
+
+    def close(self):
+        for pipe in [*self.receivers, self.sender]:
+            try:
+                pipe.send("quit")
+            except OSError:
+                pass
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
+# ---------------------------------------------------------------- the measurements
+
+def percentiles(latencies):
+    if len(latencies) < 2:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2), "max_ms": round(max(latencies), 2)}
+
+
+def stuck_client(stage, port):
+    """A client that joins and never reads (4 KiB receive buffer)."""
+    sock = connect("127.0.0.1", port, stage.has("tls"), receive_buffer=4096, timeout=10)
+    sock.sendall(stage.client_class.wire_hello("stuck"))
+    return sock
+
+
+def stuck_fate(sock, patience):
+    """Did the server drop the client that never read? Read what it holds, until the end or nothing more."""
+    sock.setblocking(False)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        select.select([sock], [], [], 0.5)
+        if read_ready(sock) is None:
+            return "dropped"
+    return "still connected"
+
+
+def measure(stage, clients, messages, rates, repeats, progress, patience=5):
+    result = {"stage": stage.id, "title": stage.title, "clients": clients}
+    server = ServerUnderTest(stage, clients + 10)
+    generator = None
+    try:
+        rss_before = memory_kib(server.pid, "VmRSS")
+        generator = Generator(stage, server.port, clients)
+        result["kib_per_client"] = round((memory_kib(server.pid, "VmRSS") - rss_before) / clients, 1)
+        generator.round(max(10, messages // 4))  # warm-up: caches, buffers and the allocator settle
+        rates_of_delivery, cpu_per_1000, generator_load = [], [], []
+        for _ in range(repeats):
+            server_cpu, generator_cpu = cpu_seconds(server.pid), generator.cpu()
+            delivered, seconds, _ = generator.round(messages)
+            if delivered < messages * (clients - 1):
+                result["lost"] = messages * (clients - 1) - delivered
+            rates_of_delivery.append(delivered / seconds)
+            cpu_per_1000.append((cpu_seconds(server.pid) - server_cpu) / delivered * 1000)
+            generator_load.append((generator.cpu() - generator_cpu) / seconds)
+        result["throughput"] = round(statistics.median(rates_of_delivery))
+        result["server_cpu_per_1000"] = round(statistics.median(cpu_per_1000), 4)
+        result["generator_cores"] = round(statistics.median(generator_load), 2)
+        progress(f"{stage.id} N={clients}: {result['throughput']:,} deliveries/s")
+        for rate in rates:
+            _, _, latencies = generator.round(rate if repeats > 1 else 20, rate=rate)  # a second at this rate
+            result[f"latency_{rate}"] = percentiles(latencies)
+        stuck, rss_before = stuck_client(stage, server.port), memory_kib(server.pid, "VmRSS")
+        delivered, seconds, _ = generator.round(messages)
+        _, _, latencies = generator.round(rates[0] if repeats > 1 else 20, rate=rates[0])
+        result["stuck"] = {"throughput": round(delivered / seconds), **percentiles(latencies),
+                           "server_rss_growth_kib": memory_kib(server.pid, "VmRSS") - rss_before,
+                           "stuck_client": stuck_fate(stuck, patience)}
+        stuck.close()
+        result["peak_rss_kib"] = memory_kib(server.pid, "VmHWM")
+        progress(f"{stage.id} N={clients}: p99 {result[f'latency_{rates[0]}']['p99_ms']} ms at {rates[0]}/s, "
+                 f"with a stuck client {result['stuck']['p99_ms']} ms ({result['stuck']['stuck_client']})")
+    finally:
+        if generator:
+            generator.close()
+        server.stop()
+    return result
+
+
+def most_clients(stage, ladder, progress):
+    """The largest N on the ladder at which every client gets one broadcast within 5 s."""
+    best = 0
+    for clients in ladder:
+        server = ServerUnderTest(stage, clients + 10)
+        generator = None
+        try:
+            generator = Generator(stage, server.port, clients)
+            delivered, seconds, _ = generator.round(1, timeout=5)
+            if delivered < clients - 1 or seconds > 5:
+                break
+            best = clients
+            progress(f"{stage.id}: {clients:,} clients all served")
+        except (RuntimeError, OSError) as error:
+            progress(f"{stage.id}: {clients:,} clients failed: {error}")
+            break
+        finally:
+            if generator:
+                generator.close()
+            server.stop()
+    return best
+
+
+# ---------------------------------------------------------------- output
+
+def table(results, baseline):
+    lines = [f"{'stage':<6}{'N':>6}{'deliveries/s':>14}{'x base':>8}{'p99@50':>9}{'p99@200':>9}"
+             f"{'stuck p99':>11}{'stuck':>17}{'cpu/1k':>8}{'KiB/cl':>8}{'gen cores':>10}"]
+    for row in results:
+        base = baseline.get(row["clients"])
+        ratio = f"{row['throughput'] / base:.2f}" if base else "-"
+        lines.append(f"{row['stage']:<6}{row['clients']:>6}{row['throughput']:>14,}{ratio:>8}"
+                     f"{row.get('latency_50', {}).get('p99_ms') or '-':>9}"
+                     f"{row.get('latency_200', {}).get('p99_ms') or '-':>9}"
+                     f"{row['stuck']['p99_ms'] or '-':>11}{row['stuck']['stuck_client']:>17}"
+                     f"{row['server_cpu_per_1000']:>8}{row['kib_per_client']:>8}{row['generator_cores']:>10}")
+    return "\n".join(lines)
+
+
+def plot(data, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["results"]
+    stages = list(dict.fromkeys(row["stage"] for row in rows))
+    sizes = sorted({row["clients"] for row in rows})
+    charts = [("throughput", "deliveries per second", lambda row: row["throughput"]),
+              ("p99", "p99 latency at 50 messages/s (ms)", lambda row: row["latency_50"]["p99_ms"] or 0),
+              ("memory", "server memory per client (KiB)", lambda row: row["kib_per_client"])]
+    for name, label, value in charts:
+        figure, axes = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(sizes)
+        for index, size in enumerate(sizes):
+            values = [next((value(row) for row in rows if row["stage"] == stage and row["clients"] == size), 0)
+                      for stage in stages]
+            axes.bar([position + index * width for position in range(len(stages))], values, width, label=f"N={size:,}")
+        axes.set_xticks([position + width * (len(sizes) - 1) / 2 for position in range(len(stages))], stages)
+        axes.set_ylabel(label)
+        axes.legend()
+        axes.set_title(f"{label}, by stage ({data['machine']['cores']} cores, {data['machine']['python']})")
+        figure.tight_layout()
+        figure.savefig(out / f"{name}.svg", metadata={"Date": None})
+        plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Benchmark the multi-client stages against an epoll baseline.")
+    parser.add_argument("--stages", default=DEFAULT_STAGES, help=f"default {DEFAULT_STAGES}")
+    parser.add_argument("--clients", default="100,1000", help="numbers of clients, e.g. 100,1000")
+    parser.add_argument("--messages", type=int, default=200, help="messages per throughput round")
+    parser.add_argument("--rates", default="50,200", help="send rates for the latency rounds (messages/s)")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput rounds; the median is kept")
+    parser.add_argument("--ladder", default="1000,2000,5000", help="client counts for the most-clients test")
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench"), help="folder for results.json and plots")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: two stages, 20 clients, no ladder")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.stages, args.clients, args.messages, args.repeats, args.ladder, args.rates = "02,08", "20", 50, 1, "", "50"
+    stages = [BY_ID[stage_id.strip().zfill(2)] for stage_id in args.stages.split(",")]
+    sizes = [int(size) for size in args.clients.split(",")]
+    rates = [int(rate) for rate in args.rates.split(",")]
+    ladder = [int(size) for size in args.ladder.split(",") if size]
+    raise_open_files(2 * max([*sizes, *ladder]) + 200)
+    started = time.monotonic()
+
+    def progress(text):
+        print(f"[{time.monotonic() - started:6.1f} s] {text}", flush=True)
+
+    results = []
+    for stage in [BASELINE, *stages]:
+        for size in sizes:
+            results.append(measure(stage, size, args.messages, rates, args.repeats, progress, 1 if args.quick else 5))
+    baseline = {row["clients"]: row["throughput"] for row in results if row["stage"] == "base"}
+    for row in results:
+        row["ratio_to_baseline"] = round(row["throughput"] / baseline[row["clients"]], 2)
+    capacity = {stage.id: most_clients(stage, ladder, progress) for stage in [BASELINE, *stages]} if ladder else {}
+    data = {"command": "python tests/bench.py " + " ".join(sys.argv[1:]),
+            "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "system": platform.platform()},
+            "seconds": round(time.monotonic() - started, 1), "results": results, "most_clients": capacity}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(table(results, baseline))
+    if capacity:
+        print("most clients served within 5 s: " + ", ".join(f"{key} {value:,}" for key, value in capacity.items()))
+    if not args.no_plots:
+        plot(data, out)
+    print(f"wrote {out}/results.json{'' if args.no_plots else ' and plots'} in {data['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
