@@ -335,6 +335,25 @@ def table(results, baseline):
     return "\n".join(lines)
 
 
+def markdown(data):
+    """The results as the lesson shows them (docs/measuring.md includes this file)."""
+    machine = data["machine"]
+    lines = [f"Measured with `{data['command']}` on {machine['cores']} cores ({machine['cpu']}), "
+             f"Python {machine['python']}, {machine['system']}; {data['seconds']:.0f} s.", "",
+             "| stage | N | deliveries/s | × baseline | p99 at 50/s (ms) | p99 at 200/s (ms) | with a stuck client: "
+             "p99 (ms) | the stuck client | server CPU s per 1,000 deliveries | server KiB per client |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for row in data["results"]:
+        lines.append(f"| {row['stage']} | {row['clients']:,} | {row['throughput']:,} | {row['ratio_to_baseline']:.2f} | "
+                     f"{row.get('latency_50', {}).get('p99_ms')} | {row.get('latency_200', {}).get('p99_ms')} | "
+                     f"{row['stuck']['p99_ms']} | {row['stuck']['stuck_client']} | {row['server_cpu_per_1000']} | "
+                     f"{row['kib_per_client']} |")
+    if data["most_clients"]:
+        lines += ["", "Most clients that all got one broadcast within 5 s (of the ladder tried): "
+                  + ", ".join(f"{key} {value:,}" for key, value in data["most_clients"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def plot(data, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -401,6 +420,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "table.md").write_text(markdown(data))
     print(table(results, baseline))
     if capacity:
         print("most clients served within 5 s: " + ", ".join(f"{key} {value:,}" for key, value in capacity.items()))

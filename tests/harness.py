@@ -195,6 +195,7 @@ class Terminal:
             waiting_in = kernel_wait(self.child.pid)
             printed_before = len(self.output())
             self.child.sendintr()
+            self.wait_until_delivered(signal.SIGINT)  # on a busy machine the program may not have run yet
             self.wait_until_idle()
             self.drain()
             since_the_key = self.output()[printed_before:].replace("^C", "").strip("> ")
@@ -220,6 +221,16 @@ class Terminal:
             time.sleep(0.001)  # polls a condition; never used as a delay before acting
         raise self.session.failure(f"[{self.label}] expected to be waiting for input",
                                    f"still busy after {timeout:g} s: thread states {thread_states(self.child.pid)}")
+
+    def wait_until_delivered(self, number, timeout=TIMEOUT):
+        """Wait until the kernel has handed signal `number` to the program (it is no longer pending).
+
+        Until then the program has not even seen the key: looking at what it printed, or where
+        it waits, would say nothing about how it handles it.
+        """
+        deadline = time.monotonic() + timeout
+        while signal_pending(self.child.pid, number) and time.monotonic() < deadline:
+            time.sleep(0.001)  # polls a condition; never used as a delay before acting
 
     def ctrl_d(self):
         self.child.sendeof()
@@ -281,6 +292,17 @@ def kernel_wait(pid):
         return Path(f"/proc/{pid}/wchan").read_text()
     except OSError:
         return ""
+
+
+def signal_pending(pid, number):
+    """Is signal `number` waiting to be delivered to process `pid` (Linux /proc/PID/status, ShdPnd)?"""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("ShdPnd:"):
+                return bool(int(line.split()[1], 16) & (1 << (number - 1)))
+    except OSError:
+        pass  # it has exited
+    return False
 
 
 def thread_states(pid):
