@@ -335,9 +335,11 @@ def run(conn, chat, ui, keyboard):
     signal.set_wakeup_fd(wake_write.fileno())
     signal.signal(signal.SIGWINCH, lambda *_: None)
     selector.register(wake_read, selectors.EVENT_READ, "signal")
-    if isinstance(ui, CursesUI) and ui.screen.getmaxyx() != os.get_terminal_size(sys.stdout.fileno())[::-1]:
-        ui.resize()  # resized before the handler above was in place, which nothing would have told us
-        ui.draw()
+    if isinstance(ui, CursesUI):
+        # A resize before our handler was in place reached curses' own handler, which queues a
+        # KEY_RESIZE where select() cannot see it: read what curses holds now.
+        for line in ui.keys(keyboard):
+            chat.typed(line)
     try:
         while chat.running:
             for key, _ in selector.select():
