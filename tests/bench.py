@@ -28,7 +28,6 @@ import platform
 import re
 import resource
 import select
-import socket
 import ssl
 import statistics
 import subprocess
@@ -169,11 +168,11 @@ def sender(conn, stage, port, tls):
                 if pause > 0:
                     time.sleep(pause)  # pacing the load: this is the fixed send rate under test
             sock.sendall(stage.client_class.wire_say(f"bench {number} {time.monotonic_ns()}"))
-        read_ready_blocking_free(sock)
+        discard_what_arrived(sock)
         conn.send("sent")
 
 
-def read_ready_blocking_free(sock):
+def discard_what_arrived(sock):
     """The sender gets the joins and its own errors too: keep its receive buffer from filling."""
     sock.setblocking(False)
     read_ready(sock)

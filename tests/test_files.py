@@ -47,12 +47,6 @@ def saved_files(folder):
     return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
 
 
-def offer(peer, to, name, content, sha=None, file_id="1"):
-    """A raw peer offers `content` under `name`, and waits for the answer. Returns the answer line."""
-    peer.send(json_message(type="offer", to=to, id=file_id, name=name, size=len(content), sha256=sha or sha256(content)))
-    return peer.expect_line(lambda line: '"accepted"' in line or '"declined"' in line)
-
-
 def send_chunks(peer, content, file_id="1", done=True):
     for start in range(0, len(content), CHUNK):
         peer.send(json_message(type="chunk", id=file_id, data=base64.b64encode(content[start:start + CHUNK]).decode()))
