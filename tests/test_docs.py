@@ -8,6 +8,7 @@ import sys
 import pytest
 from mkdocs.config import load_config
 
+import known_bad
 import record
 import screenshot
 from stages import BY_ID, REPO, STAGES
@@ -62,6 +63,16 @@ def test_no_python_is_pasted_into_the_docs():
             lines = [line.strip() for line in block.strip().splitlines()]
             assert all(line.startswith("--8<--") for line in lines), \
                 f"{page.relative_to(REPO)} pastes Python instead of including it:\n{block}"
+
+
+def test_the_kill_rate_in_the_instructors_guide_is_counted_from_known_bad():
+    caught, total = len(known_bad.BUGS), len(known_bad.BUGS) + len(known_bad.NOT_CAUGHT)
+    claim = f"Kill rate: {caught} of {total} known-bad implementations caught ({round(100 * caught / total)} %)"
+    guide = (REPO / "docs" / "instructors.md").read_text()
+    assert claim in guide, f"docs/instructors.md should say {claim!r}, as tests/known_bad.py counts it"
+    table = guide[guide.index("| Planted bug | Stage | Caught by |"):].split("\n\n")[0].splitlines()[2:]
+    assert sorted(row.split(" | ")[1] for row in table) == sorted(bug.stage for bug in known_bad.BUGS), \
+        "the guide's table of planted bugs should have one row per Bug in tests/known_bad.py"
 
 
 @pytest.mark.parametrize("stage_id", sorted(record.SCENARIOS))

@@ -265,8 +265,11 @@ class CursesUI:
 
     def resize(self):
         columns, rows = os.get_terminal_size(sys.stdout.fileno())
-        curses.resizeterm(rows, columns)
-        self.screen.clear()  # the next refresh repaints every cell, not just the changes
+        # resizeterm() also queues a KEY_RESIZE, which brings us back here: only call it when the size
+        # really changed, or each KEY_RESIZE would queue the next one, forever.
+        if curses.is_term_resized(rows, columns):
+            curses.resizeterm(rows, columns)
+        self.screen.clearok(True)  # the next refresh repaints every cell, not just the changes
 
     def draw(self):
         rows, columns = self.screen.getmaxyx()
