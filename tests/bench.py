@@ -7,13 +7,18 @@
 For each stage (and tests/bench_baseline.py) and each N, on loopback only:
 
 - fan-out throughput: one client sends M messages as fast as it can; N-1 clients must get
-  all of them; deliveries per second (median of the repetitions, after a warm-up round);
-- latency at a fixed rate (50 and 200 messages a second): p50, p99, max, from send to receipt,
-  on a sample of receivers (the clock is CLOCK_MONOTONIC, shared by every process);
+  all of them; deliveries per second (median of the repetitions, after a warm-up round).
+  A round is kept to about ROUND_SECONDS: a stage too slow for M messages in that time
+  gets fewer (at least 20), and results.json says how many;
+- latency at a fixed rate (50 and 200 messages a second, for 2 s): p50, p99, max, from send
+  to receipt, on a sample of receivers (the clock is CLOCK_MONOTONIC, shared by every process).
+  A rate that needs more deliveries per second than the stage's measured throughput is not
+  run: the stage is marked "overloaded" there, as its queues would only grow;
 - server CPU seconds per 1,000 deliveries, peak RSS and KiB per client (from /proc);
 - a slow consumer: one client joins and never reads; the others' throughput and p99, and
   whether the server dropped it;
-- the most clients (from --ladder) that all get one broadcast within 5 s.
+- the most clients (from --ladder) that all join within JOIN_SECONDS and all get one
+  broadcast within 5 s.
 
 The generator is a sender process and receiver processes with one epoll loop each; their
 own CPU is reported, so you can see when the generator, not the server, is the limit.
@@ -44,7 +49,12 @@ BASELINE = Stage("base", "baseline: minimal epoll broadcast", RoomClient, frozen
                  folder=REPO / "tests")
 MARK = b"bench "  # every measured message's text starts with this
 SAMPLE = 10  # receivers per receiver process whose latencies are recorded
-DEFAULT_STAGES = "02,03,04,05,06,08,09"
+DEFAULT_STAGES = "02,03,04,05,08,09"  # 06's server is 05's plus a history: the same figures
+ROUND_SECONDS = 2  # a throughput round is cut to about this long
+RATE_SECONDS = 2  # each latency round lasts this long
+JOIN_SECONDS = 120  # for every client to be welcomed (every join is announced to everyone: N² messages)
+LADDER_JOIN_SECONDS = 60
+OVERLOAD = 0.8  # a rate needing more than this share of the measured throughput is not run
 
 
 # ---------------------------------------------------------------- /proc
@@ -95,7 +105,7 @@ def join_all(stage, port, names, tls):
     """Connect and say hello for every name; wait until each is welcomed. Returns the sockets."""
     socks = []
     for name in names:
-        sock = connect("127.0.0.1", port, tls, timeout=10)
+        sock = connect("127.0.0.1", port, tls, timeout=JOIN_SECONDS)
         sock.sendall(stage.client_class.wire_hello(name))
         socks.append(sock)
     for sock in socks:
@@ -182,7 +192,7 @@ def discard_what_arrived(sock):
 class Generator:
     """The sender and the receiver processes for one server and N clients."""
 
-    def __init__(self, stage, port, clients):
+    def __init__(self, stage, port, clients, join_seconds=JOIN_SECONDS):
         tls = stage.has("tls")
         groups = 1 if clients <= 500 else 2
         names = [f"u{number}" for number in range(clients - 1)]
@@ -198,7 +208,7 @@ class Generator:
         process.start()
         self.processes.append(process)
         for pipe in [*self.receivers, self.sender]:
-            if not pipe.poll(120) or pipe.recv() != "joined":
+            if not pipe.poll(join_seconds) or pipe.recv() != "joined":
                 raise RuntimeError(f"{stage.id}: the clients did not all join")
 
     def cpu(self):
@@ -253,7 +263,17 @@ def stuck_fate(sock, patience):
     return "still connected"
 
 
-def measure(stage, clients, messages, rates, repeats, progress, patience=5):
+def latency_round(generator, rate, rate_seconds, result, key):
+    """p50/p99/max at a fixed send rate, unless the stage cannot deliver that much at all."""
+    needed = rate * (result["clients"] - 1)
+    if needed > OVERLOAD * result["throughput"]:
+        result[key] = {"p50_ms": None, "p99_ms": None, "max_ms": None, "overloaded": needed}
+        return
+    _, _, latencies = generator.round(max(2, round(rate * rate_seconds)), rate=rate)
+    result[key] = percentiles(latencies)
+
+
+def measure(stage, clients, messages, rates, repeats, progress, patience=5, rate_seconds=RATE_SECONDS):
     result = {"stage": stage.id, "title": stage.title, "clients": clients}
     server = ServerUnderTest(stage, clients + 10)
     generator = None
@@ -261,7 +281,10 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5):
         rss_before = memory_kib(server.pid, "VmRSS")
         generator = Generator(stage, server.port, clients)
         result["kib_per_client"] = round((memory_kib(server.pid, "VmRSS") - rss_before) / clients, 1)
-        generator.round(max(10, messages // 4))  # warm-up: caches, buffers and the allocator settle
+        # Warm-up (caches, buffers and the allocator settle), and a first guess at the stage's speed.
+        delivered, seconds, _ = generator.round(10)
+        messages = max(20, min(messages, int(delivered / seconds * ROUND_SECONDS / (clients - 1))))
+        result["messages"] = messages
         rates_of_delivery, cpu_per_1000, generator_load = [], [], []
         for _ in range(repeats):
             server_cpu, generator_cpu = cpu_seconds(server.pid), generator.cpu()
@@ -276,12 +299,12 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5):
         result["generator_cores"] = round(statistics.median(generator_load), 2)
         progress(f"{stage.id} N={clients}: {result['throughput']:,} deliveries/s")
         for rate in rates:
-            _, _, latencies = generator.round(rate if repeats > 1 else 20, rate=rate)  # a second at this rate
-            result[f"latency_{rate}"] = percentiles(latencies)
+            latency_round(generator, rate, rate_seconds, result, f"latency_{rate}")
         stuck, rss_before = stuck_client(stage, server.port), memory_kib(server.pid, "VmRSS")
         delivered, seconds, _ = generator.round(messages)
-        _, _, latencies = generator.round(rates[0] if repeats > 1 else 20, rate=rates[0])
-        result["stuck"] = {"throughput": round(delivered / seconds), **percentiles(latencies),
+        stuck_result = {"clients": clients, "throughput": round(delivered / seconds)}
+        latency_round(generator, rates[0], rate_seconds, stuck_result, "latency")
+        result["stuck"] = {**stuck_result.pop("latency"), **stuck_result,
                            "server_rss_growth_kib": memory_kib(server.pid, "VmRSS") - rss_before,
                            "stuck_client": stuck_fate(stuck, patience)}
         stuck.close()
@@ -296,13 +319,13 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5):
 
 
 def most_clients(stage, ladder, progress):
-    """The largest N on the ladder at which every client gets one broadcast within 5 s."""
+    """The largest N on the ladder at which every client joins in time and gets one broadcast within 5 s."""
     best = 0
     for clients in ladder:
         server = ServerUnderTest(stage, clients + 10)
         generator = None
         try:
-            generator = Generator(stage, server.port, clients)
+            generator = Generator(stage, server.port, clients, join_seconds=LADDER_JOIN_SECONDS)
             delivered, seconds, _ = generator.round(1, timeout=5)
             if delivered < clients - 1 or seconds > 5:
                 break
@@ -320,6 +343,13 @@ def most_clients(stage, ladder, progress):
 
 # ---------------------------------------------------------------- output
 
+def p99(latency):
+    """A p99 for the table: ms, "over" where the rate was more than the stage can deliver, or "-"."""
+    if latency.get("overloaded"):
+        return "over"
+    return latency.get("p99_ms") or "-"
+
+
 def table(results, baseline):
     lines = [f"{'stage':<6}{'N':>6}{'deliveries/s':>14}{'x base':>8}{'p99@50':>9}{'p99@200':>9}"
              f"{'stuck p99':>11}{'stuck':>17}{'cpu/1k':>8}{'KiB/cl':>8}{'gen cores':>10}"]
@@ -327,9 +357,8 @@ def table(results, baseline):
         base = baseline.get(row["clients"])
         ratio = f"{row['throughput'] / base:.2f}" if base else "-"
         lines.append(f"{row['stage']:<6}{row['clients']:>6}{row['throughput']:>14,}{ratio:>8}"
-                     f"{row.get('latency_50', {}).get('p99_ms') or '-':>9}"
-                     f"{row.get('latency_200', {}).get('p99_ms') or '-':>9}"
-                     f"{row['stuck']['p99_ms'] or '-':>11}{row['stuck']['stuck_client']:>17}"
+                     f"{p99(row.get('latency_50', {})):>9}{p99(row.get('latency_200', {})):>9}"
+                     f"{p99(row['stuck']):>11}{row['stuck']['stuck_client']:>17}"
                      f"{row['server_cpu_per_1000']:>8}{row['kib_per_client']:>8}{row['generator_cores']:>10}")
     return "\n".join(lines)
 
@@ -344,9 +373,11 @@ def markdown(data):
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for row in data["results"]:
         lines.append(f"| {row['stage']} | {row['clients']:,} | {row['throughput']:,} | {row['ratio_to_baseline']:.2f} | "
-                     f"{row.get('latency_50', {}).get('p99_ms')} | {row.get('latency_200', {}).get('p99_ms')} | "
-                     f"{row['stuck']['p99_ms']} | {row['stuck']['stuck_client']} | {row['server_cpu_per_1000']} | "
+                     f"{p99(row.get('latency_50', {}))} | {p99(row.get('latency_200', {}))} | "
+                     f"{p99(row['stuck'])} | {row['stuck']['stuck_client']} | {row['server_cpu_per_1000']} | "
                      f"{row['kib_per_client']} |")
+    lines += ["", "*over*: the rate needs more deliveries per second than the stage's measured throughput, "
+              "so it was not run (the stage's queues would only grow)."]
     if data["most_clients"]:
         lines += ["", "Most clients that all got one broadcast within 5 s (of the ladder tried): "
                   + ", ".join(f"{key} {value:,}" for key, value in data["most_clients"].items()) + "."]
@@ -361,20 +392,28 @@ def plot(data, out):
     rows = data["results"]
     stages = list(dict.fromkeys(row["stage"] for row in rows))
     sizes = sorted({row["clients"] for row in rows})
-    charts = [("throughput", "deliveries per second", lambda row: row["throughput"]),
-              ("p99", "p99 latency at 50 messages/s (ms)", lambda row: row["latency_50"]["p99_ms"] or 0),
-              ("memory", "server memory per client (KiB)", lambda row: row["kib_per_client"])]
-    for name, label, value in charts:
+    # (file, axis label, value of a row or None, log scale): throughput spans three orders of magnitude.
+    charts = [("throughput", "deliveries per second", lambda row: row["throughput"], True),
+              ("p99", "p99 latency at 50 messages/s (ms)", lambda row: row["latency_50"]["p99_ms"], False),
+              ("memory", "server memory per client (KiB)", lambda row: row["kib_per_client"], False)]
+    for name, label, value, log in charts:
         figure, axes = plt.subplots(figsize=(8, 4))
         width = 0.8 / len(sizes)
         for index, size in enumerate(sizes):
-            values = [next((value(row) for row in rows if row["stage"] == stage and row["clients"] == size), 0)
-                      for stage in stages]
-            axes.bar([position + index * width for position in range(len(stages))], values, width, label=f"N={size:,}")
+            row_of = {row["stage"]: row for row in rows if row["clients"] == size}
+            positions = [position + index * width for position in range(len(stages))]
+            values = [value(row_of[stage]) if stage in row_of else None for stage in stages]
+            axes.bar(positions, [number or 0 for number in values], width, label=f"N={size:,}")
+            for position, number in zip(positions, values):
+                if number is None:  # not measured: say why rather than draw a bar of zero
+                    axes.text(position, 0, " overloaded", rotation=90, ha="center", va="bottom", fontsize=8)
         axes.set_xticks([position + width * (len(sizes) - 1) / 2 for position in range(len(stages))], stages)
+        if log:
+            axes.set_yscale("log")
         axes.set_ylabel(label)
         axes.legend()
-        axes.set_title(f"{label}, by stage ({data['machine']['cores']} cores, {data['machine']['python']})")
+        axes.set_title(f"{label}, by stage ({data['machine']['cores']} cores, Python {data['machine']['python']})",
+                       fontsize=10)
         figure.tight_layout()
         figure.savefig(out / f"{name}.svg", metadata={"Date": None})
         plt.close(figure)
@@ -384,10 +423,11 @@ def main():
     parser = argparse.ArgumentParser(description="Benchmark the multi-client stages against an epoll baseline.")
     parser.add_argument("--stages", default=DEFAULT_STAGES, help=f"default {DEFAULT_STAGES}")
     parser.add_argument("--clients", default="100,1000", help="numbers of clients, e.g. 100,1000")
-    parser.add_argument("--messages", type=int, default=200, help="messages per throughput round")
+    parser.add_argument("--messages", type=int, default=1000,
+                        help=f"messages per throughput round (fewer if a round would last over {ROUND_SECONDS} s)")
     parser.add_argument("--rates", default="50,200", help="send rates for the latency rounds (messages/s)")
     parser.add_argument("--repeats", type=int, default=3, help="throughput rounds; the median is kept")
-    parser.add_argument("--ladder", default="1000,2000,5000", help="client counts for the most-clients test")
+    parser.add_argument("--ladder", default="500,1000,2000,5000", help="client counts for the most-clients test")
     parser.add_argument("--out", default=str(REPO / "docs" / "bench"), help="folder for results.json and plots")
     parser.add_argument("--quick", action="store_true", help="a few seconds: two stages, 20 clients, no ladder")
     parser.add_argument("--no-plots", action="store_true")
@@ -407,7 +447,8 @@ def main():
     results = []
     for stage in [BASELINE, *stages]:
         for size in sizes:
-            results.append(measure(stage, size, args.messages, rates, args.repeats, progress, 1 if args.quick else 5))
+            results.append(measure(stage, size, args.messages, rates, args.repeats, progress,
+                                   *((1, 0.4) if args.quick else (5, RATE_SECONDS))))
     baseline = {row["clients"]: row["throughput"] for row in results if row["stage"] == "base"}
     for row in results:
         row["ratio_to_baseline"] = round(row["throughput"] / baseline[row["clients"]], 2)

@@ -149,9 +149,16 @@ class Client:
     async def write_loop(self):
         """The only task that writes to this client. drain() waits while the kernel's buffer is full,
         so a slow reader slows only this task, never the room."""
-        while (data := await self.outbox.get()) is not None:
-            self.writer.write(data)
+        while True:
+            batch = [await self.outbox.get()]
+            # Take every message that queued up while we waited: one write() and one wake-up of this
+            # task for all of them, instead of one each. Only this task takes from the queue.
+            while batch[-1] is not None and not self.outbox.empty():
+                batch.append(self.outbox.get_nowait())
+            self.writer.write(b"".join(data for data in batch if data is not None))
             await self.writer.drain()
+            if batch[-1] is None:  # serve_client said: stop once these are sent
+                return
 # --8<-- [end:client]
 
 
