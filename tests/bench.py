@@ -136,7 +136,11 @@ def read_ready(sock):
 
 def receiver(conn, stage, port, names, tls):
     """A receiver process: its share of the clients, one epoll loop. Obeys commands from conn."""
-    socks = join_all(stage, port, names, tls)
+    try:
+        socks = join_all(stage, port, names, tls)
+    except (OSError, RuntimeError) as error:  # e.g. the server dropped clients while they joined
+        conn.send(f"not all joined: {error}")
+        return
     poll = select.epoll()
     for sock in socks:
         poll.register(sock, select.EPOLLIN)
@@ -165,7 +169,11 @@ def receiver(conn, stage, port, names, tls):
 
 def sender(conn, stage, port, tls):
     """The sender process: one client that sends what it is told to, at full speed or at a rate."""
-    [sock] = join_all(stage, port, ["sender"], tls)
+    try:
+        [sock] = join_all(stage, port, ["sender"], tls)
+    except (OSError, RuntimeError) as error:
+        conn.send(f"the sender did not join: {error}")
+        return
     sock.setblocking(True)
     conn.send("joined")
     while (command := conn.recv()) != "quit":
@@ -208,8 +216,10 @@ class Generator:
         process.start()
         self.processes.append(process)
         for pipe in [*self.receivers, self.sender]:
-            if not pipe.poll(join_seconds) or pipe.recv() != "joined":
-                raise RuntimeError(f"{stage.id}: the clients did not all join")
+            reply = pipe.recv() if pipe.poll(join_seconds) else f"not all joined within {join_seconds} s"
+            if reply != "joined":
+                self.close(patience=0)
+                raise RuntimeError(reply)
 
     def cpu(self):
         return sum(cpu_seconds(process.pid) for process in self.processes)
@@ -224,14 +234,14 @@ class Generator:
         counts, ends, latencies = zip(*(pipe.recv() for pipe in self.receivers))
         return sum(counts), max(ends) - started, [ns / 1e6 for group in latencies for ns in group]
 
-    def close(self):
+    def close(self, patience=5):
         for pipe in [*self.receivers, self.sender]:
             try:
                 pipe.send("quit")
             except OSError:
                 pass
         for process in self.processes:
-            process.join(timeout=5)
+            process.join(timeout=patience)
             if process.is_alive():
                 process.kill()
 
@@ -278,6 +288,17 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5, rate
     server = ServerUnderTest(stage, clients + 10)
     generator = None
     try:
+        return measure_with(server, stage, clients, messages, rates, repeats, progress, patience, rate_seconds, result)
+    except (RuntimeError, OSError) as error:
+        progress(f"{stage.id} N={clients}: failed: {error}")
+        return {**result, "error": str(error)}
+    finally:
+        server.stop()
+
+
+def measure_with(server, stage, clients, messages, rates, repeats, progress, patience, rate_seconds, result):
+    generator = None
+    try:
         rss_before = memory_kib(server.pid, "VmRSS")
         generator = Generator(stage, server.port, clients)
         result["kib_per_client"] = round((memory_kib(server.pid, "VmRSS") - rss_before) / clients, 1)
@@ -314,7 +335,6 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5, rate
     finally:
         if generator:
             generator.close()
-        server.stop()
     return result
 
 
@@ -354,6 +374,9 @@ def table(results, baseline):
     lines = [f"{'stage':<6}{'N':>6}{'deliveries/s':>14}{'x base':>8}{'p99@50':>9}{'p99@200':>9}"
              f"{'stuck p99':>11}{'stuck':>17}{'cpu/1k':>8}{'KiB/cl':>8}{'gen cores':>10}"]
     for row in results:
+        if "error" in row:
+            lines.append(f"{row['stage']:<6}{row['clients']:>6}  failed: {row['error']}")
+            continue
         base = baseline.get(row["clients"])
         ratio = f"{row['throughput'] / base:.2f}" if base else "-"
         lines.append(f"{row['stage']:<6}{row['clients']:>6}{row['throughput']:>14,}{ratio:>8}"
@@ -372,6 +395,9 @@ def markdown(data):
              "p99 (ms) | the stuck client | server CPU s per 1,000 deliveries | server KiB per client |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for row in data["results"]:
+        if "error" in row:
+            lines.append(f"| {row['stage']} | {row['clients']:,} | failed: {row['error']} |" + " |" * 7)
+            continue
         lines.append(f"| {row['stage']} | {row['clients']:,} | {row['throughput']:,} | {row['ratio_to_baseline']:.2f} | "
                      f"{p99(row.get('latency_50', {}))} | {p99(row.get('latency_200', {}))} | "
                      f"{p99(row['stuck'])} | {row['stuck']['stuck_client']} | {row['server_cpu_per_1000']} | "
@@ -382,6 +408,60 @@ def markdown(data):
         lines += ["", "Most clients that all got one broadcast within 5 s (of the ladder tried): "
                   + ", ".join(f"{key} {value:,}" for key, value in data["most_clients"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def targets(data):
+    """The issue's targets, each with what this run measured and whether it was met (docs/measuring.md)."""
+    row = {(r["stage"], r["clients"]): r for r in data["results"]}
+    most = data["most_clients"]
+    checks = []  # (target, stage, measured, met)
+
+    def ratio(stage, clients, at_least):
+        if (stage, clients) in row:
+            value = row[stage, clients].get("ratio_to_baseline", 0)
+            checks.append((f"throughput ≥ {at_least}× baseline at N={clients:,}", stage, f"{value:.2f}×",
+                           value >= at_least))
+
+    def capacity(stage, at_least):
+        if stage in most:
+            checks.append((f"{at_least:,}+ concurrent clients", stage, f"{most[stage]:,}", most[stage] >= at_least))
+
+    def p99_under(stage, clients, bound, latency, what):
+        if (stage, clients) in row:
+            if "error" in row[stage, clients]:
+                checks.append((f"{what} p99 < {bound} ms at N={clients:,}", stage, "failed", False))
+                return
+            value = latency(row[stage, clients])
+            shown = "overloaded" if value.get("overloaded") else f"{value['p99_ms']} ms"
+            checks.append((f"{what} p99 < {bound} ms at N={clients:,}", stage, shown,
+                           value.get("p99_ms") is not None and value["p99_ms"] < bound))
+
+    for stage in ("02", "03"):
+        ratio(stage, 100, 0.8)
+        ratio(stage, 1000, 0.8)
+        capacity(stage, 1000)
+    for stage in ("04", "05"):
+        ratio(stage, 100, 0.5)
+        capacity(stage, 500)
+    capacity("08", 5000)
+    p99_under("08", 1000, 50, lambda r: r["latency_50"], "at 50 messages/s,")
+    for stage in dict.fromkeys(r["stage"] for r in data["results"] if r["stage"] != "base"):
+        for clients in sorted({r["clients"] for r in data["results"]}):
+            p99_under(stage, clients, 100, lambda r: r["stuck"], "with one client stuck, the others'")
+    lines = ["| target | stage | measured | met |", "| --- | --- | ---: | --- |"]
+    lines += [f"| {target} | {stage} | {measured} | {'yes' if met else '**no**'} |"
+              for target, stage, measured, met in checks]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(data, out, plots=True):
+    """results.json, and what the docs include: table.md, targets.md and the SVG plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "table.md").write_text(markdown(data))
+    (out / "targets.md").write_text(targets(data))
+    if plots:
+        plot(data, out)
 
 
 def plot(data, out):
@@ -402,11 +482,13 @@ def plot(data, out):
         for index, size in enumerate(sizes):
             row_of = {row["stage"]: row for row in rows if row["clients"] == size}
             positions = [position + index * width for position in range(len(stages))]
-            values = [value(row_of[stage]) if stage in row_of else None for stage in stages]
+            values = [value(row_of[stage]) if stage in row_of and "error" not in row_of[stage] else None
+                      for stage in stages]
             axes.bar(positions, [number or 0 for number in values], width, label=f"N={size:,}")
-            for position, number in zip(positions, values):
+            for position, stage, number in zip(positions, stages, values):
                 if number is None:  # not measured: say why rather than draw a bar of zero
-                    axes.text(position, 0, " overloaded", rotation=90, ha="center", va="bottom", fontsize=8)
+                    why = " failed" if "error" in row_of.get(stage, {"error": 1}) else " overloaded"
+                    axes.text(position, 1 if log else 0, why, rotation=90, ha="center", va="bottom", fontsize=8)
         axes.set_xticks([position + width * (len(sizes) - 1) / 2 for position in range(len(stages))], stages)
         if log:
             axes.set_yscale("log")
@@ -431,7 +513,13 @@ def main():
     parser.add_argument("--out", default=str(REPO / "docs" / "bench"), help="folder for results.json and plots")
     parser.add_argument("--quick", action="store_true", help="a few seconds: two stages, 20 clients, no ladder")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--report", metavar="DIR", help="measure nothing: redraw DIR's tables and plots from "
+                        "its results.json")
     args = parser.parse_args()
+    if args.report:
+        write_report(json.loads((Path(args.report) / "results.json").read_text()), Path(args.report),
+                     not args.no_plots)
+        return
     if args.quick:
         args.stages, args.clients, args.messages, args.repeats, args.ladder, args.rates = "02,08", "20", 50, 1, "", "50"
     stages = [BY_ID[stage_id.strip().zfill(2)] for stage_id in args.stages.split(",")]
@@ -449,23 +537,20 @@ def main():
         for size in sizes:
             results.append(measure(stage, size, args.messages, rates, args.repeats, progress,
                                    *((1, 0.4) if args.quick else (5, RATE_SECONDS))))
-    baseline = {row["clients"]: row["throughput"] for row in results if row["stage"] == "base"}
+    baseline = {row["clients"]: row["throughput"] for row in results if row["stage"] == "base" and "error" not in row}
     for row in results:
-        row["ratio_to_baseline"] = round(row["throughput"] / baseline[row["clients"]], 2)
+        if "error" not in row and row["clients"] in baseline:
+            row["ratio_to_baseline"] = round(row["throughput"] / baseline[row["clients"]], 2)
     capacity = {stage.id: most_clients(stage, ladder, progress) for stage in [BASELINE, *stages]} if ladder else {}
     data = {"command": "python tests/bench.py " + " ".join(sys.argv[1:]),
             "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
                         "python": platform.python_version(), "system": platform.platform()},
             "seconds": round(time.monotonic() - started, 1), "results": results, "most_clients": capacity}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
-    (out / "table.md").write_text(markdown(data))
+    write_report(data, out, not args.no_plots)
     print(table(results, baseline))
     if capacity:
         print("most clients served within 5 s: " + ", ".join(f"{key} {value:,}" for key, value in capacity.items()))
-    if not args.no_plots:
-        plot(data, out)
     print(f"wrote {out}/results.json{'' if args.no_plots else ' and plots'} in {data['seconds']} s")
 
 
