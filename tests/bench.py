@@ -330,8 +330,8 @@ def measure_with(server, stage, clients, messages, rates, repeats, progress, pat
                            "stuck_client": stuck_fate(stuck, patience)}
         stuck.close()
         result["peak_rss_kib"] = memory_kib(server.pid, "VmHWM")
-        progress(f"{stage.id} N={clients}: p99 {result[f'latency_{rates[0]}']['p99_ms']} ms at {rates[0]}/s, "
-                 f"with a stuck client {result['stuck']['p99_ms']} ms ({result['stuck']['stuck_client']})")
+        progress(f"{stage.id} N={clients}: p99 (ms) at {rates[0]}/s: {p99(result[f'latency_{rates[0]}'])}, "
+                 f"with a stuck client: {p99(result['stuck'])} ({result['stuck']['stuck_client']})")
     finally:
         if generator:
             generator.close()

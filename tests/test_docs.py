@@ -1,5 +1,6 @@
 """The site cannot drift from the code: lessons, included code, recorded transcripts, rendering."""
 
+import json
 import os
 import re
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 from mkdocs.config import load_config
 
+import bench
 import known_bad
 import record
 import screenshot
@@ -63,6 +65,23 @@ def test_no_python_is_pasted_into_the_docs():
             lines = [line.strip() for line in block.strip().splitlines()]
             assert all(line.startswith("--8<--") for line in lines), \
                 f"{page.relative_to(REPO)} pastes Python instead of including it:\n{block}"
+
+
+def test_the_benchmark_figures_on_the_site_are_the_tools_output():
+    """docs/measuring.md shows docs/bench/: tables rendered by tests/bench.py from its own results.json."""
+    folder = REPO / "docs" / "bench"
+    data = json.loads((folder / "results.json").read_text())
+    assert (folder / "table.md").read_text() == bench.markdown(data), \
+        "docs/bench/table.md differs from results.json: run python tests/bench.py --report docs/bench"
+    assert (folder / "targets.md").read_text() == bench.targets(data), \
+        "docs/bench/targets.md differs from results.json: run python tests/bench.py --report docs/bench"
+    page = (REPO / "docs" / "measuring.md").read_text()
+    for name in ("table.md", "targets.md"):
+        assert f'--8<-- "docs/bench/{name}"' in page, f"docs/measuring.md does not include docs/bench/{name}"
+    for name in ("throughput", "p99", "memory"):
+        assert (folder / f"{name}.svg").is_file() and f"(bench/{name}.svg)" in page, f"{name}.svg is not on the page"
+    stages = {row["stage"] for row in data["results"]}
+    assert {"base", "02", "03", "04", "05", "08"} <= stages, f"the committed run misses stages: {sorted(stages)}"
 
 
 def test_the_kill_rate_in_the_instructors_guide_is_counted_from_known_bad():
