@@ -14,7 +14,7 @@ import pytest
 
 import report
 from known_bad import BUGS
-from stages import REPO
+from stages import BY_ID, REPO
 from suite import ECHO_TO_SENDER, copy_of_stage, grade
 from words import Words
 
@@ -24,6 +24,15 @@ def graded(tmp_path, stage_id, bug=(None, None), program="server.py", *extra):
     result = grade(stage_id, folder, "--report", str(tmp_path / "report"), *extra)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     return result, results
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=[bug.name.replace(" ", "-") for bug in BUGS])
+def test_each_planted_bug_still_matches_its_stage(bug):
+    """Fast: a stage edit that moves a planted bug's code should fail the default run, not only the slow tier."""
+    source = (BY_ID[bug.stage].folder / bug.program).read_text()
+    assert source.count(bug.old) == 1, \
+        f"'{bug.name}': expected its code once in stages/{bug.stage}/{bug.program}, found it " \
+        f"{source.count(bug.old)} times; update tests/known_bad.py:\n{bug.old}"
 
 
 @pytest.mark.slow
