@@ -169,7 +169,9 @@ class ChatServer:
 
     def receive(self, client):
         try:
-            data = client.sock.recv(4096)
+            # Up to 64 KiB: when a client sends fast, its lines pile up in the kernel. Taking them all
+            # at once means one turn of the loop, and one send() per listener, for all of them.
+            data = client.sock.recv(65536)
         except ConnectionError:
             data = b""
         if not data:  # b"" means the client closed the connection (or it broke)

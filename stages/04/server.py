@@ -8,15 +8,14 @@ server waits: instead of one selector, each client gets a thread that simply
 blocks in recv(). The code reads top to bottom again, like stage 01, but now
 several threads share the room, and shared data needs a lock.
 
-Each client also gets a writer thread fed by a bounded queue. A client that
-stops reading fills only its own queue and is dropped; nobody else waits for it.
+Each client also gets a writer thread fed by a bounded outbox. A client that
+stops reading fills only its own outbox and is dropped; nobody else waits for it.
 """
 
 import argparse
 import contextlib
 import errno
 import json
-import queue
 import re
 import signal
 import socket
@@ -27,7 +26,7 @@ from datetime import datetime, timezone
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
-MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -82,10 +81,11 @@ def open_listener(host, port):
     return listener
 
 
-def log(text):
-    # One write per line: print() writes the text and the newline separately, and with several
-    # threads logging at once, lines would come out spliced together.
-    sys.stdout.write(f"{datetime.now():%H:%M:%S} {text}\n")
+def log(*lines):
+    # One write for all the lines: print() writes the text and the newline separately, and with
+    # several threads logging at once, lines would come out spliced together.
+    stamp = f"{datetime.now():%H:%M:%S}"
+    sys.stdout.write("".join(f"{stamp} {line}\n" for line in lines))
     sys.stdout.flush()
 
 
@@ -120,15 +120,40 @@ def decode(line):
 # --8<-- [end:codec]
 
 
-# --8<-- [start:take_waiting]
-def take_waiting(outbox):
-    """Wait for one message, then take every message already queued behind it (up to a None)."""
-    batch = [outbox.get()]
-    with contextlib.suppress(queue.Empty):
-        while batch[-1] is not None:
-            batch.append(outbox.get_nowait())
-    return batch
-# --8<-- [end:take_waiting]
+# --8<-- [start:outbox]
+class Outbox:
+    """The bytes waiting to go out to one client: stage 03's outbox, now shared between threads.
+
+    Any client's reader thread may add to it; only this client's writer thread takes from it. A
+    Condition is a lock plus a way to sleep until another thread says "there is something for you"."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.data = bytearray()
+        self.closing = False  # set by close(): send what is left, then stop
+
+    def put(self, data):
+        """Add data, never waiting for the writer. False if the client is too far behind."""
+        with self.changed:
+            if len(self.data) + len(data) > MAX_PENDING:
+                return False  # a client that stops reading must not grow our memory for ever
+            self.data += data
+            self.changed.notify()  # wakes the writer if it sleeps in take(); if it is busy, no cost
+            return True
+
+    def close(self):
+        with self.changed:
+            self.closing = True
+            self.changed.notify()
+
+    def take(self):
+        """Sleep until there is something to send, then take all of it. b"" once closed and empty."""
+        with self.changed:
+            while not self.data and not self.closing:
+                self.changed.wait()  # releases the lock while it sleeps, so put() can get in
+            data, self.data = bytes(self.data), bytearray()
+            return data
+# --8<-- [end:outbox]
 
 
 class Client:
@@ -138,9 +163,10 @@ class Client:
         self.sock = sock
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
-        # Messages for this client wait here until its writer thread has sent them. The queue is
-        # bounded: a client that stops reading fills its own queue, and we drop it.
-        self.outbox = queue.Queue(maxsize=MAX_QUEUED)
+        self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
+        # Messages for this client wait here until its writer thread has sent them. The outbox is
+        # bounded: a client that stops reading fills its own, and we drop it.
+        self.outbox = Outbox()
 
 
 class ChatServer:
@@ -184,10 +210,7 @@ class ChatServer:
         except OSError:
             reason = "lost"
         self.disconnect(client, reason)
-        try:
-            client.outbox.put_nowait(None)  # tells the writer: send what is queued, then stop
-        except queue.Full:
-            pass  # a stuck client: no point waiting for its queue to drain
+        client.outbox.close()  # the writer sends what is queued, then stops
         writer.join(timeout=2)
         # shutdown() wakes a writer still blocked in sendall(), before we close the socket under it.
         with contextlib.suppress(OSError):
@@ -197,15 +220,12 @@ class ChatServer:
 
     def write_loop(self, client):
         """The client's writer thread: the only thread that ever sends on its socket."""
-        while True:
-            batch = take_waiting(client.outbox)
+        # One sendall() for everything that piled up while the last one was going out: a system
+        # call costs far more than joining bytes, and a busy room sends many.
+        while data := client.outbox.take():
             try:
-                # One sendall() for every message that piled up while the last one was going out:
-                # a system call costs far more than joining bytes, and a busy room sends many.
-                client.sock.sendall(b"".join(data for data in batch if data is not None))
+                client.sock.sendall(data)
             except OSError:
-                return
-            if batch[-1] is None:  # the reader thread said: stop once these are sent
                 return
     # --8<-- [end:threads]
 
@@ -213,7 +233,8 @@ class ChatServer:
         """Handle the client's lines until it leaves; return why it left."""
         inbox = bytearray()
         while True:
-            data = client.sock.recv(4096)  # blocks this thread only
+            # Up to 64 KiB: a client that sends fast has many lines waiting; take them in one call.
+            data = client.sock.recv(65536)  # blocks this thread only
             if not data:
                 return "lost"
             inbox += data
@@ -222,6 +243,7 @@ class ChatServer:
                 del inbox[:end + 1]
                 if line.strip() and (reason := self.handle_line(client, line)):
                     return reason
+            self.pass_on(client)
             if len(inbox) > MAX_LINE:
                 # Without a limit, a client that never sends "\n" would make us buffer forever.
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
@@ -235,6 +257,11 @@ class ChatServer:
             self.send_error(client, error.code, str(error))  # answer, and keep the connection open
             return None
         kind = message["type"]
+        if kind == "say" and client.name is not None:
+            client.said.append((f"{client.name} said {len(line)} bytes: {message['text']!r}",
+                                encode({"type": "said", "from": client.name, "text": message["text"]})))
+            return None
+        self.pass_on(client)  # anything else goes out after what was said before it, in the order sent
         if kind == "hello":
             return self.hello(client, message["name"])
         if kind == "bye":
@@ -242,9 +269,6 @@ class ChatServer:
             return "quit"
         if client.name is None:
             self.send_error(client, "not-joined", "send hello first")
-        elif kind == "say":
-            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
-            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
         return None
 
     # --8<-- [start:hello]
@@ -271,6 +295,21 @@ class ChatServer:
     def send_error(self, client, code, message):
         self.send(client, encode({"type": "error", "code": code, "message": message}))
 
+    # --8<-- [start:pass_on]
+    def pass_on(self, client):
+        """Hand the room what the client said in its last recv(): all of it at once.
+
+        Why not one message at a time: a fast client's recv() can bring hundreds of lines. Each
+        message put in an outbox wakes that listener's writer thread, and every woken thread then
+        waits its turn for the GIL. All at once, each writer wakes once and sends all of it in one
+        sendall(); and the log is one write, because every system call lets another thread in."""
+        if client.said:
+            lines, messages = zip(*client.said)
+            client.said = []
+            log(*lines)
+            self.broadcast(b"".join(messages), sender=client)
+    # --8<-- [end:pass_on]
+
     def broadcast(self, data, sender):
         with self.lock:  # a snapshot: we must not hold the lock while we hand out messages
             others = [other for other in self.clients if other is not sender and other.name]
@@ -279,9 +318,7 @@ class ChatServer:
 
     def send(self, client, data):
         """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
-        try:
-            client.outbox.put_nowait(data)
-        except queue.Full:
+        if not client.outbox.put(data):
             log(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up

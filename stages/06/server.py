@@ -15,7 +15,6 @@ import collections
 import contextlib
 import errno
 import json
-import queue
 import re
 import signal
 import socket
@@ -27,7 +26,7 @@ from datetime import datetime, timezone
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
-MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -93,10 +92,11 @@ def open_listener(host, port):
     return listener
 
 
-def log(text):
-    # One write per line: print() writes the text and the newline separately, and with several
-    # threads logging at once, lines would come out spliced together.
-    sys.stdout.write(f"{datetime.now():%H:%M:%S} {text}\n")
+def log(*lines):
+    # One write for all the lines: print() writes the text and the newline separately, and with
+    # several threads logging at once, lines would come out spliced together.
+    stamp = f"{datetime.now():%H:%M:%S}"
+    sys.stdout.write("".join(f"{stamp} {line}\n" for line in lines))
     sys.stdout.flush()
 
 
@@ -132,15 +132,40 @@ def decode(line):
 # --8<-- [end:codec]
 
 
-# --8<-- [start:take_waiting]
-def take_waiting(outbox):
-    """Wait for one message, then take every message already queued behind it (up to a None)."""
-    batch = [outbox.get()]
-    with contextlib.suppress(queue.Empty):
-        while batch[-1] is not None:
-            batch.append(outbox.get_nowait())
-    return batch
-# --8<-- [end:take_waiting]
+# --8<-- [start:outbox]
+class Outbox:
+    """The bytes waiting to go out to one client: stage 03's outbox, now shared between threads.
+
+    Any client's reader thread may add to it; only this client's writer thread takes from it. A
+    Condition is a lock plus a way to sleep until another thread says "there is something for you"."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.data = bytearray()
+        self.closing = False  # set by close(): send what is left, then stop
+
+    def put(self, data):
+        """Add data, never waiting for the writer. False if the client is too far behind."""
+        with self.changed:
+            if len(self.data) + len(data) > MAX_PENDING:
+                return False  # a client that stops reading must not grow our memory for ever
+            self.data += data
+            self.changed.notify()  # wakes the writer if it sleeps in take(); if it is busy, no cost
+            return True
+
+    def close(self):
+        with self.changed:
+            self.closing = True
+            self.changed.notify()
+
+    def take(self):
+        """Sleep until there is something to send, then take all of it. b"" once closed and empty."""
+        with self.changed:
+            while not self.data and not self.closing:
+                self.changed.wait()  # releases the lock while it sleeps, so put() can get in
+            data, self.data = bytes(self.data), bytearray()
+            return data
+# --8<-- [end:outbox]
 
 
 class Client:
@@ -150,23 +175,21 @@ class Client:
         self.sock = sock
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
-        # Messages for this client wait here until its writer thread has sent them. The queue is
-        # bounded: a client that stops reading fills its own queue, and we drop it.
-        self.outbox = queue.Queue(maxsize=MAX_QUEUED)
+        self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
+        # Messages for this client wait here until its writer thread has sent them. The outbox is
+        # bounded: a client that stops reading fills its own, and we drop it.
+        self.outbox = Outbox()
         self.writer = threading.Thread(target=write_loop, args=(self,), daemon=True)
 
 
 def write_loop(client):
     """The client's writer thread: the only thread that ever sends on its socket."""
-    while True:
-        batch = take_waiting(client.outbox)
+    # One sendall() for everything that piled up while the last one was going out: a system
+    # call costs far more than joining bytes, and a busy room sends many.
+    while data := client.outbox.take():
         try:
-            # One sendall() for every message that piled up while the last one was going out:
-            # a system call costs far more than joining bytes, and a busy room sends many.
-            client.sock.sendall(b"".join(data for data in batch if data is not None))
+            client.sock.sendall(data)
         except OSError:
-            return
-        if batch[-1] is None:  # the reader thread said: stop once these are sent
             return
 
 
@@ -213,10 +236,7 @@ class ChatServer:
         except OSError:
             reason = "lost"
         self.disconnect(client, reason)
-        try:
-            client.outbox.put_nowait(None)  # tells the writer: send what is queued, then stop
-        except queue.Full:
-            pass  # a stuck client: no point waiting for its queue to drain
+        client.outbox.close()  # the writer sends what is queued, then stops
         client.writer.join(timeout=2)
         # shutdown() wakes a writer still blocked in sendall(), before we close the socket under it.
         with contextlib.suppress(OSError):
@@ -230,7 +250,8 @@ class ChatServer:
         """Handle the client's lines until it leaves; return why it left."""
         inbox = bytearray()
         while True:
-            data = client.sock.recv(4096)  # blocks this thread only
+            # Up to 64 KiB: a client that sends fast has many lines waiting; take them in one call.
+            data = client.sock.recv(65536)  # blocks this thread only
             if not data:
                 return "lost"
             inbox += data
@@ -239,6 +260,7 @@ class ChatServer:
                 del inbox[:end + 1]
                 if line.strip() and (reason := self.handle_line(client, line)):
                     return reason
+            self.pass_on(client)
             if len(inbox) > MAX_LINE:
                 # Without a limit, a client that never sends "\n" would make us buffer forever.
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
@@ -252,6 +274,11 @@ class ChatServer:
             self.send_error(client, error.code, str(error))  # answer, and keep the connection open
             return None
         kind = message["type"]
+        if kind == "say" and client.name is not None:
+            client.said.append((f"{client.name} said {len(line)} bytes: {message['text']!r}",
+                                {"type": "said", "from": client.name, "text": message["text"]}))
+            return None
+        self.pass_on(client)  # anything else goes out after what was said before it, in the order sent
         if kind == "hello":
             return self.hello(client, message["name"])
         if kind == "bye":
@@ -259,9 +286,6 @@ class ChatServer:
             return "quit"
         if client.name is None:
             self.send_error(client, "not-joined", "send hello first")
-        elif kind == "say":
-            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
-            self.say(client, message["text"])
         elif kind == "dm":
             self.direct_message(client, message["to"], message["text"])
         elif kind == "who":
@@ -271,14 +295,24 @@ class ChatServer:
         return None
 
     # --8<-- [start:history]
-    def say(self, sender, text):
-        said = {"type": "said", "from": sender.name, "text": text}
-        data = encode(said)  # stamps said["time"] too
+    def pass_on(self, client):
+        """Hand the room what the client said in its last recv(): all of it at once.
+
+        Why not one message at a time: a fast client's recv() can bring hundreds of lines. Each
+        message put in an outbox wakes that listener's writer thread, and every woken thread then
+        waits its turn for the GIL. All at once, each writer wakes once and sends all of it in one
+        sendall(); and the log is one write, because every system call lets another thread in."""
+        if not client.said:
+            return
+        lines, said = zip(*client.said)
+        client.said = []
+        log(*lines)
+        data = b"".join(encode(message) for message in said)  # stamps each message's time too
         # Remember and broadcast under one lock: a newcomer then gets each message exactly once,
         # either from the history (said before it joined) or live (said after).
         with self.lock:
-            self.history.append(said)
-            others = [other for other in self.clients if other is not sender and other.name]
+            self.history.extend(said)
+            others = [other for other in self.clients if other is not client and other.name]
         for other in others:
             self.send(other, data)
     # --8<-- [end:history]
@@ -336,9 +370,7 @@ class ChatServer:
 
     def send(self, client, data):
         """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
-        try:
-            client.outbox.put_nowait(data)
-        except queue.Full:
+        if not client.outbox.put(data):
             log(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up
@@ -360,9 +392,8 @@ class ChatServer:
             clients = list(self.clients)
         notice = encode({"type": "shutdown"})
         for client in clients:
-            for data in (notice, None):  # None: the writer thread stops once the notice is sent
-                with contextlib.suppress(queue.Full):
-                    client.outbox.put_nowait(data)
+            client.outbox.put(notice)
+            client.outbox.close()  # the writer thread stops once the notice is sent
         deadline = time.monotonic() + 2  # a stuck client must not hold up the shutdown for long
         for client in clients:
             if client.writer.is_alive():
