@@ -105,10 +105,8 @@ BUGS = [
         '            self.tell(peer, type="bye")\n            self.drop(peer, "terminated")',
         '            self.drop(peer, "terminated")', "terminate_closes_one_connection", program="peer.py"),
     Bug("an asyncio writer that never awaits drain()", "08",
-        "            self.writer.write(b\"\".join(data for data in batch if data is not None))\n"
-        "            await self.writer.drain()\n",
-        "            self.writer.write(b\"\".join(data for data in batch if data is not None))\n",
-        "never_reads_is_dropped"),
+        "            self.writer.write(data)\n            await self.writer.drain()\n",
+        "            self.writer.write(data)\n", "never_reads_is_dropped"),
     Bug("a file name from the network used as a path", "09",
         'open_new_file(self.downloads, safe_name(offer["name"]))', 'open_new_file(self.downloads, str(offer["name"]))',
         "hostile_file_names and parent", program="client.py"),

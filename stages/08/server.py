@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
-MAX_QUEUED = 1000  # messages waiting to go out to one client before we drop it
+MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 05
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -95,29 +95,54 @@ def decode(line):
 
 
 # --8<-- [start:client]
+class Outbox:
+    """Stage 05's outbox for an event loop: no lock, as only the loop's one thread touches it, and an
+    Event instead of a Condition to wake the writer task."""
+
+    def __init__(self):
+        self.ready = asyncio.Event()
+        self.data = bytearray()
+        self.closing = False  # set by close(): send what is left, then stop
+
+    def put(self, data):
+        """Add data, never waiting for the writer. False if the client is too far behind."""
+        if len(self.data) + len(data) > MAX_PENDING:
+            return False  # a client that stops reading must not grow our memory for ever
+        self.data += data
+        self.ready.set()
+        return True
+
+    def close(self):
+        self.closing = True
+        self.ready.set()
+
+    async def take(self):
+        """Wait until there is something to send, then take all of it. b"" once closed and empty."""
+        while not self.data and not self.closing:
+            self.ready.clear()
+            await self.ready.wait()
+        data, self.data = bytes(self.data), bytearray()
+        return data
+
+
 class Client:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
         host, port = writer.get_extra_info("peername")[:2]
         self.address, self.name = f"{host}:{port}", None
         # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
-        # stops reading fills its own queue, and is dropped, instead of growing our memory.
-        self.outbox = asyncio.Queue(maxsize=MAX_QUEUED)
+        # stops reading fills its own outbox, and is dropped, instead of growing our memory.
+        self.outbox = Outbox()
         self.writing = None  # the task running write_loop()
 
     async def write_loop(self):
         """The only task that writes to this client. drain() waits while the kernel's buffer is full,
         so a slow reader slows only this task, never the room."""
-        while True:
-            batch = [await self.outbox.get()]
-            # Take every message that queued up while we waited: one write() and one wake-up of this
-            # task for all of them, instead of one each. Only this task takes from the queue.
-            while batch[-1] is not None and not self.outbox.empty():
-                batch.append(self.outbox.get_nowait())
-            self.writer.write(b"".join(data for data in batch if data is not None))
+        # Everything that piled up while we waited goes in one write(): one wake-up of this task
+        # and one system call for all of it, instead of one each.
+        while data := await self.outbox.take():
+            self.writer.write(data)
             await self.writer.drain()
-            if batch[-1] is None:  # serve_client said: stop once these are sent
-                return
 # --8<-- [end:client]
 
 
@@ -139,8 +164,7 @@ class ChatServer:
         except (ConnectionError, OSError):
             reason = "lost"
         self.disconnect(client, reason)
-        if not client.outbox.full():
-            client.outbox.put_nowait(None)  # the writer: send what is queued, then stop
+        client.outbox.close()  # the writer: send what is queued, then stop
         try:
             await asyncio.wait_for(writing, timeout=2)  # a stuck client must not keep us here
         except (asyncio.TimeoutError, ConnectionError, OSError):
@@ -228,9 +252,7 @@ class ChatServer:
 
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
-        try:
-            client.outbox.put_nowait(data)
-        except asyncio.QueueFull:
+        if not client.outbox.put(data):
             log(f"{client.name} is not reading: dropping it")
             client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
 
@@ -248,9 +270,8 @@ class ChatServer:
         self.stopping = True
         notice = encode({"type": "shutdown"})
         for client in self.clients:
-            for data in (notice, None):
-                if not client.outbox.full():
-                    client.outbox.put_nowait(data)
+            client.outbox.put(notice)
+            client.outbox.close()
         clients = list(self.clients)
         if clients:
             await asyncio.wait([client.writing for client in clients], timeout=2)  # a stuck client: 2 s at most
