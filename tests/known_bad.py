@@ -89,7 +89,7 @@ BUGS = [
         "        except (EOFError, KeyboardInterrupt):\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",
         "        except EOFError:\n            pass  # Ctrl+D or Ctrl+C: leave cleanly",
         "client_ctrl_c_leaves_cleanly", program="client.py"),
-    Bug("a threaded server that sends from the broadcaster's thread", "04",
+    Bug("a threaded server that blocks in sendall() in the broadcaster's thread", "04",
         "        if not client.outbox.put(data):",
         "        if client.sock.sendall(data):  # blocks while this client does not read", "never_reads_is_dropped"),
     Bug("a server that stops after its first client", "01",

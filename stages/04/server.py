@@ -127,14 +127,29 @@ class Outbox:
     Any client's reader thread may add to it; only this client's writer thread takes from it. A
     Condition is a lock plus a way to sleep until another thread says "there is something for you"."""
 
-    def __init__(self):
+    def __init__(self, sock):
+        self.sock = sock
         self.changed = threading.Condition()
         self.data = bytearray()
+        self.sending = False  # the writer is sending what it took: new bytes must wait behind it
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
         """Add data, never waiting for the writer. False if the client is too far behind."""
         with self.changed:
+            if not self.data and not self.sending and not self.closing:
+                # Nothing is ahead of these bytes, so we may hand them to the kernel ourselves, and
+                # it usually takes them all: no thread to wake, no turn to wait for the GIL.
+                # MSG_DONTWAIT: if the kernel's buffer is full, take what fits and never block.
+                # Not once closing: the client's thread closes the socket after close().
+                try:
+                    data = data[self.sock.send(data, socket.MSG_DONTWAIT):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return True  # a broken connection: its reader thread sees the end and cleans up
+                if not data:
+                    return True
             if len(self.data) + len(data) > MAX_PENDING:
                 return False  # a client that stops reading must not grow our memory for ever
             self.data += data
@@ -149,9 +164,11 @@ class Outbox:
     def take(self):
         """Sleep until there is something to send, then take all of it. b"" once closed and empty."""
         with self.changed:
+            self.sending = False  # what we took last time has been sent
             while not self.data and not self.closing:
                 self.changed.wait()  # releases the lock while it sleeps, so put() can get in
             data, self.data = bytes(self.data), bytearray()
+            self.sending = bool(data)
             return data
 # --8<-- [end:outbox]
 
@@ -166,7 +183,7 @@ class Client:
         self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
         # Messages for this client wait here until its writer thread has sent them. The outbox is
         # bounded: a client that stops reading fills its own, and we drop it.
-        self.outbox = Outbox()
+        self.outbox = Outbox(sock)
 
 
 class ChatServer:
