@@ -86,13 +86,18 @@ class ServerUnderTest:
         args = ["--max-clients", str(max_clients)] if stage.has("max_clients") else []
         self.process = subprocess.Popen([sys.executable, str(stage.program(program)), "--port", "0",
                                          *stage.args_for(program), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        match = LISTENING.search(self.process.stdout.readline())
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        match = LISTENING.search(self.process.stdout.readline().decode(errors="replace"))
         if not match:
             raise RuntimeError(f"{stage.id}: the server did not start")
         self.port, self.pid = int(match.group(2)), self.process.pid
         # The stages log every message: read the log as it comes, or the server blocks on print().
-        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+        # In big raw reads: decoding it line by line in Python was slow enough to block the server.
+        threading.Thread(target=self.discard_log, daemon=True).start()
+
+    def discard_log(self):
+        while os.read(self.process.stdout.fileno(), 1 << 16):
+            pass
 
     def stop(self):
         self.process.kill()
@@ -454,12 +459,31 @@ def targets(data):
     return "\n".join(lines) + "\n"
 
 
+MODELS = {"02": "selectors", "03": "selectors", "04": "a thread per client", "05": "a thread per client",
+          "08": "asyncio"}
+
+
+def models(data):
+    """The three concurrency models side by side at the largest N (lesson 08 includes this file)."""
+    size = max(row["clients"] for row in data["results"])
+    lines = [f"| model | stage | server KiB per client | × baseline | with one client stuck: the others' p99 (ms) "
+             f"| most clients |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for row in data["results"]:
+        if row["stage"] in MODELS and row["clients"] == size and "error" not in row:
+            most = data["most_clients"].get(row["stage"])
+            lines.append(f"| {MODELS[row['stage']]} | {row['stage']} | {row['kib_per_client']} | "
+                         f"{row['ratio_to_baseline']:.2f} | {p99(row['stuck'])} | {f'{most:,}' if most else '-'} |")
+    return "\n".join(lines) + f"\n\nAt N = {size:,} clients, from `{data['command']}` " \
+                              f"({data['machine']['cores']} cores, Python {data['machine']['python']}).\n"
+
+
 def write_report(data, out, plots=True):
-    """results.json, and what the docs include: table.md, targets.md and the SVG plots."""
+    """results.json, and what the docs include: table.md, targets.md, models.md and the SVG plots."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out / "table.md").write_text(markdown(data))
     (out / "targets.md").write_text(targets(data))
+    (out / "models.md").write_text(models(data))
     if plots:
         plot(data, out)
 

@@ -176,6 +176,12 @@ def chat_scenario(rec, bad_name=False):
     type_line(bob, "hello alice")
     alice.expect("bob: hello alice")
     press(bob, "ctrl_d")
+    bob_leaves_and_the_server_stops(alice, bob, server)
+
+
+def bob_leaves_and_the_server_stops(alice, bob, server):
+    """How every chat recording ends: bob has just quit; alice and the server see him go, then
+    Ctrl+C stops the server and alice is told."""
     bob.expect_exit(0)
     alice.expect("bob left")
     server.expect("bob left")
@@ -313,13 +319,7 @@ def stage_09(rec):
     old.expect_exit(0)
     server.expect("spoke plaintext")
     type_line(bob, "C EX")
-    bob.expect_exit(0)
-    alice.expect("bob left")
-    server.expect("bob left")
-    press(server, "ctrl_c")
-    server.expect_exit(0)
-    alice.expect("connection closed by server")
-    alice.expect_exit(0)
+    bob_leaves_and_the_server_stops(alice, bob, server)
 
 
 SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06,

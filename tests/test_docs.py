@@ -75,6 +75,10 @@ def test_the_benchmark_figures_on_the_site_are_the_tools_output():
         "docs/bench/table.md differs from results.json: run python tests/bench.py --report docs/bench"
     assert (folder / "targets.md").read_text() == bench.targets(data), \
         "docs/bench/targets.md differs from results.json: run python tests/bench.py --report docs/bench"
+    assert (folder / "models.md").read_text() == bench.models(data), \
+        "docs/bench/models.md differs from results.json: run python tests/bench.py --report docs/bench"
+    assert '--8<-- "docs/bench/models.md"' in (REPO / "lessons" / "08-asyncio.md").read_text(), \
+        "lesson 08 should show the three models' measured figures (docs/bench/models.md)"
     page = (REPO / "docs" / "measuring.md").read_text()
     for name in ("table.md", "targets.md"):
         assert f'--8<-- "docs/bench/{name}"' in page, f"docs/measuring.md does not include docs/bench/{name}"

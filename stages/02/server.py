@@ -68,6 +68,8 @@ def encode(text):
 
 def printable(text):
     """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX text."""
+    if text.isprintable():
+        return text  # the usual case, checked in one call instead of one per character
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
