@@ -353,6 +353,8 @@ def most_clients(stage, ladder, progress):
             generator = Generator(stage, server.port, clients, join_seconds=LADDER_JOIN_SECONDS)
             delivered, seconds, _ = generator.round(1, timeout=5)
             if delivered < clients - 1 or seconds > 5:
+                progress(f"{stage.id}: {clients:,} clients joined, but {delivered:,} of {clients - 1:,} got the "
+                         f"broadcast, in {seconds:.1f} s")
                 break
             best = clients
             progress(f"{stage.id}: {clients:,} clients all served")
