@@ -20,6 +20,9 @@ For each stage (and tests/bench_baseline.py) and each N, on loopback only:
 - the most clients (from --ladder) that all join within JOIN_SECONDS and all get one
   broadcast within 5 s.
 
+Each stage's ratio to the baseline divides by the baseline's throughput measured again just
+before that stage, at the same N: the machine's speed drifts during a run.
+
 The generator is a sender process and receiver processes with one epoll loop each; their
 own CPU is reported, so you can see when the generator, not the server, is the limit.
 Results: a table, OUT/results.json, and SVG plots (OUT/*.svg, with matplotlib).
@@ -301,28 +304,50 @@ def measure(stage, clients, messages, rates, repeats, progress, patience=5, rate
         server.stop()
 
 
+def throughput(generator, server, clients, messages, repeats):
+    """Fan-out throughput: the median of `repeats` rounds, after a warm-up round."""
+    # Warm-up (caches, buffers and the allocator settle), and a first guess at the stage's speed.
+    delivered, seconds, _ = generator.round(10)
+    messages = max(20, min(messages, int(delivered / seconds * ROUND_SECONDS / (clients - 1))))
+    result = {"messages": messages}
+    rates_of_delivery, cpu_per_1000, generator_load = [], [], []
+    for _ in range(repeats):
+        server_cpu, generator_cpu = cpu_seconds(server.pid), generator.cpu()
+        delivered, seconds, _ = generator.round(messages)
+        if delivered < messages * (clients - 1):
+            result["lost"] = messages * (clients - 1) - delivered
+        rates_of_delivery.append(delivered / seconds)
+        cpu_per_1000.append((cpu_seconds(server.pid) - server_cpu) / delivered * 1000)
+        generator_load.append((generator.cpu() - generator_cpu) / seconds)
+    return {**result, "throughput": round(statistics.median(rates_of_delivery)),
+            "server_cpu_per_1000": round(statistics.median(cpu_per_1000), 4),
+            "generator_cores": round(statistics.median(generator_load), 2)}
+
+
+def baseline_next_to(stage, clients, messages, repeats, progress):
+    """The baseline's throughput, measured again just before a stage's: a shared machine speeds up
+    and slows down from one minute to the next, so each ratio compares two neighbouring measurements."""
+    server, generator = ServerUnderTest(BASELINE, clients + 10), None
+    try:
+        generator = Generator(BASELINE, server.port, clients)
+        return throughput(generator, server, clients, messages, repeats)["throughput"]
+    except (RuntimeError, OSError) as error:
+        progress(f"base N={clients} (next to {stage.id}): failed: {error}")
+        return None
+    finally:
+        if generator:
+            generator.close()
+        server.stop()
+
+
 def measure_with(server, stage, clients, messages, rates, repeats, progress, patience, rate_seconds, result):
     generator = None
     try:
         rss_before = memory_kib(server.pid, "VmRSS")
         generator = Generator(stage, server.port, clients)
         result["kib_per_client"] = round((memory_kib(server.pid, "VmRSS") - rss_before) / clients, 1)
-        # Warm-up (caches, buffers and the allocator settle), and a first guess at the stage's speed.
-        delivered, seconds, _ = generator.round(10)
-        messages = max(20, min(messages, int(delivered / seconds * ROUND_SECONDS / (clients - 1))))
-        result["messages"] = messages
-        rates_of_delivery, cpu_per_1000, generator_load = [], [], []
-        for _ in range(repeats):
-            server_cpu, generator_cpu = cpu_seconds(server.pid), generator.cpu()
-            delivered, seconds, _ = generator.round(messages)
-            if delivered < messages * (clients - 1):
-                result["lost"] = messages * (clients - 1) - delivered
-            rates_of_delivery.append(delivered / seconds)
-            cpu_per_1000.append((cpu_seconds(server.pid) - server_cpu) / delivered * 1000)
-            generator_load.append((generator.cpu() - generator_cpu) / seconds)
-        result["throughput"] = round(statistics.median(rates_of_delivery))
-        result["server_cpu_per_1000"] = round(statistics.median(cpu_per_1000), 4)
-        result["generator_cores"] = round(statistics.median(generator_load), 2)
+        result.update(throughput(generator, server, clients, messages, repeats))
+        messages = result["messages"]
         progress(f"{stage.id} N={clients}: {result['throughput']:,} deliveries/s")
         for rate in rates:
             latency_round(generator, rate, rate_seconds, result, f"latency_{rate}")
@@ -377,15 +402,18 @@ def p99(latency):
     return latency.get("p99_ms") or "-"
 
 
-def table(results, baseline):
+def shown_ratio(row):
+    return f"{row['ratio_to_baseline']:.2f}" if "ratio_to_baseline" in row else "-"
+
+
+def table(results):
     lines = [f"{'stage':<6}{'N':>6}{'deliveries/s':>14}{'x base':>8}{'p99@50':>9}{'p99@200':>9}"
              f"{'stuck p99':>11}{'stuck':>17}{'cpu/1k':>8}{'KiB/cl':>8}{'gen cores':>10}"]
     for row in results:
         if "error" in row:
             lines.append(f"{row['stage']:<6}{row['clients']:>6}  failed: {row['error']}")
             continue
-        base = baseline.get(row["clients"])
-        ratio = f"{row['throughput'] / base:.2f}" if base else "-"
+        ratio = shown_ratio(row)
         lines.append(f"{row['stage']:<6}{row['clients']:>6}{row['throughput']:>14,}{ratio:>8}"
                      f"{p99(row.get('latency_50', {})):>9}{p99(row.get('latency_200', {})):>9}"
                      f"{p99(row['stuck']):>11}{row['stuck']['stuck_client']:>17}"
@@ -398,14 +426,16 @@ def markdown(data):
     machine = data["machine"]
     lines = [f"Measured with `{data['command']}` on {machine['cores']} cores ({machine['cpu']}), "
              f"Python {machine['python']}, {machine['system']}; {data['seconds']:.0f} s.", "",
-             "| stage | N | deliveries/s | × baseline | p99 at 50/s (ms) | p99 at 200/s (ms) | with a stuck client: "
-             "p99 (ms) | the stuck client | server CPU s per 1,000 deliveries | server KiB per client |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "| stage | N | deliveries/s | the baseline, just before | × baseline | p99 at 50/s (ms) | p99 at 200/s (ms) "
+             "| with a stuck client: p99 (ms) | the stuck client | server CPU s per 1,000 deliveries "
+             "| server KiB per client |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for row in data["results"]:
         if "error" in row:
-            lines.append(f"| {row['stage']} | {row['clients']:,} | failed: {row['error']} |" + " |" * 7)
+            lines.append(f"| {row['stage']} | {row['clients']:,} | failed: {row['error']} |" + " |" * 8)
             continue
-        lines.append(f"| {row['stage']} | {row['clients']:,} | {row['throughput']:,} | {row['ratio_to_baseline']:.2f} | "
+        base = f"{row['baseline_throughput']:,}" if row.get("baseline_throughput") else "failed"
+        lines.append(f"| {row['stage']} | {row['clients']:,} | {row['throughput']:,} | {base} | {shown_ratio(row)} | "
                      f"{p99(row.get('latency_50', {}))} | {p99(row.get('latency_200', {}))} | "
                      f"{p99(row['stuck'])} | {row['stuck']['stuck_client']} | {row['server_cpu_per_1000']} | "
                      f"{row['kib_per_client']} |")
@@ -474,7 +504,7 @@ def models(data):
         if row["stage"] in MODELS and row["clients"] == size and "error" not in row:
             most = data["most_clients"].get(row["stage"])
             lines.append(f"| {MODELS[row['stage']]} | {row['stage']} | {row['kib_per_client']} | "
-                         f"{row['ratio_to_baseline']:.2f} | {p99(row['stuck'])} | {f'{most:,}' if most else '-'} |")
+                         f"{shown_ratio(row)} | {p99(row['stuck'])} | {f'{most:,}' if most else '-'} |")
     return "\n".join(lines) + f"\n\nAt N = {size:,} clients, from `{data['command']}` " \
                               f"({data['machine']['cores']} cores, Python {data['machine']['python']}).\n"
 
@@ -565,12 +595,14 @@ def main():
     results = []
     for stage in [BASELINE, *stages]:
         for size in sizes:
-            results.append(measure(stage, size, args.messages, rates, args.repeats, progress,
-                                   *((1, 0.4) if args.quick else (5, RATE_SECONDS))))
-    baseline = {row["clients"]: row["throughput"] for row in results if row["stage"] == "base" and "error" not in row}
-    for row in results:
-        if "error" not in row and row["clients"] in baseline:
-            row["ratio_to_baseline"] = round(row["throughput"] / baseline[row["clients"]], 2)
+            base = None if stage is BASELINE else baseline_next_to(stage, size, args.messages, args.repeats, progress)
+            row = measure(stage, size, args.messages, rates, args.repeats, progress,
+                          *((1, 0.4) if args.quick else (5, RATE_SECONDS)))
+            if "error" not in row:
+                row["baseline_throughput"] = row["throughput"] if stage is BASELINE else base
+            if row.get("baseline_throughput"):
+                row["ratio_to_baseline"] = round(row["throughput"] / row["baseline_throughput"], 2)
+            results.append(row)
     capacity = {stage.id: most_clients(stage, ladder, progress) for stage in [BASELINE, *stages]} if ladder else {}
     data = {"command": "python tests/bench.py " + " ".join(sys.argv[1:]),
             "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
@@ -578,7 +610,7 @@ def main():
             "seconds": round(time.monotonic() - started, 1), "results": results, "most_clients": capacity}
     out = Path(args.out)
     write_report(data, out, not args.no_plots)
-    print(table(results, baseline))
+    print(table(results))
     if capacity:
         print("most clients served within 5 s: " + ", ".join(f"{key} {value:,}" for key, value in capacity.items()))
     print(f"wrote {out}/results.json{'' if args.no_plots else ' and plots'} in {data['seconds']} s")
