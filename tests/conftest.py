@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import report as report_module
-from harness import SHARED, Session
+from harness import SHARED, GateFailed, NotRun, Session
 from stages import BY_ID, STAGES, Stage
 from words import Words, new_seed
 
@@ -174,7 +174,13 @@ def pytest_runtest_makereport(item, call):
     chat = getattr(item, "chat_session", None)
     if result.failed:
         item.chat_failed = True
-    if chat is not None and result.failed and call.when == "call":
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, NotRun):  # one line: the cause is reported once, by the check that found it
+        result.longrepr = str(error)
+        result.user_properties.append(("not_run", str(error)))
+    elif isinstance(error, GateFailed):
+        result.user_properties.append(("cause", str(error).split("\n", 1)[0]))
+    if chat is not None and result.failed and call.when == "call" and not isinstance(error, NotRun):
         for label, text in chat.transcripts():
             result.sections.append((f"transcript [{label}]", text or "(no output)"))
         seed = item.config.chat_seed

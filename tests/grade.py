@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import report
 from words import new_seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,9 +62,17 @@ def grade_one(folder, args):
         return {"student": folder.name, "score": 0, "max_score": None, "seconds": seconds,
                 "failed": f"not graded: {' '.join(problem)}"}
     results = json.loads((out / "results.json").read_text())
-    failed = [test["name"].split(" · ", 1)[-1] for test in results["tests"] if test["status"] == "failed"]
     return {"student": folder.name, "score": results["score"], "max_score": results["max_score"],
-            "seconds": seconds, "failed": " | ".join(failed) or "-"}
+            "seconds": seconds, "failed": failures(results["tests"])}
+
+
+def failures(tests):
+    """The failed checks in one line; a broken gate once, as its cause, instead of a row per check."""
+    found, not_run = report.causes(tests)
+    failed = [test["name"].split(" · ", 1)[-1] for test in tests
+              if test["status"] == "failed" and not report.extra(test, "not_run") and not report.extra(test, "cause")]
+    shown = [f"CAUSE: {cause.split('. ', 1)[0]} ({not_run} checks not run)" for cause in found] + failed
+    return " | ".join(shown) or "-"
 
 
 def main():

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pexpect
 
+import contract
+
 TIMEOUT = 5.0  # seconds to wait for one expected line; the programs answer in milliseconds
 DEV_CERTS = Path(__file__).resolve().parent.parent / "stages" / "09" / "certs"  # the spec's TLS stages' certificates
 LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
@@ -34,6 +36,21 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
 
 class CheckFailed(AssertionError):
     """A check saw something other than what the stage's spec says."""
+
+
+class GateFailed(CheckFailed):
+    """A step that most checks need failed, and failed again when tried alone with more patience:
+    the server's ready line, the client showing that it is in, the server logging the join.
+    This is the one cause the report puts at the top (Session.gate)."""
+
+
+class NotRun(CheckFailed):
+    """The check needs a step that an earlier check found broken (a GateFailed): it was not run."""
+
+
+# (stage folder, gate) -> the cause, once a check has found that gate broken. Later checks that
+# reach the same gate end at once (NotRun) instead of each waiting out its own timeout.
+BROKEN = {}
 
 
 # ---------------------------------------------------------------- failure reports
@@ -115,13 +132,13 @@ class Terminal:
 
     # -- waiting for output
 
-    def expect(self, text, timeout=TIMEOUT):
+    def expect(self, text, timeout=None):
         """Wait until `text` appears; return everything printed before it."""
         __tracebackhide__ = True  # pytest: report the test's line, not the harness's
         self._wait(None, text, timeout)
         return self.child.before
 
-    def expect_regex(self, pattern, timeout=TIMEOUT):
+    def expect_regex(self, pattern, timeout=None):
         """Wait until the regular expression matches; return the match."""
         __tracebackhide__ = True
         self._wait(re.compile(pattern), None, timeout)
@@ -129,6 +146,7 @@ class Terminal:
 
     def _wait(self, regex, text, timeout):
         __tracebackhide__ = True
+        timeout = timeout or self.session.timeout
         wanted = text if text is not None else regex.pattern
         try:
             if text is not None:
@@ -483,7 +501,7 @@ class Server:
         self.host = host
         self.port = port
 
-    def logs(self, text, timeout=TIMEOUT):
+    def logs(self, text, timeout=None):
         """The server console shows `text` (servers log one line per event)."""
         return self.term.expect(text, timeout)
 
@@ -491,10 +509,12 @@ class Server:
 class Session:
     """Everything one test started, so it can all be reported on and killed."""
 
-    def __init__(self, stage, workdir, words):
+    def __init__(self, stage, workdir, words, patience=1):
         self.stage = stage
         self.workdir = str(workdir)
         self.words = words
+        self.timeout = TIMEOUT * patience  # how long a wait for output lasts, unless a check says
+        self.probing = patience > 1  # a session started by gate_is_broken(), to try a gate alone
         self.terminals = []
         self.peers = []
         self.server = None
@@ -540,12 +560,65 @@ class Session:
     # --8<-- [start:start_server]
     def start_server(self, *args, label="server", **kwargs):
         term = self.spawn(label, "server.py", "--port", "0", *args, **kwargs)
-        match = term.expect_regex(LISTENING.pattern)
+        match = self.gate("listening", lambda: term.expect_regex(LISTENING.pattern))
         server = Server(term, match.group(1), int(match.group(2)))
         if self.server is None:
             self.server = server
         return server
     # --8<-- [end:start_server]
+
+    def server_logs_join(self, name):
+        """Wait for the server's join log line for `name`: the last thing it does for a newcomer."""
+        terms = self.stage.client_class.terms
+        self.gate("join_log", lambda: self.server.logs(terms["join_log"](name=name)))
+
+    # --8<-- [start:gate]
+    GATES = {  # gate -> (which program, the contract term it must show)
+        "listening": ("the server", "listening"),
+        "in": ("the client", "welcome"),  # stage 01's client: "connected"
+        "join_log": ("the server", "join_log"),
+    }
+
+    def gate(self, gate, wait):
+        """Run `wait`, a step that most checks need. If it fails, and fails again when tried alone
+        with three times the patience, it is the cause: this check reports it, and every later
+        check that reaches the same gate ends at once as not run (CodeCrafters stops at the first
+        failing stage for the same reason: one cause, reported once, costing no time)."""
+        __tracebackhide__ = True
+        cause = BROKEN.get((self.stage.folder, gate))
+        if cause is not None:
+            raise NotRun(f"not run: {cause}")
+        try:
+            return wait()
+        except CheckFailed as failure:
+            if self.probing or not self.gate_is_broken(gate):
+                raise  # a failure of this check alone
+            BROKEN[(self.stage.folder, gate)] = cause = self.gate_cause(gate)
+            raise GateFailed(f"{cause}\n{failure}") from None
+    # --8<-- [end:gate]
+
+    def gate_cause(self, gate):
+        program, key = self.GATES[gate]
+        terms = self.stage.client_class.terms
+        term = terms.get(key) or terms["connected"]
+        return (f"{program} never showed {contract.shown(term.text)!r}, which the contract says it shows "
+                f"{term.when}. Every check that needs it fails with it.")
+
+    def gate_is_broken(self, gate):
+        """Try the gate again in a fresh session, alone, with more patience. True if it fails again."""
+        probe = Session(self.stage, tempfile.mkdtemp(prefix="gate-"), self.words, patience=3)
+        try:
+            probe.start_server()
+            if gate != "listening":
+                client = probe.client("probe")
+                if gate == "join_log":
+                    probe.server_logs_join(client.name)
+            return False
+        except CheckFailed:
+            return True
+        finally:
+            probe.close()
+            shutil.rmtree(probe.workdir, ignore_errors=True)
 
     def client(self, role="client", *args, stage=None, **kwargs):
         """Start a client with its stage's driver and wait until it is in (for chat stages: welcomed).
@@ -564,7 +637,7 @@ class Session:
         server = self.start_server()
         stuck = self.raw_peer("stuck", receive_buffer=4096)
         stuck.send(driver.wire_hello(stuck.name))
-        server.logs(f"{stuck.name} joined")
+        self.server_logs_join(stuck.name)
         talker, listener = self.raw_peer("talker"), self.raw_peer("listener")
         for peer in (talker, listener):
             peer.join()

@@ -24,7 +24,9 @@ def check_result(report, hide_expected):
     else:
         output = report.longreprtext + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
                                                if title.startswith("transcript") or title == "replay")
-    return {
+    if props.get("not_run") and not passed:
+        output = props["not_run"]
+    result = {
         "name": f"{props['stage']} · {props['description']}",
         "number": report.nodeid.split("::", 1)[1],
         "score": props["points"] if passed else 0,
@@ -33,13 +35,37 @@ def check_result(report, hide_expected):
         "output": output,
         "visibility": "visible",
     }
+    # Gradescope keeps a test's extra_data for tools: which check found a broken gate
+    # (harness.Session.gate), and which were not run because of it.
+    extra = {key: props[key] for key in ("cause", "not_run") if key in props and not passed}
+    if extra:
+        result["extra_data"] = extra
+    return result
+
+
+def extra(result, key):
+    return result.get("extra_data", {}).get(key)
+
+
+def causes(results):
+    """The causes found (each once), and how many checks were not run because of them."""
+    found = list(dict.fromkeys(extra(result, "cause") for result in results if extra(result, "cause")))
+    return found, sum(1 for result in results if extra(result, "not_run"))
+
+
+def cause_lines(results):
+    found, not_run = causes(results)
+    lines = [f"CAUSE: {cause}" for cause in found]
+    if not_run:
+        lines.append(f"{not_run} checks that need it were not run (FAIL, marked 'not run' below).")
+    return lines
 
 
 def gradescope(results, seed_line=""):
     return {
         "score": sum(result["score"] for result in results),
         "max_score": sum(result["max_score"] for result in results),
-        "output": seed_line,
+        "output": "\n".join([*cause_lines(results), seed_line]).strip(),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": results,
@@ -47,10 +73,11 @@ def gradescope(results, seed_line=""):
 
 
 def summary(results, seed_line=""):
-    lines = [seed_line] if seed_line else []
+    lines = cause_lines(results) + ([seed_line] if seed_line else [])
     for result in results:
         mark = "PASS" if result["status"] == "passed" else "FAIL"
-        lines.append(f"{mark}  {result['score']:>2}/{result['max_score']:<2} {result['name']}")
+        why = " (not run)" if extra(result, "not_run") else ""
+        lines.append(f"{mark}  {result['score']:>2}/{result['max_score']:<2} {result['name']}{why}")
     score = sum(result["score"] for result in results)
     total = sum(result["max_score"] for result in results)
     lines.append(f"score: {score} / {total}")

@@ -41,6 +41,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import contract
 from harness import DEV_CERTS, LISTENING, JsonLine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,13 @@ REPO = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- drivers
 
 class EchoClient:
-    """Stage 01's UI: type a line at the "> " prompt, read "echo: <line>"."""
+    """Stage 01's UI: type a line, read "echo: <line>".
+
+    Every string a driver waits for comes from its `terms`, the stage's part of
+    tests/contract.py: the table the lesson shows as the spec.
+    """
+
+    terms = contract.ECHO
 
     def __init__(self, session, term, name):
         self.session = session
@@ -69,7 +76,7 @@ class EchoClient:
         return ()  # stage 01 has no names
 
     def wait_until_in(self):
-        self.term.expect("connected to")
+        self.session.gate("in", lambda: self.term.expect(self.terms["connected"]()))
 
     # What the user does
     def say(self, text):
@@ -93,8 +100,8 @@ class EchoClient:
 
     def notices_server_gone(self):
         # A blocking client only finds out when it next talks to the server.
-        self.say("anyone there?")
-        self.term.expect("connection closed by server")
+        self.say(self.session.text())
+        self.term.expect(self.terms["closed"]())
 
     # What the user sees
     def sees(self, text):
@@ -106,9 +113,9 @@ class EchoClient:
         self.term.assert_not_seen(text, why)
 
     # How this stage words things
-    @staticmethod
-    def echo(text):
-        return f"echo: {text}"
+    @classmethod
+    def echo(cls, text):
+        return cls.terms["echo"](text=text)
 
     # The same on the wire, for a raw test peer
     @staticmethod
@@ -124,36 +131,38 @@ class EchoClient:
 class RoomClient(EchoClient):
     """Stage 02's UI: `--name NAME`, then every line you type is a chat message."""
 
+    terms = contract.ROOM
+
     @staticmethod
     def name_args(name):
         return ("--name", name)
 
     def wait_until_in(self):
         # Until the server has registered us, what we type could be lost: wait for its welcome.
-        self.term.expect(self.welcome(self.name))
+        self.session.gate("in", lambda: self.term.expect(self.welcome(self.name)))
 
     def sync(self):
         # Logging the join is the last thing the server does for a newcomer.
-        self.session.server.logs(f"{self.name} joined")
+        self.session.server_logs_join(self.name)
 
     def notices_server_gone(self):
-        self.term.expect("connection closed by server")
+        self.term.expect(self.terms["closed"]())
 
-    @staticmethod
-    def welcome(name):
-        return f"welcome, {name}"
+    @classmethod
+    def welcome(cls, name):
+        return cls.terms["welcome"](name=name)
 
-    @staticmethod
-    def said(name, text):
-        return f"{name}: {text}"
+    @classmethod
+    def said(cls, name, text):
+        return cls.terms["said"](name=name, text=text)
 
-    @staticmethod
-    def joined(name):
-        return f"* {name} joined"
+    @classmethod
+    def joined(cls, name):
+        return cls.terms["joined"](name=name)
 
-    @staticmethod
-    def left(name):
-        return f"* {name} left"
+    @classmethod
+    def left(cls, name):
+        return cls.terms["left"](name=name)
     # --8<-- [end:room_client]
 
     # The same on the wire, for raw test peers: what to send, and what a received line must match.
@@ -177,11 +186,12 @@ class RoomClient(EchoClient):
 class JsonRoomClient(RoomClient):
     """Stages 03 and 04: the same UI as 02, JSON Lines on the wire, times and reasons on screen."""
 
+    terms = contract.JSON_ROOM
     max_line = 8192  # the longest line a server takes (docs/protocol.md)
 
-    @staticmethod
-    def left_because(name, reason):
-        return f"* {name} left ({reason})"
+    @classmethod
+    def left_because(cls, name, reason):
+        return cls.terms["left_because"](name=name, reason=reason)
 
     @staticmethod
     def wire_message(message):
@@ -211,6 +221,8 @@ class JsonRoomClient(RoomClient):
 class CommandClient(JsonRoomClient):
     """Stage 05's UI: commands start with "C ", message data with "D "."""
 
+    terms = contract.COMMAND
+
     def say(self, text):
         # Typed ahead: the terminal keeps the second line until the client reads it.
         self.term.send_line("C PM")
@@ -223,14 +235,16 @@ class CommandClient(JsonRoomClient):
 
     def exit_command(self):
         self.term.send_line("C EX")
-        self.term.expect_exit(0)
+        self.term.expect_exit(contract.EXIT_OK)
 
 
 class SlashClient(JsonRoomClient):
     """Stage 06's UI in plain mode: plain text is public, "/msg NAME TEXT" is direct, "/quit" leaves.
 
-    Its full-screen mode is checked on screen by tests/test_tui.py.
+    Its full-screen mode is checked on screen by tests/test_terminal_ui.py.
     """
+
+    terms = contract.SLASH
 
     @staticmethod
     def name_args(name):
@@ -241,11 +255,13 @@ class SlashClient(JsonRoomClient):
 
     def exit_command(self):
         self.term.send_line("/quit")
-        self.term.expect_exit(0)
+        self.term.expect_exit(contract.EXIT_OK)
 
 
 class FileClient(CommandClient):
     """Stage 09's UI: stage 05's commands, and C FT (then C <name>, C <path>), C OK, C NO for files."""
+
+    terms = contract.FILES
 
     max_line = 65536  # room for a file chunk
 
@@ -261,6 +277,8 @@ class FileClient(CommandClient):
 class Peer:
     """Stage 07's UI: one peer.py in a terminal, driven through its commands."""
 
+    terms = contract.PEER
+
     def __init__(self, session, term, name, port):
         self.session, self.term, self.name, self.port = session, term, name, port
 
@@ -270,7 +288,7 @@ class Peer:
         name = session.name(role)
         term = session.spawn(name, "peer.py", "--host", "127.0.0.1", "--port", "0", *args)
         port = int(term.expect_regex(LISTENING.pattern).group(2))
-        term.expect("> ")  # the prompt: it reads commands from now on
+        term.expect(cls.terms["prompt"]())  # it reads commands from now on
         return cls(session, term, name, port)
 
     def type(self, line):
@@ -283,14 +301,14 @@ class Peer:
     def connect(self, other):
         """Connect to another peer; both sides announce it. Returns our id for the connection."""
         self.type(f"connect 127.0.0.1 {other.port}")
-        number = int(self.term.expect_regex(rf"connection (\d+) to 127\.0\.0\.1:{other.port}\b").group(1))
-        other.sees(f"from 127.0.0.1:{self.port}")
+        number = int(self.term.expect_regex(self.terms["connection"](port=other.port)).group(1))
+        other.sees(self.terms["connected_from"](port=self.port))
         return number
 
     def connection_id(self, other):
         """Our id for the connection with `other`, as `list` shows it."""
         self.type("list")
-        return int(self.term.expect_regex(rf"(\d+) +127\.0\.0\.1 +{other.port}\b").group(1))
+        return int(self.term.expect_regex(self.terms["row"](port=other.port)).group(1))
 
 
 # ---------------------------------------------------------------- the stages

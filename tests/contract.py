@@ -1,0 +1,178 @@
+"""The contract: every string, pattern and exit code that a check waits for, in one table.
+
+The drivers (tests/stages.py) and the checks take what they wait for from here, and
+nowhere else (tests/test_contract.py reads every check to make sure). The site shows
+the same table: a line `<!-- contract NN -->` in a lesson's "What the tests check"
+becomes stage NN's table at build time (docs/hooks/lessons.py), so the spec a student
+reads and the strings the grader waits for cannot drift apart.
+
+A term's text is a template: `{name}`, `{text}`, `{port}`... are filled in by the
+check with the random names and texts of its run. A "pattern" term is a regular
+expression. Everything a check waits for is matched as a *substring* of what the
+program prints, so prefixes, colours, prompts and the lines around it are free.
+"""
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Term:
+    who: str  # which program prints it: "server", "client", "peer", or "any"
+    text: str  # a template for what must appear (a regex if pattern=True)
+    when: str  # when it must appear: the spec's sentence
+    pattern: bool = False
+
+    def __call__(self, **values):
+        if self.pattern:  # a name or text is matched as itself, never as a regex
+            values = {key: re.escape(str(value)) for key, value in values.items()}
+        return self.text.format(**values)
+
+
+def shown(text):
+    """How a template reads in the spec: {name} becomes NAME."""
+    return re.sub(r"\{(\w+)\}", lambda match: match.group(1).upper(), text)
+
+
+# ---------------------------------------------------------------- every stage
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+PROGRAMS = {
+    "listening": Term("server", "listening on {host}:{port}",
+                      "once it listens, with the real port (also with --port 0); the tests read the port from it"),
+    "stopped": Term("server", "server stopped", "after Ctrl+C, before it exits with code 0"),
+    "traceback": Term("any", "Traceback", "never: no program may print a traceback, whatever it is sent or typed"),
+    "error_exit": Term("any", "exactly one non-empty line, then exit code 1",
+                       "a bad argument (it names the option, e.g. port), a port in use or a refused connection "
+                       "(it names the port)"),
+    "clean_exit": Term("any", "exit code 0", "Ctrl+C or Ctrl+D on a client; Ctrl+C on a server"),
+}
+SERVER_GONE = {
+    "closed": Term("client", "connection closed by server", "when the server goes away; then exit code 0"),
+}
+
+# ---------------------------------------------------------------- 01: echo
+
+ECHO = {
+    **PROGRAMS, **SERVER_GONE,
+    "connected": Term("client", "connected to", "once connected, before it reads what you type"),
+    "echo": Term("client", "echo: {text}", "the answer to each line you type (on the wire too)"),
+    "echo_log": Term("server", r"127\.0\.0\.1:\d+\D.*{text}",
+                     "a log line per received line: the client's address and port, then the text", pattern=True),
+    "too_long": Term("client", "too long", "on the wire, before the server closes a line over 8 KiB "
+                                           "(stages 03 on: the code line-too-long)"),
+}
+
+# ---------------------------------------------------------------- 02: a room
+
+ROOM = {
+    **ECHO,
+    "welcome": Term("client", "welcome, {name}",
+                    "once the server has registered you, before you type: send nothing before it"),
+    "said": Term("client", "{name}: {text}", "someone else's message (never your own back)"),
+    "joined": Term("client", "* {name} joined", "someone else came in"),
+    "left": Term("client", "* {name} left", "someone left, or their connection broke"),
+    "join_log": Term("server", "{name} joined",
+                     "the server's log, once it has registered a newcomer and sent its welcome; "
+                     "the last thing it does for a join"),
+    "said_log": Term("server", "{text}", "a log line for each message, holding its text"),
+    "left_log": Term("server", "{name} left", "a log line when someone leaves"),
+}
+del ROOM["connected"], ROOM["echo"], ROOM["echo_log"]
+
+# ---------------------------------------------------------------- 03, 04: JSON Lines
+
+JSON_ROOM = {
+    **ROOM,
+    "said_time": Term("client", r"\[\d\d:\d\d\] {name}: {text}",
+                      "a message, with the time it was sent in local time", pattern=True),
+    "left_because": Term("client", "* {name} left ({reason})", "someone left: reason quit (bye) or lost"),
+    "name_prompt": Term("client", "name:",
+                        "the client asks for a name: started without --name, or after bad-name or name-taken"),
+    "bad_name": Term("client", "bad-name", "the server refused the name; then the name prompt again"),
+    "full": Term("client", "full", "in the one line of error (exit code 1) when the room is full"),
+    "said_log": Term("server", r"[^\n]*{name}[^\n]*{text}[^\n]*\n",
+                     "one log line per message: its sender, its text, its size as N bytes, and a time "
+                     "HH:MM (in any order)", pattern=True),
+    "size": Term("server", r"\d+ bytes", "in each message's log line", pattern=True),
+    "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
+}
+
+# ---------------------------------------------------------------- 05 and 08: commands
+
+COMMANDS = ("C PM", "C DM", "C LS", "C EX")
+COMMAND = {
+    **JSON_ROOM,
+    "help": Term("client", "C PM, C DM, C LS, C EX", "C HELP lists every command (each of the four appears)"),
+    "hint": Term("client", "C HELP", "a line you typed in command mode that is not a command gets a hint naming it"),
+    "back": Term("client", "back to command mode",
+                 "inside C PM or C DM, a line without its D or C (or empty) ends the command"),
+    "no_such_user": Term("client", "no-such-user", "C DM to a name nobody online has"),
+    "name_taken": Term("client", "name-taken", "the name is taken (in any case); then the name prompt again"),
+    "users": Term("client", "one line with every name online, and no other",
+                  "C LS, and C DM before it asks for the name: names separated by spaces and/or commas"),
+    "dm": Term("client", "{name}: {text}", "a direct message for you (a marker such as [direct] before it is free)"),
+    "shutting_down": Term("client", "shutting down", "the server is stopping (its shutdown notice)"),
+}
+
+# ---------------------------------------------------------------- 06: slash commands
+
+SLASH = {
+    **COMMAND,
+    "dm": Term("client", "[direct] {name}: {text}", "a direct message for you"),
+    "users": Term("client", "online: ", "/list: this, then every name online on the same line"),
+    "usage_msg": Term("client", "usage: /msg NAME TEXT", "/msg without a name and a text"),
+    "help": Term("client", "/msg NAME TEXT", "/help lists the commands"),
+    "unknown_command": Term("client", "unknown command /{word}", "any other /word; nothing is sent"),
+}
+for key in ("hint", "back", "no_such_user"):
+    del SLASH[key]
+
+# ---------------------------------------------------------------- 09: TLS and files
+
+FILES = {
+    **COMMAND,
+    "offered": Term("client", "{name} offers you {file}", "a file is offered to you: answer C OK or C NO"),
+    "saved": Term("client", "saved", "the whole file arrived, and its size and SHA-256 match the offer"),
+    "sent": Term("client", "sent", "the sender, once the recipient has the whole file"),
+    "not_saved": Term("client", "not saved", "the file was cancelled, or more bytes came than offered"),
+    "damaged": Term("client", "damaged", "the SHA-256 of what arrived does not match the offer"),
+    "no_file": Term("client", "no file", "C FT with a path that is not a readable file"),
+    "limit": Term("client", "{size}", "C FT of a file over the server's limit: the limit, e.g. 1.0 KiB; nothing is sent"),
+    "tls_error": Term("client", "TLS", "a plaintext client (stage 08's) shows the server's tls-required error"),
+    "certificate": Term("client", "certificate",
+                        "in the one line of error (exit code 1) for an untrusted or misnamed certificate"),
+}
+
+# ---------------------------------------------------------------- 07: peers
+
+PEER = {
+    **PROGRAMS,
+    "prompt": Term("peer", "> ", "after listening on: it reads commands from now on"),
+    "connection": Term("peer", r"connection (\d+) to 127\.0\.0\.1:{port}\b",
+                       "connect HOST PORT worked: the new connection's id", pattern=True),
+    "connected_from": Term("peer", "from 127.0.0.1:{port}", "someone connected to you: their listening port"),
+    "row": Term("peer", r"(\d+) +127\.0\.0\.1 +{port}\b", "list: one row per connection, id, address, port",
+                pattern=True),
+    "table": Term("peer", r"id +address +port\r\n((?:.*\r\n)*?)> ", "list: the heading, then the rows",
+                  pattern=True),
+    "message_from": Term("peer", "message from 127.0.0.1:{port}", "a message arrived: the sender's listening port"),
+    "closed_by_peer": Term("peer", "127.0.0.1:{port}) closed by the peer", "the other side said bye"),
+    "dropped": Term("peer", "127.0.0.1:{port}) dropped", "the other side vanished without bye"),
+    "no_connection": Term("peer", "no connection", "send or terminate with an id nobody has"),
+    "not_a_number": Term("peer", "must be a number", "an id or port that is not a number"),
+    "usage": Term("peer", "usage: ", "a command with missing or bad arguments"),
+    "unknown": Term("peer", "unknown command", "a word that is not a command"),
+    "refused": Term("peer", "cannot connect to 127.0.0.1:{port}: Connection refused", "connect to a closed port"),
+    "yourself": Term("peer", "cannot connect to yourself", "connect to your own port"),
+    "already": Term("peer", "already connected", "connect to a peer you are already connected to, either way"),
+    "myport": Term("peer", "\n{port}\r\n", "myport: the port on a line of its own"),
+    "myip": Term("peer", r"\n(\d+\.\d+\.\d+\.\d+)\r\n", "myip: an IPv4 address on a line of its own", pattern=True),
+    "not_a_message": Term("peer", "not a message", "a line that is not a JSON message; the peer goes on"),
+}
+PEER_COMMANDS = ("help", "myip", "myport", "connect", "list", "terminate", "send", "exit")
+
+FREE = ("prompts (such as `> ` or `name: ` before a line), prefixes and markers before a term "
+        "(such as `[14:02]`, `*` or `[direct]`), blank lines, colours, the wording of hints "
+        "around the quoted terms, and the order of names in a list.")
