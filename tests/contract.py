@@ -14,6 +14,7 @@ program prints, so prefixes, colours, prompts and the lines around it are free.
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ PROGRAMS = {
                       "once it listens, with the real port (also with --port 0); the tests read the port from it"),
     "stopped": Term("server", "server stopped", "after Ctrl+C, before it exits with code 0"),
     "traceback": Term("any", "Traceback", "never: no program may print a traceback, whatever it is sent or typed"),
-    "error_exit": Term("any", "exactly one non-empty line, then exit code 1",
-                       "a bad argument (it names the option, e.g. port), a port in use or a refused connection "
-                       "(it names the port)"),
+    "bad_port": Term("any", "port", "in the one line of error, then exit code 1, for a bad --port (99999, or "
+                                    "not a number)"),
+    "port_named": Term("any", "{port}", "in the one line of error, then exit code 1, for a port in use (server) "
+                                        "or a refused connection (client)"),
     "clean_exit": Term("any", "exit code 0", "Ctrl+C or Ctrl+D on a client; Ctrl+C on a server"),
 }
 SERVER_GONE = {
@@ -77,6 +79,10 @@ ROOM = {
                      "the server's log, once it has registered a newcomer and sent its welcome; "
                      "the last thing it does for a join"),
     "said_log": Term("server", "{text}", "a log line for each message, holding its text"),
+    "escaped": Term("client", "\\u{code}", "a control character in a name or text (ESC is 001b, CR 000d) is shown "
+                                          "as these six characters, never sent raw to the terminal"),
+    "out_of_files": Term("server", "cannot accept", "in the log when accept() fails for lack of file descriptors "
+                                                    "(ulimit -n); the server goes on"),
     "left_log": Term("server", "{name} left", "a log line when someone leaves"),
 }
 del ROOM["connected"], ROOM["echo"], ROOM["echo_log"]
@@ -93,8 +99,8 @@ JSON_ROOM = {
     "bad_name": Term("client", "bad-name", "the server refused the name; then the name prompt again"),
     "full": Term("client", "full", "in the one line of error (exit code 1) when the room is full"),
     "said_log": Term("server", r"[^\n]*{name}[^\n]*{text}[^\n]*\n",
-                     "one log line per message: its sender, its text, its size as N bytes, and a time "
-                     "HH:MM (in any order)", pattern=True),
+                     "one log line per message: its sender, then its text, and somewhere on the same line "
+                     "its size as N bytes and a time HH:MM", pattern=True),
     "size": Term("server", r"\d+ bytes", "in each message's log line", pattern=True),
     "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
 }
@@ -125,6 +131,8 @@ SLASH = {
     "usage_msg": Term("client", "usage: /msg NAME TEXT", "/msg without a name and a text"),
     "help": Term("client", "/msg NAME TEXT", "/help lists the commands"),
     "unknown_command": Term("client", "unknown command /{word}", "any other /word; nothing is sent"),
+    "scrolled": Term("client", "scrolled", "full screen: on the status line (the top row) while Page Up has scrolled "
+                                           "the messages back; the input box is the bottom row, starting with > "),
 }
 for key in ("hint", "back", "no_such_user"):
     del SLASH[key]
@@ -140,6 +148,8 @@ FILES = {
     "damaged": Term("client", "damaged", "the SHA-256 of what arrived does not match the offer"),
     "no_file": Term("client", "no file", "C FT with a path that is not a readable file"),
     "limit": Term("client", "{size}", "C FT of a file over the server's limit: the limit, e.g. 1.0 KiB; nothing is sent"),
+    "missing_file": Term("server", "{file}", "in the one line of error, then exit code 1, for a --cert or --key "
+                                             "file that cannot be read"),
     "tls_error": Term("client", "TLS", "a plaintext client (stage 08's) shows the server's tls-required error"),
     "certificate": Term("client", "certificate",
                         "in the one line of error (exit code 1) for an untrusted or misnamed certificate"),
@@ -160,9 +170,12 @@ PEER = {
     "message_from": Term("peer", "message from 127.0.0.1:{port}", "a message arrived: the sender's listening port"),
     "closed_by_peer": Term("peer", "127.0.0.1:{port}) closed by the peer", "the other side said bye"),
     "dropped": Term("peer", "127.0.0.1:{port}) dropped", "the other side vanished without bye"),
-    "no_connection": Term("peer", "no connection", "send or terminate with an id nobody has"),
+    "no_connection": Term("peer", "no connection '{id}'", "send or terminate with an id that no connection has"),
     "not_a_number": Term("peer", "must be a number", "an id or port that is not a number"),
-    "usage": Term("peer", "usage: ", "a command with missing or bad arguments"),
+    "usage_connect": Term("peer", "usage: connect HOST PORT", "connect with a missing argument"),
+    "usage_send": Term("peer", "usage: send ID MESSAGE", "send with a missing argument"),
+    "bad_port_argument": Term("peer", "PORT", "in the one line of error, then exit code 1, for peer.py with a "
+                                              "port that is not a number"),
     "unknown": Term("peer", "unknown command", "a word that is not a command"),
     "refused": Term("peer", "cannot connect to 127.0.0.1:{port}: Connection refused", "connect to a closed port"),
     "yourself": Term("peer", "cannot connect to yourself", "connect to your own port"),
@@ -170,9 +183,84 @@ PEER = {
     "myport": Term("peer", "\n{port}\r\n", "myport: the port on a line of its own"),
     "myip": Term("peer", r"\n(\d+\.\d+\.\d+\.\d+)\r\n", "myip: an IPv4 address on a line of its own", pattern=True),
     "not_a_message": Term("peer", "not a message", "a line that is not a JSON message; the peer goes on"),
+    "escaped": Term("peer", "\\u{code}", "a control character in a message (ESC is 001b) is shown as these six "
+                                        "characters, never sent raw to the terminal"),
 }
 PEER_COMMANDS = ("help", "myip", "myport", "connect", "list", "terminate", "send", "exit")
 
 FREE = ("prompts (such as `> ` or `name: ` before a line), prefixes and markers before a term "
         "(such as `[14:02]`, `*` or `[direct]`), blank lines, colours, the wording of hints "
         "around the quoted terms, and the order of names in a list.")
+
+
+# ---------------------------------------------------------------- the wire: every field of every reply
+
+# What each server message carries, per wire protocol (docs/protocol.md): field -> what it must be.
+# A check that waits for a reply compares the fields it knows, then holds the whole message to this:
+# every field present with the right type, and no field the protocol does not define.
+TEXT, NUMBER, NAMES, TIME = "a string", "a whole number", "a list of strings", "an ISO 8601 time"
+REASON = "quit or lost"
+JSON_1 = {
+    "welcome": {"name": TEXT, "online": NUMBER, "time": TIME},
+    "joined": {"name": TEXT, "time": TIME},
+    "said": {"from": TEXT, "text": TEXT, "time": TIME},
+    "left": {"name": TEXT, "reason": REASON, "time": TIME},
+    "bye": {"time": TIME},
+    "error": {"code": TEXT, "message": TEXT, "time": TIME},
+}
+JSON_2 = {
+    **JSON_1,
+    "dm": {"from": TEXT, "text": TEXT, "time": TIME},
+    "users": {"names": NAMES, "time": TIME},
+    "shutdown": {"time": TIME},
+}
+JSON_2_HISTORY = {**JSON_2, "said": {**JSON_2["said"], "history?": "true"}}  # 06: history is optional
+JSON_2_FILES = {
+    **JSON_2,
+    "welcome": {**JSON_2["welcome"], "max_file_size": NUMBER},
+    "offer": {"from": TEXT, "to": TEXT, "id": TEXT, "name": TEXT, "size": NUMBER, "sha256": TEXT, "time": TIME},
+    "accepted": {"id": TEXT, "by": TEXT, "time": TIME},
+    "declined": {"id": TEXT, "by": TEXT, "time": TIME},
+    "chunk": {"from": TEXT, "id": TEXT, "data": TEXT, "time": TIME},
+    "done": {"from": TEXT, "id": TEXT, "time": TIME},
+    "cancelled": {"from": TEXT, "to": TEXT, "id": TEXT, "reason": TEXT, "time": TIME},
+}
+WIRE = {"json-1": JSON_1, "json-2": JSON_2, "json-2-history": JSON_2_HISTORY, "json-2-tls": JSON_2_FILES}
+
+
+def wrong_fields(message, schema):
+    """What is wrong with one server message against its protocol's table ([] if nothing)."""
+    fields = schema.get(message.get("type"))
+    if fields is None:
+        return [f"type {message.get('type')!r} is not a server message of this protocol"]
+    problems = []
+    for key, kind in fields.items():
+        optional, key = key.endswith("?"), key.rstrip("?")
+        if key not in message:
+            problems += [] if optional else [f"no {key!r} field"]
+        elif not is_a(message[key], kind):
+            problems.append(f"{key!r} must be {kind}, not {message[key]!r}")
+    known = {key.rstrip("?") for key in fields} | {"type"}
+    problems += [f"a field the protocol does not define: {key!r}" for key in message if key not in known]
+    return problems
+
+
+def is_a(value, kind):
+    if kind == TIME:
+        return isinstance(value, str) and iso_time(value)
+    if kind == NAMES:
+        return isinstance(value, list) and all(isinstance(name, str) for name in value)
+    if kind == NUMBER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == REASON:
+        return value in ("quit", "lost")
+    if kind == "true":
+        return value is True
+    return isinstance(value, str)
+
+
+def iso_time(text):
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None  # the protocol says UTC: a zone is given
+    except ValueError:
+        return False

@@ -191,6 +191,15 @@ class Terminal:
         except (pexpect.TIMEOUT, pexpect.EOF):
             pass
 
+    def forget_unread(self):
+        """From now on, expect() looks only at what is printed after this moment.
+
+        Waits until the program is idle first, so that everything it was going to print
+        before it reads again has been printed, and is forgotten too."""
+        self.wait_until_idle()
+        self.drain()
+        self.child.expect(r"[\s\S]*", timeout=0)  # matches, and so consumes, all that is waiting
+
     # -- typing
 
     def send_line(self, text):
@@ -405,6 +414,23 @@ class RawPeer:
     def output(self):
         return self.transcript.getvalue()
 
+    def round_trip(self):
+        """A sync point for this connection alone: ask something the server must answer, and wait.
+
+        The server handles one connection's messages in order, so by the time the answer
+        arrives, everything queued for us before our question has arrived too. A joined peer
+        says hello again (error already-joined); one that has not joined says something
+        (error not-joined)."""
+        __tracebackhide__ = True
+        joined = self.has_seen(JsonLine(type="welcome"))
+        self.send(json_message(type="hello", name=self.name, client_id="again") if joined
+                  else json_message(type="say", text="before hello"))
+        self.expect_line(JsonLine(type="error", code="already-joined" if joined else "not-joined"))
+
+    def received(self, text):
+        """Has any line received so far held `text`?"""
+        return any(text in line for line in self.history)
+
     def send(self, data):
         self.transcript.write(f"--> {data!r}\n")
         self.session.pump()
@@ -431,6 +457,8 @@ class RawPeer:
                 self.transcript.write(f"<-- {line!r}\n")
                 self.history.append(line)
                 if matches(line):
+                    if isinstance(wanted, JsonLine):
+                        self.check_every_field(line)
                     return line
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -439,6 +467,15 @@ class RawPeer:
             if not self._receive(remaining):
                 raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
                                            "the server closed the connection")
+
+    def check_every_field(self, line):
+        """A reply that matched is then held to the protocol whole: every field, no extra ones."""
+        __tracebackhide__ = True
+        schema = self.session.stage.schema
+        problems = contract.wrong_fields(json.loads(line), schema) if schema else []
+        if problems:
+            raise self.session.failure(f"[{self.label}] expected every field of the reply as the protocol defines it",
+                                       f"{line!r}: " + "; ".join(problems))
 
     def has_data(self):
         """Has a whole line arrived (or the connection closed) that we have not looked at yet?"""
@@ -524,6 +561,10 @@ class Session:
         """The random user name (tests/words.py) this check gives `role`, e.g. "alice" -> "Noor41"."""
         return self.words.name(role)
 
+    def spec(self, key, **values):
+        """What the contract (tests/contract.py) says this stage's programs show, filled in."""
+        return self.stage.client_class.terms[key](**values)
+
     def text(self, words=3):
         """A new random message text: a submission cannot know in advance what the check will type."""
         return self.words.text(words)
@@ -535,6 +576,19 @@ class Session:
         speaker.say(text)
         listener.sees(listener.said(speaker.name, text))
         return text
+
+    def nobody_else_got(self, text, *receivers, why="it was not for them"):
+        """Two-sided delivery: no raw peer but `receivers` has received `text`, joined or not, the
+        sender included. Each is first synced on its own connection (RawPeer.round_trip), so
+        this proves that nothing is still on its way; call it once the delivery was seen."""
+        __tracebackhide__ = True
+        for peer in self.peers:
+            if peer in receivers:
+                continue
+            peer.round_trip()
+            if peer.received(text):
+                raise self.failure(f"[{peer.label}] expected NOT to receive {text!r} ({why})",
+                                   "it was received:\n" + last_lines(peer.output()))
 
     def failure(self, what, received):
         self.pump()  # the hints look at everything printed so far, not only at what a test waited for

@@ -335,6 +335,11 @@ class Stage:
     def has(self, *caps):
         return set(caps) <= self.caps
 
+    @property
+    def schema(self):
+        """Every server message of this stage's protocol and its fields (tests/contract.py), or None."""
+        return contract.JSON_2_HISTORY if self.has("history") else contract.WIRE.get(self.wire)
+
     def args_for(self, program):
         """Arguments every run of `program` gets: a TLS stage's certificate, key and CA (the kit's
         development ones, so that a student's programs are checked with the same files)."""

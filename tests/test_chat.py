@@ -42,13 +42,13 @@ def test_others_are_told_who_joins_and_leaves(session):
 @pytest.mark.points(1, "the server logs joins, messages and departures")
 def test_server_logs_one_line_per_event(session):
     alice = session.client("alice")
-    session.server.logs(f"{alice.name} joined")
+    session.server.logs(session.spec("join_log", name=alice.name))
     bob = session.client("bob")
-    session.server.logs(f"{bob.name} joined")
+    session.server.logs(session.spec("join_log", name=bob.name))
     text = session.chat_goes_on(bob, alice)
-    session.server.logs(text)
+    session.server.logs(session.spec("said_log", text=text))
     bob.quit()
-    session.server.logs(f"{bob.name} left")
+    session.server.logs(session.spec("left_log", name=bob.name))
 
 
 @pytest.mark.needs("join_leave")
@@ -153,7 +153,7 @@ def crowd(session, count):
             time.sleep(0.01)  # polling the condition: the server is still closing connections
     assert left_open <= 0, f"{left_open} connections still open on the server after every client left"
     alice.say(session.text())  # and the room still works
-    alice.term.assert_not_seen("Traceback")
+    alice.term.assert_not_seen(session.spec("traceback"))
 
 
 @pytest.mark.slow

@@ -25,23 +25,25 @@ def test_server_prints_its_real_port(session):
 def test_server_port_in_use_is_one_line_error(session):
     first = session.start_server()
     second = session.spawn("second-server", "server.py", "--port", str(first.port))
-    second.expect_error_exit(str(first.port))
+    second.expect_error_exit(session.spec("port_named", port=first.port))
 
 
 @pytest.mark.points(1, "a bad --port gives the server a one-line error, exit code 1")
 def test_server_bad_port_is_one_line_error(session):
-    session.spawn("server", "server.py", "--port", "not-a-port").expect_error_exit("port")
+    session.spawn("server", "server.py", "--port", "not-a-port").expect_error_exit(session.spec("bad_port"))
 
 
 @pytest.mark.points(1, "a bad --port gives the client a one-line error, exit code 1")
 def test_client_bad_port_is_one_line_error(session):
-    session.spawn("client", "client.py", "--port", "99999").expect_error_exit("port")
+    name = session.stage.client_class.name_args(session.name("alice"))  # the client needs nothing else first
+    session.spawn("client", "client.py", "--port", "99999", *name).expect_error_exit(session.spec("bad_port"))
 
 
 @pytest.mark.points(1, "a refused connection gives a one-line error, exit code 1")
 def test_client_connection_refused_is_one_line_error(session):
     port = closed_port()
-    session.spawn("client", "client.py", "--port", str(port)).expect_error_exit(str(port))
+    name = session.stage.client_class.name_args(session.name("alice"))  # a client may connect before it asks
+    session.spawn("client", "client.py", "--port", str(port), *name).expect_error_exit(session.spec("port_named", port=port))
 
 
 @pytest.mark.points(2, "Ctrl+C stops the server cleanly and the clients notice")
@@ -50,7 +52,7 @@ def test_server_ctrl_c_stops_it_and_closes_clients(session):
     client = session.client()
     client.sync()
     server.term.ctrl_c()
-    server.term.expect("server stopped")
+    server.term.expect(session.spec("stopped"))
     server.term.expect_exit(0)
     client.notices_server_gone()
     client.term.expect_exit(0)
@@ -64,7 +66,7 @@ def test_server_restarts_on_the_same_port_at_once(session):
     server.term.ctrl_c()
     server.term.expect_exit(0)
     again = session.spawn("restarted-server", "server.py", "--port", str(server.port))
-    again.expect(f"listening on {server.host}:{server.port}")
+    again.expect(session.spec("listening", host=server.host, port=server.port))
 
 
 @pytest.mark.points(1, "Ctrl+D ends the client with exit code 0, no traceback")

@@ -1,47 +1,80 @@
-"""The complete chat (stage 05 on): direct messages, the user list, unique names, commands, clean exits."""
+"""The complete chat (stage 05 on): direct messages, the user list, unique names, commands, clean exits.
+
+Deliveries are checked on both sides: the recipient gets it, and after a sync point nobody
+else has (session.nobody_else_got). Names are compared without regard to case wherever a
+name is looked up, and a client that leaves leaves nothing behind.
+"""
+
+import json
+import re
 
 import pytest
 
+from contract import COMMANDS, EXIT_OK
 from harness import JsonLine, json_message, kernel_wait, line_with
-
-
-# ---------------------------------------------------------------- on the wire
-
-@pytest.mark.needs("dm")
-@pytest.mark.points(3, "a dm reaches its recipient and nobody else")
-def test_dm_reaches_the_recipient_only(session):
-    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
-    secret, public = session.text(), session.text()
-    alice.send(json_message(type="dm", to=bob.name, text=secret))
-    bob.expect_line(JsonLine(type="dm", text=secret, **{"from": alice.name}))
-    # Sync point: a public message sent after the DM reaches carol after anything the DM caused.
-    alice.send(json_message(type="say", text=public))
-    carol.expect_line(JsonLine(type="said", text=public))
-    assert secret not in carol.output(), "a direct message reached someone else"
-
-
-@pytest.mark.needs("dm")
-@pytest.mark.points(1, "a dm to an unknown user gets error no-such-user")
-def test_dm_to_unknown_user_is_an_error(session):
-    alice = session.joined_peer("alice")
-    alice.send(json_message(type="dm", to=session.name("nobody"), text=session.text()))
-    alice.expect_line(JsonLine(type="error", code="no-such-user"))
-
-
-@pytest.mark.needs("who")
-@pytest.mark.points(2, "who is answered with the users online")
-def test_who_lists_the_users(session):
-    alice, bob = session.joined_peer("alice"), session.joined_peer("bob")
-    alice.send(json_message(type="who"))
-    alice.expect_line(lambda line: '"users"' in line and f'"{alice.name}"' in line and f'"{bob.name}"' in line)
 
 
 def first_letter_swapped(name):
     return name[0].swapcase() + name[1:]
 
 
+SPELLINGS = [str, str.upper, str.lower, first_letter_swapped]
+SPELLING_IDS = ["same", "upper", "lower", "first-letter"]
+
+
+# ---------------------------------------------------------------- on the wire
+
+@pytest.mark.needs("dm")
+@pytest.mark.parametrize("spelling", SPELLINGS, ids=SPELLING_IDS)
+@pytest.mark.points(3, "a dm reaches its recipient, named in any case, and nobody else")
+def test_dm_reaches_the_recipient_only(session, spelling):
+    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
+    session.raw_peer("lurker")  # connected, never joined: nobody_else_got() looks at it too
+    secret = session.text()
+    alice.send(json_message(type="dm", to=spelling(bob.name), text=secret))
+    bob.expect_line(JsonLine(type="dm", text=secret, **{"from": alice.name}))
+    session.nobody_else_got(secret, bob, why="a direct message goes to its recipient only")
+
+
+@pytest.mark.needs("dm")
+@pytest.mark.points(1, "a dm to an unknown user gets error no-such-user, and goes to nobody")
+def test_dm_to_unknown_user_is_an_error(session):
+    alice = session.joined_peer("alice")
+    session.joined_peer("bob")
+    secret = session.text()
+    alice.send(json_message(type="dm", to=session.name("nobody"), text=secret))
+    alice.expect_line(JsonLine(type="error", code="no-such-user"))
+    session.nobody_else_got(secret, why="nobody has that name")
+
+
+@pytest.mark.needs("dm")
+@pytest.mark.points(1, "a dm to someone who has left gets error no-such-user")
+def test_dm_to_someone_who_left_is_an_error(session):
+    alice, bob = session.joined_peer("alice"), session.joined_peer("bob")
+    bob.send(json_message(type="bye"))
+    alice.expect_line(JsonLine(type="left", name=bob.name, reason="quit"))
+    alice.send(json_message(type="dm", to=bob.name, text=session.text()))
+    alice.expect_line(JsonLine(type="error", code="no-such-user"))
+
+
+@pytest.mark.needs("who")
+@pytest.mark.points(2, "who is answered, to the asker only, with exactly the users online")
+def test_who_lists_exactly_the_users_online(session):
+    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
+    session.raw_peer("lurker")  # connected but not joined: not a user
+    carol.send(json_message(type="bye"))
+    alice.expect_line(JsonLine(type="left", name=carol.name))
+    alice.send(json_message(type="who"))
+    line = alice.expect_line(JsonLine(type="users"))
+    names = json.loads(line)["names"]
+    expected = sorted([alice.name, bob.name], key=str.lower)
+    assert names in (expected, sorted(expected)), f"expected the users online, sorted, {expected}; got {names}"
+    bob.round_trip()
+    assert not bob.has_seen(JsonLine(type="users")), "bob got the user list that alice asked for"
+
+
 @pytest.mark.needs("unique_names")
-@pytest.mark.parametrize("spelling", [str, str.upper, first_letter_swapped], ids=["same", "upper", "first-letter"])
+@pytest.mark.parametrize("spelling", SPELLINGS, ids=SPELLING_IDS)
 @pytest.mark.points(1, "a taken name, in any case, gets error name-taken")
 def test_taken_name_in_any_case_is_refused(session, spelling):
     alice = session.joined_peer("alice")
@@ -49,9 +82,35 @@ def test_taken_name_in_any_case_is_refused(session, spelling):
     peer.send(session.stage.client_class.wire_hello(spelling(alice.name)))
     peer.expect_line(JsonLine(type="error", code="name-taken"))
     peer.join()  # with a name of its own
+    alice.expect_line(JsonLine(type="joined", name=peer.name))
+    assert not alice.has_seen(JsonLine(type="joined", name=spelling(alice.name))), "the refused name was announced"
+
+
+@pytest.mark.needs("unique_names")
+@pytest.mark.parametrize("leaving", ["bye", "lost"])
+@pytest.mark.points(1, "the name of someone who left is free again, in any case")
+def test_a_name_is_free_again_once_its_owner_leaves(session, leaving):
+    alice, bob = session.joined_peer("alice"), session.joined_peer("bob")
+    if leaving == "bye":
+        bob.send(json_message(type="bye"))
+    else:
+        bob.close()
+    alice.expect_line(JsonLine(type="left", name=bob.name))
+    again = session.raw_peer("bob again")
+    again.name = bob.name.upper()
+    again.join()
 
 
 # ---------------------------------------------------------------- in the terminal
+
+def shows_exactly(session, client, online, gone=()):
+    """The client shows one line with every name in `online` and none of `gone`."""
+    __tracebackhide__ = True
+    line = client.term.expect_regex(line_with(*online)).group(0)
+    listed = [name for name in gone if re.search(rf"\b{re.escape(name)}\b", line)]
+    if listed:
+        raise session.failure(f"[{client.name}] expected the users online and nobody else: {', '.join(online)}",
+                              f"the line also lists {', '.join(listed)}, who left: {line.strip()!r}")
 
 
 @pytest.mark.needs("commands", "dm")
@@ -60,36 +119,63 @@ def test_c_dm_is_seen_by_its_recipient_and_nobody_else(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     secret, public = session.text(), session.text()
     alice.dm(bob.name, secret)
-    bob.sees(bob.said(alice.name, secret))
-    alice.say(public)
-    carol.sees(carol.said(alice.name, public))
+    bob.sees(bob.terms["dm"](name=alice.name, text=secret))
+    alice.say(public)  # sync point: bob and carol get it after anything the DM caused
+    for other in (bob, carol):
+        other.sees(other.said(alice.name, public))
     carol.never_saw(secret, "a DM goes to its recipient only")
+    session.chat_goes_on(bob, alice)  # and alice gets bob's line after anything her DM sent her
+    alice.never_saw(alice.terms["dm"](name=alice.name, text=secret), "the sender does not get its own DM back")
 
 
 @pytest.mark.needs("commands", "dm")
-@pytest.mark.points(1, "C DM lists the users first; Ctrl+C there exits cleanly")
-def test_c_dm_lists_the_users_before_asking_for_a_name(session):
+@pytest.mark.points(1, "C DM to a name in another case reaches its owner")
+def test_c_dm_to_a_name_in_another_case(session):
     alice, bob = session.client("alice"), session.client("bob")
+    secret = session.text()
+    alice.dm(bob.name.upper(), secret)
+    bob.sees(bob.terms["dm"](name=alice.name, text=secret))
+
+
+@pytest.mark.needs("commands", "dm")
+@pytest.mark.points(1, "C DM shows exactly who is online before it asks for a name")
+def test_c_dm_lists_the_users_before_asking_for_a_name(session):
+    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+    carol.quit()
+    alice.sees(alice.left_because(carol.name, "quit"))
     alice.term.send_line("C DM")
-    alice.term.expect_regex(line_with(alice.name, bob.name))
-    alice.term.ctrl_c()  # halfway through C DM
-    alice.term.expect_exit(0)
+    shows_exactly(session, alice, [alice.name, bob.name], gone=[carol.name])
 
 
 @pytest.mark.needs("commands", "dm")
 @pytest.mark.points(1, "C DM to an unknown user says no-such-user")
 def test_c_dm_to_unknown_user_says_so(session):
-    alice = session.client("alice")
-    alice.dm(session.name("nobody"), session.text())
-    alice.sees("no-such-user")
+    alice, bob = session.client("alice"), session.client("bob")
+    secret = session.text()
+    alice.dm(session.name("nobody"), secret)
+    alice.sees(session.spec("no_such_user"))
+    session.chat_goes_on(alice, bob)
+    bob.never_saw(secret, "a DM to nobody goes to nobody")
 
 
 @pytest.mark.needs("commands", "who")
-@pytest.mark.points(2, "C LS lists the users online")
-def test_c_ls_lists_the_users(session):
-    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
+@pytest.mark.points(2, "C LS lists exactly the users online")
+def test_c_ls_lists_exactly_the_users_online(session):
+    alice, bob, carol, dave = (session.client(role) for role in ("alice", "bob", "carol", "dave"))
+    dave.term.kill()
+    alice.sees(alice.left(dave.name))
     alice.term.send_line("C LS")
-    alice.term.expect_regex(line_with(alice.name, bob.name, carol.name))
+    shows_exactly(session, alice, [alice.name, bob.name, carol.name], gone=[dave.name])
+
+
+@pytest.mark.needs("commands", "unique_names")
+@pytest.mark.points(1, "a name is free again once its owner has left")
+def test_a_name_is_free_again_in_the_terminal(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    bob.exit_command()
+    alice.sees(alice.left_because(bob.name, "quit"))
+    again = session.client("bob")  # the same name, again
+    alice.sees(alice.joined(again.name))
 
 
 @pytest.mark.needs("commands")
@@ -97,29 +183,8 @@ def test_c_ls_lists_the_users(session):
 def test_c_help_lists_every_command(session):
     alice = session.client("alice")
     alice.term.send_line("C HELP")
-    for command in ("C PM", "C DM", "C LS", "C EX"):
+    for command in COMMANDS:
         alice.sees(command)
-
-
-@pytest.mark.needs("commands")
-@pytest.mark.parametrize("wrong", ["hello", "C NOPE", "D text without a command"])
-@pytest.mark.points(1, "wrong input gets a hint naming C HELP; command mode goes on")
-def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
-    alice, bob = session.client("alice"), session.client("bob")
-    alice.term.send_line(wrong)
-    alice.sees("C HELP")
-    session.chat_goes_on(alice, bob)
-
-
-@pytest.mark.needs("commands")
-@pytest.mark.parametrize("command", ["C PM", "C DM"], ids=["pm-without-D", "dm-name-without-C"])
-@pytest.mark.points(1, "wrong input inside C PM or C DM returns to command mode")
-def test_wrong_input_inside_a_command_returns_to_command_mode(session, command):
-    alice, bob = session.client("alice"), session.client("bob")
-    alice.term.send_line(command)
-    alice.term.send_line(session.text() if command == "C PM" else bob.name)  # without its "D " or "C "
-    alice.sees("back to command mode")
-    session.chat_goes_on(alice, bob)
 
 
 @pytest.mark.needs("exit_command")
@@ -135,23 +200,73 @@ def test_the_leave_command_exits_and_the_others_are_told(session):
 def test_client_asks_again_after_a_taken_name(session):
     alice = session.client("alice")
     term = session.spawn("second", "client.py", "--port", str(session.server.port), "--name", alice.name.upper())
-    term.expect("name-taken")
-    term.expect("name:")
+    term.expect(session.spec("name_taken"))
+    term.expect(session.spec("name_prompt"))
     term.send_line(session.name("bob"))
-    term.expect(f"welcome, {session.name('bob')}")
+    session.gate("in", lambda: term.expect(session.spec("welcome", name=session.name("bob"))))
+
+
+# ---------------------------------------------------------------- every prompt, against what people type
+
+def at_prompt(session, prompt):
+    """A client waiting at `prompt`; returns (its terminal, a client that watches the room or None)."""
+    if prompt == "name":
+        server = session.server or session.start_server()
+        term = session.spawn("nameless", "client.py", "--port", str(server.port))
+        term.expect(session.spec("name_prompt"))
+        return term, None
+    watcher, alice = session.client("watcher"), session.client("alice")
+    lines = {"command": [], "pm": ["C PM"], "dm-name": ["C DM"], "dm-text": ["C DM", f"C {watcher.name}"]}[prompt]
+    for line in lines:
+        alice.term.send_line(line)
+    if prompt.startswith("dm"):
+        alice.term.expect_regex(line_with(watcher.name, alice.name))  # C DM's user list: it is asking now
+    return alice.term, (watcher, alice)
+
+
+@pytest.mark.needs("commands")
+@pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
+@pytest.mark.parametrize("prompt", ["name", "command", "pm", "dm-name", "dm-text"])
+@pytest.mark.parametrize("typed", ["empty", "junk", "ctrl_c", "ctrl_d"])
+@pytest.mark.points(1, "every prompt takes an empty line, junk, Ctrl+C and Ctrl+D without a traceback")
+def test_every_prompt_survives_what_people_type(session, prompt, typed):
+    term, room = at_prompt(session, prompt)
+    if typed in ("ctrl_c", "ctrl_d"):
+        getattr(term, typed)()
+        term.expect_exit(EXIT_OK)  # and no traceback
+        if room is not None:  # once joined, leaving says bye
+            watcher, alice = room
+            watcher.sees(watcher.left_because(alice.name, "quit"))
+        return
+    term.forget_unread()  # what the hints look for may be on screen already (a "type C HELP" line)
+    term.send_line("" if typed == "empty" else "%% junk ]]")
+    if prompt == "name":  # asked again, and a good name then works
+        term.expect(session.spec("name_prompt"))
+        name = session.name("late")
+        term.send_line(name)
+        session.gate("in", lambda: term.expect(session.spec("welcome", name=name)))
+    else:
+        watcher, alice = room
+        if prompt == "command" and typed == "junk":
+            alice.sees(session.spec("hint"))
+        elif prompt != "command":
+            alice.sees(session.spec("back"))
+        session.chat_goes_on(alice, watcher)  # still in command mode, and the room works
+    term.assert_not_seen(session.spec("traceback"))
+
+
+@pytest.mark.needs("commands")
+@pytest.mark.parametrize("wrong", ["hello", "C NOPE", "D text without a command"])
+@pytest.mark.points(1, "wrong input gets a hint naming C HELP; command mode goes on")
+def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.term.forget_unread()  # a "type C HELP" line at the start must not pass for the hint
+    alice.term.send_line(wrong)
+    alice.sees(session.spec("hint"))
+    session.chat_goes_on(alice, bob)
 
 
 # ---------------------------------------------------------------- clean exits
-
-@pytest.mark.needs("commands")
-@pytest.mark.points(1, "Ctrl+C at the name prompt exits cleanly")
-def test_ctrl_c_at_the_name_prompt(session):
-    server = session.start_server()
-    term = session.spawn("client", "client.py", "--port", str(server.port))
-    term.expect("name:")
-    term.ctrl_c()
-    term.expect_exit(0)
-
 
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("key", ["ctrl_c", "ctrl_d"])
@@ -159,7 +274,7 @@ def test_ctrl_c_at_the_name_prompt(session):
 def test_ctrl_c_or_d_in_command_mode_tells_the_others(session, key):
     alice, bob = session.client("alice"), session.client("bob")
     getattr(bob.term, key)()
-    bob.term.expect_exit(0)
+    bob.term.expect_exit(EXIT_OK)
     alice.sees(alice.left_because(bob.name, "quit"))
 
 
@@ -180,7 +295,7 @@ def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
             # Ctrl+C landed as input() was starting, where CPython cannot act on it until the
             # next key (see Terminal.ctrl_c). Press again.
             client.term.ctrl_c()
-        client.term.expect_exit(0)
+        client.term.expect_exit(EXIT_OK)
 
 
 @pytest.mark.needs("shutdown_notice")
@@ -190,11 +305,11 @@ def test_server_shutdown_with_three_clients(session):
     clients = [session.client(name) for name in ("alice", "bob", "carol")]
     clients[-1].sync()
     server.term.ctrl_c()
-    server.term.expect("server stopped")
-    server.term.expect_exit(0)
+    server.term.expect(session.spec("stopped"))
+    server.term.expect_exit(EXIT_OK)
     for client in clients:
-        client.sees("shutting down")
+        client.sees(session.spec("shutting_down"))
         client.notices_server_gone()
-        client.term.expect_exit(0)
+        client.term.expect_exit(EXIT_OK)
     again = session.spawn("restarted-server", "server.py", "--port", str(server.port))
-    again.expect(f"listening on {server.host}:{server.port}")
+    again.expect(session.spec("listening", host=server.host, port=server.port))

@@ -11,7 +11,7 @@ def test_each_line_is_echoed_and_logged_with_the_address(session):
     first, second = session.text(), session.text()
     client.say(first)
     client.sees(client.echo(first))
-    session.server.term.expect_regex(rf"127\.0\.0\.1:\d+\D.*{first}")
+    session.server.term.expect_regex(session.spec("echo_log", text=first))
     client.say(second)
     client.sees(client.echo(second))
 
@@ -20,15 +20,15 @@ def test_each_line_is_echoed_and_logged_with_the_address(session):
 def test_line_sent_in_pieces_is_one_line(session):
     peer, text = session.raw_peer(), session.text()
     peer.send_slowly(f"{text}\n".encode())
-    peer.expect_line(f"echo: {text}")
+    peer.expect_line(session.spec("echo", text=text))
 
 
 @pytest.mark.points(2, "two lines in one write are framed as two lines")
 def test_two_lines_in_one_write_are_two_lines(session):
     peer, first, second = session.raw_peer(), session.text(), session.text()
     peer.send(f"{first}\n{second}\n".encode())
-    peer.expect_line(f"echo: {first}")
-    peer.expect_line(f"echo: {second}")
+    peer.expect_line(session.spec("echo", text=first))
+    peer.expect_line(session.spec("echo", text=second))
 
 
 @pytest.mark.needs("one_at_a_time")

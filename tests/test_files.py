@@ -20,6 +20,8 @@ pytestmark = pytest.mark.needs("file_transfer")
 
 CHUNK = 16 * 1024  # how the raw test peer splits what it sends
 
+RED = "\x1b[31m"  # a hostile file name starts with this colour escape
+
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
@@ -65,7 +67,7 @@ def raw_sender_to(session, bob, name, content, sha=None):
 def offer_accepted(alice, bob, name, content, sha=None):
     alice.send(json_message(type="offer", to=bob.name, id="1", name=name, size=len(content),
                             sha256=sha or sha256(content)))
-    bob.sees(f"{alice.name} offers you")
+    bob.sees(bob.session.spec("offered", name=alice.name, file=""))
     bob.answer_offer(accept=True)
     return alice.expect_line(lambda line: '"accepted"' in line or '"declined"' in line)
 
@@ -78,10 +80,10 @@ def test_a_binary_file_arrives_whole(session):
     bob, downloads = receiver(session)
     path = a_file(session, "photo.raw", 3 * 1024 * 1024 + 123)
     alice.offer_file(bob.name, path)
-    bob.sees(f"{alice.name} offers you photo.raw")
+    bob.sees(session.spec("offered", name=alice.name, file="photo.raw"))
     bob.answer_offer(accept=True)
-    bob.sees("saved")
-    alice.sees("sent")
+    bob.sees(session.spec("saved"))
+    alice.sees(session.spec("sent"))
     files = saved_files(downloads)
     assert [file.name for file in files] == ["photo.raw"], f"bob's downloads hold {files}"
     assert sha256(files[0].read_bytes()) == sha256(path.read_bytes()), "the saved file differs from the one sent"
@@ -116,9 +118,9 @@ def test_chat_flows_while_a_file_is_on_its_way(session):
     offer_accepted(alice, bob, "halves.bin", content)
     send_chunks(alice, content[:4 * CHUNK], done=False)  # half the file: the transfer is open
     session.chat_goes_on(carol, bob)
-    bob.never_saw("saved", "the file is only half sent")
+    bob.never_saw(session.spec("saved"), "the file is only half sent")
     send_chunks(alice, content[4 * CHUNK:])
-    bob.sees("saved")
+    bob.sees(session.spec("saved"))
     assert [file.read_bytes() for file in saved_files(downloads)] == [content]
 
 
@@ -127,7 +129,7 @@ def test_a_declined_file_is_not_sent(session):
     bob, downloads = receiver(session)
     alice = session.joined_peer("alice")
     alice.send(json_message(type="offer", to=bob.name, id="1", name="unwanted.bin", size=10, sha256=sha256(b"0" * 10)))
-    bob.sees(f"{alice.name} offers you unwanted.bin")
+    bob.sees(session.spec("offered", name=alice.name, file="unwanted.bin"))
     send_chunks(alice, b"0" * 10, done=False)  # before bob has answered
     alice.expect_line(JsonLine(type="error", code="not-accepted"))
     bob.answer_offer(accept=False)
@@ -142,9 +144,9 @@ def test_a_declined_file_is_not_sent(session):
 def test_answering_with_no_offer_says_so(session):
     alice = session.client("alice")
     alice.answer_offer(accept=True)
-    alice.sees("no file")
+    alice.sees(session.spec("no_file"))
     alice.offer_file(session.name("nobody"), a_file(session, "lost.txt", 10))
-    alice.sees("no-such-user")
+    alice.sees(session.spec("no_such_user"))
 
 
 # ---------------------------------------------------------------- hostile names and contents
@@ -156,7 +158,7 @@ def hostile_names(workdir, tag):
         "backslashes": f"..\\..\\windows-{tag}.txt",
         "hidden": f".hidden-{tag}",
         "dots": "..",
-        "escape-sequence": f"\x1b[31mred-{tag}.txt",
+        "escape-sequence": f"{RED}red-{tag}.txt",
     }
 
 
@@ -168,7 +170,7 @@ def test_hostile_file_names_stay_in_the_downloads_folder(session, kind):
     name = hostile_names(session.workdir, session.name("tag"))[kind]
     content = random_bytes(session, 1000)
     raw_sender_to(session, bob, name, content)
-    bob.sees("saved")
+    bob.sees(session.spec("saved"))
     files = saved_files(downloads)
     assert len(files) == 1 and files[0].parent == downloads, f"bob's downloads hold {files}"
     assert files[0].read_bytes() == content
@@ -178,7 +180,7 @@ def test_hostile_file_names_stay_in_the_downloads_folder(session, kind):
     strays = [path for path in workdir.parent.rglob("*") if path.is_file() and path.read_bytes() == content
               and downloads not in path.parents]
     assert strays == [], f"the file was written outside the downloads folder: {strays}"
-    bob.never_saw("\x1b[31m", "the name reached the terminal with its escape sequence")
+    bob.never_saw(RED, "the name reached the terminal with its escape sequence")
 
 
 @pytest.mark.points(2, "a file never overwrites one already there")
@@ -189,7 +191,7 @@ def test_a_file_never_overwrites_another(session):
     mine.write_bytes(b"bob's own report")
     content = random_bytes(session, 2000)
     raw_sender_to(session, bob, "report.txt", content)
-    bob.sees("saved")
+    bob.sees(session.spec("saved"))
     assert mine.read_bytes() == b"bob's own report", "bob's own file was overwritten"
     others = [path for path in saved_files(downloads) if path != mine]
     assert len(others) == 1 and others[0].read_bytes() == content, f"bob's downloads hold {saved_files(downloads)}"
@@ -207,7 +209,7 @@ def test_a_damaged_file_is_not_kept(session, fault):
     else:
         offer_accepted(alice, bob, "damaged.bin", content[:CHUNK])
         send_chunks(alice, content)
-    bob.sees("not saved" if fault == "too-many-bytes" else "damaged")
+    bob.sees(session.spec("not_saved" if fault == "too-many-bytes" else "damaged"))
     session.chat_goes_on(session.client("carol"), bob)
     assert saved_files(downloads) == [], f"a damaged file was kept: {saved_files(downloads)}"
 
@@ -220,7 +222,7 @@ def test_a_sender_leaving_mid_file_leaves_nothing(session):
     offer_accepted(alice, bob, "partial.bin", content)
     send_chunks(alice, content[:2 * CHUNK], done=False)
     alice.close()
-    bob.sees("not saved")
+    bob.sees(session.spec("not_saved"))
     assert saved_files(downloads) == [], f"a partial file was left: {saved_files(downloads)}"
 
 
@@ -229,9 +231,9 @@ def test_the_size_limit_is_kept(session):
     session.start_server("--max-file-size", "1K")
     alice, bob = session.client("alice"), session.client("bob")
     alice.offer_file(bob.name, a_file(session, "big.bin", 2048))
-    alice.sees("1.0 KiB")  # the client says what the limit is, and sends nothing
+    alice.sees(session.spec("limit", size="1.0 KiB"))  # the client says what the limit is, and sends nothing
     raw = session.joined_peer("mallory")
     raw.send(json_message(type="offer", to=bob.name, id="1", name="big.bin", size=2048, sha256=sha256(b"x")))
     raw.expect_line(JsonLine(type="error", code="file-too-big"))
     session.chat_goes_on(alice, bob)  # a sync point: whatever the offers caused, bob has it by now
-    bob.never_saw("offers you", "an offer over the limit must not reach its recipient")
+    bob.never_saw(session.spec("offered", name="", file=""), "an offer over the limit must not reach its recipient")

@@ -111,7 +111,7 @@ def test_odd_bytes_do_no_harm(session, name):
     else:
         peer.expect_line(driver.echo(after))
     assert session.server.term.child.isalive(), "the server died"
-    session.server.term.assert_not_seen("Traceback")
+    session.server.term.assert_not_seen(session.spec("traceback"))
 
 
 @pytest.mark.points(1, "\\r\\n line endings are understood")
@@ -128,7 +128,7 @@ def test_crlf_line_endings_are_understood(session):
     peer.expect_line(driver.wire_welcome(peer.name))
     peer.send(driver.wire_say(text)[:-1] + b"\r\n")
     bob.sees(bob.said(peer.name, text))
-    bob.never_saw("\\u000d", "a \\r is part of the line ending, not of the message")
+    bob.never_saw(session.spec("escaped", code="000d"), "a \\r is part of the line ending, not of the message")
 
 
 @pytest.mark.points(1, "a line sent one byte at a time with pauses arrives whole")
@@ -169,7 +169,7 @@ def test_fuzzing_never_breaks_the_server(session):
         assert server.term.child.isalive(), f"the server died on {stream!r}"
 
     throw()
-    server.term.assert_not_seen("Traceback")
+    server.term.assert_not_seen(session.spec("traceback"))
     still_served(session)
 
 
@@ -212,6 +212,7 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
 
 # ---------------------------------------------------------------- faults
 
+VICTIM_READY = "victim ready"
 VICTIM = """
 import socket, ssl, sys
 sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -221,7 +222,7 @@ sock.sendall(bytes.fromhex(sys.argv[2]))
 while b"\\n" not in sock.recv(4096):  # the welcome: the server has registered us
     pass
 sock.sendall(b"half a mess")  # no newline: killed in the middle of a message
-print("ready", flush=True)
+print("victim ready", flush=True)  # VICTIM_READY: this test's own helper, not a stage program
 sys.stdin.readline()  # wait here until killed
 """
 
@@ -235,7 +236,7 @@ def test_client_killed_mid_message(session):
     tls = (str(DEV_CERTS / "dev-ca.pem"),) if session.stage.has("tls") else ()
     victim = session.run(name, sys.executable, "-c", VICTIM, str(server.port),
                          session.stage.client_class.wire_hello(name).hex(), *tls)
-    victim.expect("ready")
+    victim.expect(VICTIM_READY)
     alice.sees(alice.joined(name))
     victim.kill()  # SIGKILL
     alice.sees(alice.left(name))
@@ -305,7 +306,7 @@ def test_out_of_file_descriptors_neither_kills_nor_spins(session):
                                   preexec_fn=limit_open_files)  # ulimit -n 64
     crowd = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(100)]
     try:
-        server.logs("cannot accept")  # more connections than it may open files: accept() fails
+        server.logs(session.spec("out_of_files"))  # more connections than it may open files: accept() fails
         with session.terminals_read_in_background():
             before = cpu_seconds(server.term.pid)
             time.sleep(0.3)  # a measuring window: a busy loop would burn most of it

@@ -1,5 +1,6 @@
 """Stage 06 on: the history a newcomer gets, slash commands, and the full-screen client checked on screen."""
 
+import re
 import sys
 
 import pytest
@@ -67,20 +68,20 @@ def test_slash_msg_reaches_the_recipient_only(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
     secret, public = session.text(), session.text()
     alice.term.send_line(f"/msg {bob.name} {secret}")
-    bob.sees(f"[direct] {alice.name}: {secret}")
+    bob.sees(session.spec("dm", name=alice.name, text=secret))
     alice.say(public)
     carol.sees(carol.said(alice.name, public))
     carol.never_saw(secret, "a direct message goes to its recipient only")
 
 
 @pytest.mark.needs("slash_commands")
-@pytest.mark.parametrize("line, answer", [("/msg", "usage: /msg NAME TEXT"), ("/dance", "unknown command /dance"),
-                                          ("/help", "/msg NAME TEXT")], ids=["msg-without-text", "unknown", "help"])
+@pytest.mark.parametrize("line, answer", [("/msg", "usage_msg"), ("/dance", "unknown_command"), ("/help", "help")],
+                         ids=["msg-without-text", "unknown", "help"])
 @pytest.mark.points(1, "/help, a bad /msg and an unknown command get a clear notice; chat goes on")
 def test_slash_command_notices(session, line, answer):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line(line)
-    alice.sees(answer)
+    alice.sees(session.spec(answer, word=line[1:]))
     session.chat_goes_on(alice, bob)
 
 
@@ -89,7 +90,7 @@ def test_slash_command_notices(session, line, answer):
 def test_slash_list_shows_who_is_online(session):
     alice, bob = session.client("alice"), session.client("bob")
     alice.term.send_line("/list")
-    alice.term.expect_regex("online: " + line_with(alice.name, bob.name))
+    alice.term.expect_regex(re.escape(session.spec("users")) + line_with(alice.name, bob.name))
 
 
 @pytest.mark.needs("slash_commands")
@@ -102,7 +103,7 @@ def test_client_works_in_a_pipe(session):
     piped = session.run(bob, "sh", "-c", f'printf "%s\\n" {bob} "{text}" /list /quit | '
                         f'"{sys.executable}" "{program}" --port {session.server.port}')
     alice.sees(alice.said(bob, text))
-    piped.expect(f"welcome, {bob}")
+    piped.expect(session.spec("welcome", name=bob))
     piped.expect_exit(0)
     alice.sees(alice.left_because(bob, "quit"))
 
@@ -115,7 +116,7 @@ def screen_client(session, role):
     name = session.name(role)
     term = session.spawn(name, "client.py", "--port", str(server.port), "--name", name, kind=ScreenTerminal)
     term.name = name
-    term.shows(f"welcome, {name}")
+    term.shows(session.spec("welcome", name=name))
     return term
 
 
@@ -159,7 +160,7 @@ def test_typing_while_messages_arrive(session):
     alice.press("enter")
     bob.sees(bob.said(alice.name, " ".join(words)))
     alice.wait_for(lambda: typed(alice) == ">", "an empty input box after Enter")
-    alice.shows(f"{alice.name}: {' '.join(words)}")  # your own message, in the pane
+    alice.shows(session.spec("said", name=alice.name, text=" ".join(words)))  # your own message, in the pane
 
 
 @pytest.mark.needs("tui", "dm")
@@ -172,8 +173,8 @@ def test_own_messages_dms_and_notices_are_told_apart(session):
     bob.sees(bob.said(alice.name, mine))
     bob.dm(alice.name, direct)
     bob.say(public)
-    alice.shows(f"{bob.name}: {public}")
-    alice.shows(f"[direct] {bob.name}: {direct}")
+    alice.shows(session.spec("said", name=bob.name, text=public))
+    alice.shows(session.spec("dm", name=bob.name, text=direct))
     styles = {what: alice.style_of(text) for what, text in [
         ("own", f"{alice.name}: {mine}"), ("direct", f"{bob.name}: {direct}"),
         ("public", f"{bob.name}: {public}"), ("notice", f"{bob.name} joined")]}
@@ -186,7 +187,7 @@ def test_msg_and_list_on_screen(session):
     alice, bob = screen_client(session, "alice"), session.client("bob")
     secret = session.text()
     alice.type(f"/msg {bob.name} {secret}\r")
-    bob.sees(f"[direct] {alice.name}: {secret}")
+    bob.sees(session.spec("dm", name=alice.name, text=secret))
     alice.type("/list\r")
     alice.wait_for(lambda: any("online:" in line and alice.name in line and bob.name in line
                                for line in alice.lines()), "the user list")
@@ -197,8 +198,9 @@ def test_msg_and_list_on_screen(session):
 def test_unknown_command_notice_on_screen(session):
     alice = screen_client(session, "alice")
     alice.type("/dance\r")
-    alice.shows("unknown command /dance")
-    assert alice.style_of("unknown command")[0] != "default", "a notice stands out"
+    notice = session.spec("unknown_command", word="dance")
+    alice.shows(notice)
+    assert alice.style_of(notice)[0] != "default", "a notice stands out"
 
 
 @pytest.mark.needs("tui")
@@ -226,16 +228,17 @@ def test_page_up_and_down_scroll_the_pane(session):
     driver = session.stage.client_class
     for number in range(60):
         bob.send(driver.wire_say(f"line {number:02}"))
-    alice.shows("line 59")
-    assert alice.find("line 10") is None, "only the newest messages fit"
+    newest, older = "line 59", "line 10"  # what bob sent: the last line, and one far above it
+    alice.shows(newest)
+    assert alice.find(older) is None, "only the newest messages fit"
     alice.press("page up")
     alice.press("page up")
     # One wait for the whole redraw: the top rows of a redraw can arrive before the bottom ones.
-    alice.wait_for(lambda: alice.find("line 10") and alice.find("line 59") is None and "scrolled" in status(alice),
+    alice.wait_for(lambda: alice.find(older) and alice.find(newest) is None and session.spec("scrolled") in status(alice),
                    "'line 10' in view, 'line 59' out of sight, and the status line saying we are scrolled up")
     alice.press("page down")
     alice.press("page down")
-    alice.shows("line 59")
+    alice.shows(newest)
 
 
 @pytest.mark.needs("tui")

@@ -96,9 +96,9 @@ def test_a_plaintext_client_is_told_and_nobody_is_disturbed(session):
     assert b"tls-required" in answer, f"a plaintext hello got {answer!r}, not an error tls-required"
     old = session.spawn("stage-08-client", "client.py", "--port", str(server.port), "--name", session.name("old"),
                         stage=BY_ID["08"])
-    old.expect("TLS")  # stage 08's client shows the server's error as it shows any error
+    old.expect(session.spec("tls_error"))  # stage 08's client shows the server's error as it shows any error
     session.chat_goes_on(alice, bob)
-    server.term.assert_not_seen("Traceback")
+    server.term.assert_not_seen(session.spec("traceback"))
 
 
 @pytest.mark.points(2, "the client refuses a server whose certificate its CA did not sign")
@@ -106,7 +106,7 @@ def test_the_client_refuses_an_unknown_certificate_authority(session, tmp_path):
     other = make_certs(tmp_path / "other-ca")
     server = server_with(session, other)
     stranger = session.spawn("alice", "client.py", "--port", str(server.port), "--name", session.name("alice"))
-    stranger.expect_error_exit(str(server.port), "certificate")
+    stranger.expect_error_exit(session.spec("port_named", port=server.port), session.spec("certificate"))
     # The certificates the stage's script made are fine for a client that trusts their CA.
     bob = session.client("bob", "--cafile", str(other / "dev-ca.pem"))
     carol = session.client("carol", "--cafile", str(other / "dev-ca.pem"))
@@ -119,13 +119,13 @@ def test_the_client_checks_the_host_name(session, tmp_path):
     server = server_with(session, elsewhere, "elsewhere.test")
     alice = session.spawn("alice", "client.py", "--port", str(server.port), "--name", session.name("alice"),
                           "--cafile", str(elsewhere / "dev-ca.pem"))
-    alice.expect_error_exit(str(server.port), "certificate")  # signed by the right CA, but not for 127.0.0.1
+    alice.expect_error_exit(session.spec("port_named", port=server.port), session.spec("certificate"))  # signed by the right CA, but not for 127.0.0.1
 
 
 @pytest.mark.points(1, "a missing certificate file is a one-line error, exit code 1")
 def test_the_server_reports_a_missing_certificate(session, tmp_path):
     missing = tmp_path / "no-such-cert.pem"
-    session.spawn("server", "server.py", "--port", "0", "--cert", str(missing)).expect_error_exit(missing.name)
+    session.spawn("server", "server.py", "--port", "0", "--cert", str(missing)).expect_error_exit(session.spec("missing_file", file=missing.name))
 
 
 def test_the_development_certificate_is_labelled_and_valid_for_another_year():

@@ -9,11 +9,16 @@ It also writes the "What changed" diffs at build time: a line
 
     <!-- diff stages/01/server.py stages/02/server.py -->
 
-in a page becomes a collapsible unified diff of the two files as they are now.
+in a page becomes a collapsible unified diff of the two files as they are now, and
+
+    <!-- contract NN -->
+
+becomes stage NN's contract: every string the tests wait for, from tests/contract.py.
 """
 
 import difflib
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -43,10 +48,28 @@ def on_serve(server, config, builder):
 
 
 DIFF = re.compile(r"^<!-- diff (\S+) (\S+) -->$", re.MULTILINE)
+CONTRACT = re.compile(r"^<!-- contract (\d\d) -->$", re.MULTILINE)
 
 
 def on_page_markdown(markdown, page, config, files):
+    markdown = CONTRACT.sub(lambda match: contract_table(repo_root(config), match.group(1)), markdown)
     return DIFF.sub(lambda match: diff_block(repo_root(config), match.group(1), match.group(2)), markdown)
+
+
+def contract_table(root, stage_id):
+    """Stage NN's contract, from the one table the tests wait on (tests/contract.py)."""
+    sys.path.insert(0, str(root / "tests"))
+    try:
+        import contract
+        from stages import BY_ID
+    finally:
+        sys.path.pop(0)
+    rows = ["| Program | Must show | When |", "| --- | --- | --- |"]
+    for term in BY_ID[stage_id].client_class.terms.values():
+        shown = contract.shown(term.text).replace("|", "\\|")
+        shown = f"`{shown}` (a pattern)" if term.pattern else f"`{shown}`"
+        rows.append(f"| {term.who} | {shown} | {term.when} |")
+    return "\n".join(rows) + f"\n\nFree, so no check depends on it: {contract.FREE}\n"
 
 
 def diff_block(root, old, new):
