@@ -60,6 +60,14 @@ def last_lines(text, count=6):
     return "\n".join(f"    | {line}" for line in lines[-count:]) or "    | (nothing)"
 
 
+def tail(text, lines=80):
+    """The relevant end of a transcript for a failure report, not a megabyte of log lines."""
+    kept = text.split("\n")
+    if len(kept) <= lines:
+        return text
+    return f"({len(kept) - lines} earlier lines left out)\n" + "\n".join(kept[-lines:])
+
+
 def clean(text):
     """Terminal output as a reader would like to see it: \\n line ends, no bare \\r."""
     return text.replace("\r\n", "\n").replace("\r", "")
@@ -128,7 +136,7 @@ class Terminal:
 
     def report(self):
         """This terminal's part of a failure report."""
-        return clean(self.output())
+        return tail(clean(self.output()))
 
     # -- waiting for output
 
@@ -776,7 +784,7 @@ class Session:
         """(label, text) for every terminal and some raw peers, for the failure report."""
         self.pump()
         items = [(term.label, term.report()) for term in self.terminals]
-        items += [(peer.label, peer.output()) for peer in self.peers[:max_peers]]
+        items += [(peer.label, tail(peer.output())) for peer in self.peers[:max_peers]]
         if len(self.peers) > max_peers:
             items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))
         return items

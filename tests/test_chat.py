@@ -130,7 +130,8 @@ def crowd(session, count):
     room_size = ("--max-clients", str(count + 10)) if stage.has("max_clients") else ()
     session.start_server(*room_size, preexec_fn=raise_descriptor_limit)
     alice = session.client("alice")
-    baseline = len(os.listdir(f"/proc/{session.server.term.pid}/fd"))
+    pid = session.server.term.pid
+    baseline, threads = len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
     peers = [session.raw_peer(f"user{number}") for number in range(count)]
     for peer in peers:  # all connected at once; now they all join the room
         peer.send(alice.wire_hello(peer.name))
@@ -148,10 +149,13 @@ def crowd(session, count):
     session.peers.clear()
     with session.terminals_read_in_background():  # the server logs every departure
         deadline = time.monotonic() + 30
-        while (left_open := len(os.listdir(f"/proc/{session.server.term.pid}/fd")) - baseline) > 0 \
+        while ((left_open := len(os.listdir(f"/proc/{pid}/fd")) - baseline) > 0
+               or (left_running := len(os.listdir(f"/proc/{pid}/task")) - threads) > 0) \
                 and time.monotonic() < deadline:
             time.sleep(0.01)  # polling the condition: the server is still closing connections
     assert left_open <= 0, f"{left_open} connections still open on the server after every client left"
+    # A thread per client (stages 04-06) must end with its client, or a long-running server runs out.
+    assert left_running <= 0, f"{left_running} more threads in the server than before the crowd came and went"
     alice.say(session.text())  # and the room still works
     alice.term.assert_not_seen(session.spec("traceback"))
 

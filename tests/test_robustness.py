@@ -244,10 +244,50 @@ def test_client_killed_mid_message(session):
     session.chat_goes_on(alice, bob)
 
 
+def holds_on_a_second_try(session, measure, within, what, causes):
+    """A timing bound that a busy machine can break once, by chance: measured again before it fails.
+
+    A correct program must not lose points to a loaded machine; a program that is slow by
+    design misses the bound both times. The failure gives both figures and the usual causes."""
+    __tracebackhide__ = True
+    figures = []
+    for _ in range(2):
+        figures.append(measure())
+        if within(figures[-1]):
+            return
+    raise session.failure(f"expected {what}",
+                          f"{' then '.join(map(str, figures))} on a second try. These figures depend on the "
+                          f"machine's load; on a quiet machine the kit's stages stay far inside the bound. "
+                          f"Usual causes: {causes}")
+
+
+def test_a_timing_bound_gets_one_second_try_and_no_more(tmp_path):
+    """The retry forgives one unlucky measurement, never a program that is slow every time."""
+    from harness import CheckFailed, Session
+    from stages import BY_ID
+    from words import Words
+    session = Session(BY_ID["05"], tmp_path, Words(1, "retry"))
+    figures = iter([Milliseconds(250), Milliseconds(40)])
+    holds_on_a_second_try(session, lambda: next(figures), lambda ms: ms < 100, "under 100 ms", "none")
+    with pytest.raises(CheckFailed, match="250 ms then 240 ms on a second try"):
+        figures = iter([Milliseconds(250), Milliseconds(240)])
+        holds_on_a_second_try(session, lambda: next(figures), lambda ms: ms < 100, "under 100 ms", "none")
+
+
 @pytest.mark.needs("drops_stuck")
 @pytest.mark.points(2, "a stuck client keeps the others' p99 latency under 100 ms")
 def test_stuck_client_costs_the_others_no_latency(session):
     """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms."""
+    holds_on_a_second_try(
+        session, lambda: stuck_room_p99_ms(session), lambda p99: p99 < 100,
+        "the others' 99th-percentile latency under 100 ms with one stuck client, at 1,000 messages a second",
+        "a send that waits for the stuck client, a log write (and flush) per message, or a thread woken "
+        "per delivery")
+
+
+def stuck_room_p99_ms(session):
+    """A fresh room with a stuck client; the listener's 99th-percentile latency."""
+    session.server = None  # a new server for each try
     driver = session.stage.client_class
     talker, listener = session.room_with_a_stuck_client()
 
@@ -275,8 +315,17 @@ def test_stuck_client_costs_the_others_no_latency(session):
                 time.sleep(0.05)
         reader.join(timeout=10)
     assert len(latencies) == count, f"the listener got {len(latencies)} of {count} messages"
-    p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 0.1, f"99th-percentile latency {p99 * 1000:.0f} ms with one stuck client (limit 100 ms)"
+    return Milliseconds(statistics.quantiles(latencies, n=100)[98] * 1000)
+
+
+class CpuSeconds(float):
+    def __str__(self):
+        return f"{self:.2f} s of CPU"
+
+
+class Milliseconds(float):
+    def __str__(self):
+        return f"{self:.0f} ms"
 
 
 @pytest.mark.points(1, "300 connects and disconnects leak no file descriptor")
@@ -307,11 +356,15 @@ def test_out_of_file_descriptors_neither_kills_nor_spins(session):
     crowd = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(100)]
     try:
         server.logs(session.spec("out_of_files"))  # more connections than it may open files: accept() fails
-        with session.terminals_read_in_background():
-            before = cpu_seconds(server.term.pid)
-            time.sleep(0.3)  # a measuring window: a busy loop would burn most of it
-            spent = cpu_seconds(server.term.pid) - before
-        assert spent < 0.1, f"the server used {spent:.2f} s of CPU in 0.3 s while out of descriptors: a busy loop"
+        def cpu_in_a_window():
+            with session.terminals_read_in_background():
+                before = cpu_seconds(server.term.pid)
+                time.sleep(0.3)  # a measuring window: a busy loop would burn most of it
+                return CpuSeconds(cpu_seconds(server.term.pid) - before)
+
+        holds_on_a_second_try(session, cpu_in_a_window, lambda spent: spent < 0.1,
+                              "under 0.1 s of server CPU in a 0.3 s window while out of file descriptors",
+                              "accept() retried at once after EMFILE, for ever: a busy loop")
     finally:
         for sock in crowd:
             sock.close()
