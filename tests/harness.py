@@ -152,6 +152,12 @@ class Terminal:
         self._wait(re.compile(pattern), None, timeout)
         return self.child.match
 
+    def expect_spec(self, key, **values):
+        """Wait for the contract's term `key` (tests/contract.py), filled in: a pattern or a plain text."""
+        __tracebackhide__ = True
+        term = self.session.stage.client_class.terms[key]
+        return self.expect_regex(term(**values)) if term.pattern else self.expect(term(**values))
+
     def _wait(self, regex, text, timeout):
         __tracebackhide__ = True
         timeout = timeout or self.session.timeout

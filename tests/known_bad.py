@@ -132,3 +132,34 @@ NOT_CAUGHT = [
     ("no lock around the client list", "a race: two threads must interleave inside the check-then-act, which "
      "happens rarely and not on demand"),
 ]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A copy of a stage that differs from it only in what the contract leaves free (tests/contract.py,
+    FREE): other prompts, prefixes, wording and layout. It must get full marks, or the suite depends on
+    something the spec never says (tests/test_grading.py)."""
+    name: str
+    stage: str
+    changes: tuple  # (program, old, new), each old text found exactly once
+
+
+VARIANTS = [
+    Variant("other prompts, prefixes, wording and log format", "05", (
+        ("client.py", 'print("type C HELP for the commands")', 'print("ready.")'),
+        ("client.py", 'line = input("> ")', 'line = input("chat> ")'),
+        ("client.py", 'command = input("> ")', 'command = input("chat> ")'),
+        ("client.py", 'print(f"\\r{line}\\n> ", end="", flush=True)', 'print(f"\\r{line}\\nchat> ", end="", flush=True)'),
+        ("client.py", 'input("name: ")', 'input("Your name: ")'),
+        ("client.py", "* welcome, {get('name')} ({get('online')} online)", "welcome, {get('name')}! {get('online')} here"),
+        ("client.py", "[direct] {get('from')}", "(private) {get('from')}"),
+        ("client.py", '"* online: " + ", ".join(', '"here now: " + " ".join('),
+        ("client.py", "* the server is shutting down", "!! shutting down, bye"),
+        ("client.py", '"! unknown command: commands start with C, as in C PM (C HELP lists them)"',
+         '"?? no such command; see C HELP"'),
+        ("server.py", 'stamp = f"{datetime.now():%H:%M:%S}"', 'stamp = f"[{datetime.now():%H:%M}]"'),
+        ("server.py", 'log(f"{name} joined from {client.address}")', 'log(f"{name} joined ({client.address})")'),
+        ("server.py", "f\"{client.name} said {len(line)} bytes: {message['text']!r}\"",
+         "f\"{client.name}: {message['text']} ({len(line)} bytes)\""),
+    )),
+]

@@ -25,6 +25,18 @@ def copy_of_stage(stage_id, folder, old=None, new=None, program="server.py"):
     return folder
 
 
+def copy_with_changes(stage_id, folder, changes):
+    """Copy stages/NN/ to `folder` and make each (program, old, new) change in it."""
+    shutil.copytree(BY_ID[stage_id].folder, folder)
+    for program, old, new in changes:
+        target = folder / program
+        source = target.read_text()
+        if source.count(old) != 1:
+            raise ValueError(f"expected once in stages/{stage_id}/{program}, found {source.count(old)} times: {old!r}")
+        target.write_text(source.replace(old, new))
+    return folder
+
+
 def grade(stage_id, folder, *extra, preexec_fn=None):
     """Check `folder` against stage `stage_id`'s spec, as an instructor would (docs/instructors.md),
     from the folder above the submission rather than from the repo."""

@@ -46,7 +46,7 @@ def test_server_logs_one_line_per_event(session):
     bob = session.client("bob")
     session.server.logs(session.spec("join_log", name=bob.name))
     text = session.chat_goes_on(bob, alice)
-    session.server.logs(session.spec("said_log", text=text))
+    session.server.term.expect_spec("said_log", name=bob.name, text=text)
     bob.quit()
     session.server.logs(session.spec("left_log", name=bob.name))
 

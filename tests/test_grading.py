@@ -9,13 +9,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 import report
-from known_bad import BUGS
+from known_bad import BUGS, VARIANTS
 from stages import BY_ID, REPO
-from suite import ECHO_TO_SENDER, copy_of_stage, grade
+from suite import ECHO_TO_SENDER, copy_of_stage, copy_with_changes, grade
 from words import Words
 
 
@@ -49,6 +50,48 @@ def test_known_bad_implementation_loses_points_on_its_check(tmp_path, bug):
 def test_the_kit_stage_gets_full_marks(tmp_path, stage_id):
     result, results = graded(tmp_path, stage_id)
     assert results["score"] == results["max_score"] > 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[variant.name.replace(" ", "-") for variant in VARIANTS])
+def test_each_variant_still_matches_its_stage(variant, tmp_path):
+    """Fast: a stage edit that moves a variant's code fails the default run, not only the slow tier."""
+    copy_with_changes(variant.stage, tmp_path / "variant", variant.changes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS, ids=[variant.name.replace(" ", "-") for variant in VARIANTS])
+def test_a_variant_in_what_the_spec_leaves_free_gets_full_marks(tmp_path, variant):
+    folder = copy_with_changes(variant.stage, tmp_path / "submission", variant.changes)
+    result = grade(variant.stage, folder, "--report", str(tmp_path / "report"))
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    failed = [test["name"] for test in results["tests"] if test["status"] == "failed"]
+    assert results["score"] == results["max_score"], f"'{variant.name}' lost points on {failed}:\n" \
+                                                     f"{result.stdout[-3000:]}"
+
+
+NEVER_IN = ("client.py", "* welcome, {get('name')} ({get('online')} online)", "* Hi {get('name')}, you are in")
+
+
+@pytest.mark.slow
+def test_a_client_that_never_shows_it_joined_is_graded_fast_with_one_cause(tmp_path):
+    """One cause, reported once at the top; the checks that need it are not run and cost no time."""
+    folder = copy_with_changes("05", tmp_path / "class" / "hi", [NEVER_IN])
+    out = tmp_path / "grading"
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "grade.py"), "--stage", "05", "--out", str(out),
+                          str(folder)], capture_output=True, text=True, timeout=300)
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert seconds < 60, f"grading took {seconds:.0f} s"
+    summary = (out / "hi" / "summary.txt").read_text()
+    causes = [line for line in summary.splitlines() if line.startswith("CAUSE: ")]
+    assert causes == ["CAUSE: the client never showed 'welcome, NAME', which the contract says it shows once the "
+                      "server has registered you, before you type: send nothing before it. Every check that needs "
+                      "it fails with it."], summary[:2000]
+    not_run = summary.count("(not run)")
+    assert not_run > 30, f"only {not_run} checks marked not run"
+    row = next(csv.DictReader(open(out / "grades.csv")))
+    assert row["failed"].count("CAUSE") == 1 and len(row["failed"].split(" | ")) < 5, row["failed"]
 
 
 @pytest.mark.slow  # a grading run in a subprocess
