@@ -81,9 +81,13 @@ ROOM = {
     "said_log": Term("server", "{text}", "a log line for each message, holding its text"),
     "escaped": Term("client", "\\u{code}", "a control character in a name or text (ESC is 001b, CR 000d) is shown "
                                           "as these six characters, never sent raw to the terminal"),
+    "never_raw": Term("server", "ESC, BEL, BS or U+202E", "never, raw, in the server's log: a control character from "
+                                                         "the network is logged escaped (\\u001b, or repr()'s \\x1b)"),
     "out_of_files": Term("server", "cannot accept", "in the log when accept() fails for lack of file descriptors "
                                                     "(ulimit -n); the server goes on"),
     "left_log": Term("server", "{name} left", "a log line when someone leaves"),
+    "name_prompt": Term("client", "name:",
+                        "the client asks for a name: started without --name, or after bad-name or name-taken"),
 }
 del ROOM["connected"], ROOM["echo"], ROOM["echo_log"]
 
@@ -94,8 +98,6 @@ JSON_ROOM = {
     "said_time": Term("client", r"\[\d\d:\d\d\] {name}: {text}",
                       "a message, with the time it was sent in local time", pattern=True),
     "left_because": Term("client", "* {name} left ({reason})", "someone left: reason quit (bye) or lost"),
-    "name_prompt": Term("client", "name:",
-                        "the client asks for a name: started without --name, or after bad-name or name-taken"),
     "bad_name": Term("client", "bad-name", "the server refused the name; then the name prompt again"),
     "full": Term("client", "full", "in the one line of error (exit code 1) when the room is full"),
     "said_log": Term("server", r"[^\n]*{name}[^\n]*{text}[^\n]*\n",

@@ -245,7 +245,7 @@ class Run:
         records = [mutant_record(stage, program, item, result)
                    for session in sessions if session.exists() for item, result in results_of(session)]
         return records, {"stage": stage, "program": program, "mutants": found, "eligible": eligible,
-                         "sampled": len(sample), "timeout": timeout}, configs[0]
+                         "sampled": len(sample), "timeout": round(timeout)}, configs[0]
 
     def confirm(self, copy, config, stage, program, records):
         """Test a suspicious kill once more: only a second failure counts."""
@@ -276,6 +276,10 @@ def measure(args, out):
         sys.exit(f"no target matches --stage {args.stage} --program {args.program}")
     with tempfile.TemporaryDirectory(prefix="chat-mutation-") as work:
         run = Run(args, out, Path(work))
+        # What was copied: others commit and edit while the run goes on, so read it now, not at the end.
+        tree = {"commit": git("rev-parse", "--short", "HEAD"),
+                "uncommitted": [line[3:] for line in git("status", "--porcelain").splitlines()
+                                if line[3:].startswith(("stages/", "tests/"))]}
         copies = run.copies()
         baselines = {}
         for stage in sorted({stage for stage, _ in targets}):
@@ -293,9 +297,7 @@ def measure(args, out):
     return {
         "command": "python tests/mutation.py " + shlex.join(args.argv),
         "date": datetime.date.today().isoformat(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted": [line[3:] for line in git("status", "--porcelain").splitlines()
-                        if line[3:].startswith(("stages/", "tests/"))],
+        **tree,
         "cosmic_ray": cosmic_ray_version(),
         "seed": args.seed, "sample": args.sample, "workers": args.workers, "jobs": args.jobs, "nice": NICE,
         "excluded_operators": EXCLUDED_OPERATORS.pattern,
@@ -352,7 +354,13 @@ def counts(mutants):
 
 
 def cell(text):
-    return "`" + text.replace("\n", " / ").replace("|", "\\|").replace("`", "'") + "`" if text else "(nothing)"
+    """Code in a table cell. mkdocs (Python-Markdown) keeps a | inside backticks in its cell; escaped, it
+    would show the backslash."""
+    return "`" + text.replace("\n", " / ").replace("`", "'") + "`" if text else "(nothing)"
+
+
+def note(text):
+    return text.replace("|", "\\|")
 
 
 def render(results):
@@ -396,11 +404,11 @@ def render(results):
     return "\n".join(lines) + "\n"
 
 
-def section(title, mutants, note):
+def section(title, mutants, describe):
     if not mutants:
         return [f"## {title}", "", "None.", ""]
     rows = [f"| {m['stage']}/{m['program']}:{m['line']} | {m['operator']} | {cell(m['before'])} | {cell(m['after'])} "
-            f"| {note(m)} |" for m in mutants]
+            f"| {note(describe(m))} |" for m in mutants]
     return [f"## {title}", "", "| Where | Operator | Before | After | Note |", "| --- | --- | --- | --- | --- |",
             *rows, ""]
 

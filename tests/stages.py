@@ -137,6 +137,11 @@ class RoomClient(EchoClient):
     def name_args(name):
         return ("--name", name)
 
+    @staticmethod
+    def nameless_args():
+        """How to start the client without a name, so that it asks for one."""
+        return ()
+
     def wait_until_in(self):
         # Until the server has registered us, what we type could be lost: wait for its welcome.
         self.session.gate("in", lambda: self.term.expect(self.welcome(self.name)))
@@ -249,6 +254,10 @@ class SlashClient(JsonRoomClient):
     @staticmethod
     def name_args(name):
         return ("--plain", "--name", name)
+
+    @staticmethod
+    def nameless_args():
+        return ("--plain",)
 
     def dm(self, to, text):
         self.term.send_line(f"/msg {to} {text}")

@@ -51,6 +51,22 @@ def test_server_logs_one_line_per_event(session):
     session.server.logs(session.spec("left_log", name=bob.name))
 
 
+@pytest.mark.parametrize("first", ["a name", "an empty line"])
+@pytest.mark.points(1, "started without --name, the client asks for one, again after an empty line")
+def test_a_client_without_a_name_asks_for_one(session, first):
+    alice = session.client("alice")
+    term = session.spawn("nameless", "client.py", "--port", str(session.server.port),
+                         *session.stage.client_class.nameless_args())
+    term.expect(session.spec("name_prompt"))
+    if first == "an empty line":
+        term.send_line("")
+        term.expect(session.spec("name_prompt"))
+    name = session.name("bob")
+    term.send_line(name)
+    session.gate("in", lambda: term.expect(session.spec("welcome", name=name)))
+    alice.sees(alice.joined(name))
+
+
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(2, "a killed client is reported as gone and the room goes on")
 def test_killed_client_is_reported_left_and_the_room_goes_on(session):

@@ -4,11 +4,15 @@ Every program here is started from a temporary folder, not from the repo:
 that is also the check that each stage runs from any folder.
 """
 
+import contextlib
+import fcntl
+import socket
+import tempfile
+from pathlib import Path
+
 import pytest
 
-import socket
-
-from harness import closed_port
+from harness import Server, closed_port
 
 pytestmark = pytest.mark.needs("server")  # stage 07's peer.py keeps the same contract: tests/test_p2p.py
 
@@ -28,15 +32,44 @@ def test_server_port_in_use_is_one_line_error(session):
     second.expect_error_exit(session.spec("port_named", port=first.port))
 
 
+@pytest.mark.parametrize("port", ["not-a-port", "-1", "65536"])
 @pytest.mark.points(1, "a bad --port gives the server a one-line error, exit code 1")
-def test_server_bad_port_is_one_line_error(session):
-    session.spawn("server", "server.py", "--port", "not-a-port").expect_error_exit(session.spec("bad_port"))
+def test_server_bad_port_is_one_line_error(session, port):
+    session.spawn("server", "server.py", "--port", port).expect_error_exit(session.spec("bad_port"))
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
 @pytest.mark.points(1, "a bad --port gives the client a one-line error, exit code 1")
-def test_client_bad_port_is_one_line_error(session):
+def test_client_bad_port_is_one_line_error(session, port):
     name = session.stage.client_class.name_args(session.name("alice"))  # the client needs nothing else first
-    session.spawn("client", "client.py", "--port", "99999", *name).expect_error_exit(session.spec("bad_port"))
+    session.spawn("client", "client.py", "--port", port, *name).expect_error_exit(session.spec("bad_port"))
+
+
+@pytest.mark.points(1, "port 65535, the highest, works for the server and the client")
+def test_the_highest_port_works(session):
+    with one_worker_at_a_time("port-65535"), socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
+        try:  # outside the system's range for free ports, so normally free; skip if a stranger holds it
+            probe.bind(("127.0.0.1", 65535))
+        except OSError:
+            pytest.skip("port 65535 is in use on this machine")
+        probe.close()
+        term = session.spawn("server", "server.py", "--port", "65535")
+        session.gate("listening", lambda: term.expect(session.spec("listening", host="127.0.0.1", port=65535)))
+        session.server = Server(term, "127.0.0.1", 65535)
+        session.client("alice")
+        session.close()  # before another stage's check may take the port
+
+
+@contextlib.contextmanager
+def one_worker_at_a_time(name):
+    """A lock shared by every xdist worker (and every run) on this machine, for a fixed resource."""
+    with open(Path(tempfile.gettempdir()) / f"chat-kit-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.mark.points(1, "a refused connection gives a one-line error, exit code 1")

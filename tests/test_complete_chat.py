@@ -18,8 +18,8 @@ def first_letter_swapped(name):
     return name[0].swapcase() + name[1:]
 
 
-SPELLINGS = [str, str.upper, str.lower, first_letter_swapped]
-SPELLING_IDS = ["same", "upper", "lower", "first-letter"]
+SPELLINGS = [str, str.upper, first_letter_swapped]
+SPELLING_IDS = ["same", "upper", "first-letter"]
 
 
 # ---------------------------------------------------------------- on the wire

@@ -206,12 +206,15 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
     end = session.text()
     peer.send(driver.wire_say(f"{HOSTILE[kind]} {end}"))
     bob.sees(end)
-    for byte in ("\x1b", "\x07", "\x08", "\u202e"):
-        assert byte not in bob.term.output(), f"bob's terminal received a raw {byte!r} from mallory"
+    session.server.term.expect_spec("said_log", name=peer.name, text=end)  # the server's console is a terminal too
+    for term in (bob.term, session.server.term):
+        for byte in RAW_CONTROLS:
+            assert byte not in term.output(), f"[{term.label}] received a raw {byte!r} from mallory"
 
 
 # ---------------------------------------------------------------- faults
 
+RAW_CONTROLS = ("\x1b", "\x07", "\x08", "\u202e")  # the contract's never_raw
 VICTIM_READY = "victim ready"
 VICTIM = """
 import socket, ssl, sys
