@@ -32,6 +32,7 @@ class Term:
 
 def shown(text):
     """How a template reads in the spec: {name} becomes NAME."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")  # a line end, shown as the regex writes it
     return re.sub(r"\{(\w+)\}", lambda match: match.group(1).upper(), text)
 
 

@@ -1,5 +1,6 @@
 """The site cannot drift from the code: lessons, included code, recorded transcripts, rendering."""
 
+import html
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import pytest
 from mkdocs.config import load_config
 
 import bench
+import contract
 import known_bad
 import record
 import screenshot
@@ -167,6 +169,11 @@ def test_site_builds_strictly(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr
+    for stage in STAGES:  # each lesson, as built, states every term of its stage's contract
+        page = (tmp_path / "site" / "lessons" / lesson_for(stage.id).stem / "index.html").read_text()
+        missing = [key for key, term in stage.client_class.terms.items()
+                   if html.escape(contract.shown(term.text).strip(), quote=False) not in page]
+        assert not missing, f"lesson {stage.id}'s page does not show these contract terms: {missing}"
 
 
 @pytest.mark.slow  # about 20 s of browser time: CI runs it in its second step, python -m pytest --slow -m slow
