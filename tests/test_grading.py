@@ -7,6 +7,7 @@ python -m pytest --slow -m slow runs them, and CI does.
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,17 @@ def test_a_variant_in_what_the_spec_leaves_free_gets_full_marks(tmp_path, varian
     failed = [test["name"] for test in results["tests"] if test["status"] == "failed"]
     assert results["score"] == results["max_score"], f"'{variant.name}' lost points on {failed}:\n" \
                                                      f"{result.stdout[-3000:]}"
+
+
+@pytest.mark.slow
+def test_a_stage_written_from_the_spec_alone_gets_full_marks(tmp_path):
+    """tests/fixtures/spec-only-05: written from the spec pages only, by someone who never read the kit's code."""
+    folder = tmp_path / "spec-only-05"
+    shutil.copytree(REPO / "tests" / "fixtures" / "spec-only-05", folder)
+    result = grade("05", folder, "--report", str(tmp_path / "report"))
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    failed = [test["name"] for test in results["tests"] if test["status"] == "failed"]
+    assert results["score"] == results["max_score"] > 0, f"lost points on {failed}:\n{result.stdout[-3000:]}"
 
 
 NEVER_IN = ("client.py", "* welcome, {get('name')} ({get('online')} online)", "* Hi {get('name')}, you are in")
