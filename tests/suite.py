@@ -15,14 +15,7 @@ def run_suite(*args, cwd=REPO, preexec_fn=None):
 
 def copy_of_stage(stage_id, folder, old=None, new=None, program="server.py"):
     """Copy stages/NN/ to `folder`; with `old` and `new`, plant a bug in its server.py (or `program`)."""
-    shutil.copytree(BY_ID[stage_id].folder, folder)
-    if old is not None:
-        target = folder / program
-        source = target.read_text()
-        if old not in source:
-            raise ValueError(f"the code to replace is no longer in stages/{stage_id}/{program}: {old!r}")
-        target.write_text(source.replace(old, new, 1))
-    return folder
+    return copy_with_changes(stage_id, folder, [] if old is None else [(program, old, new)])
 
 
 def copy_with_changes(stage_id, folder, changes):
@@ -32,7 +25,8 @@ def copy_with_changes(stage_id, folder, changes):
         target = folder / program
         source = target.read_text()
         if source.count(old) != 1:
-            raise ValueError(f"expected once in stages/{stage_id}/{program}, found {source.count(old)} times: {old!r}")
+            raise ValueError(f"the code to replace is no longer in stages/{stage_id}/{program} "
+                             f"exactly once ({source.count(old)} times): {old!r}")
         target.write_text(source.replace(old, new))
     return folder
 
