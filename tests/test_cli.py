@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,18 +48,29 @@ def test_client_bad_port_is_one_line_error(session, port):
 
 @pytest.mark.points(1, "port 65535, the highest, works for the server and the client")
 def test_the_highest_port_works(session):
-    with one_worker_at_a_time("port-65535"), socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
-        try:  # outside the system's range for free ports, so normally free; skip if a stranger holds it
-            probe.bind(("127.0.0.1", 65535))
-        except OSError:
-            pytest.skip("port 65535 is in use on this machine")
-        probe.close()
+    with one_worker_at_a_time("port-65535"):
+        if not port_frees_up(65535):  # outside the range of free ports, so normally free
+            pytest.skip("port 65535 is held by another program on this machine")
         term = session.spawn("server", "server.py", "--port", "65535")
         session.gate("listening", lambda: term.expect(session.spec("listening", host="127.0.0.1", port=65535)))
         session.server = Server(term, "127.0.0.1", 65535)
         session.client("alice")
         session.close()  # before another stage's check may take the port
+
+
+def port_frees_up(port, timeout=10):
+    """Can a server bind `port` (with SO_REUSEADDR, as servers do) within `timeout` seconds?"""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.05)  # polls a condition: another run's server on this port is going away
 
 
 @contextlib.contextmanager
