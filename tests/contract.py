@@ -45,8 +45,8 @@ PROGRAMS = {
                       "once it listens, with the real port (also with --port 0); the tests read the port from it"),
     "stopped": Term("server", "server stopped", "after Ctrl+C, before it exits with code 0"),
     "traceback": Term("any", "Traceback", "never: no program may print a traceback, whatever it is sent or typed"),
-    "bad_port": Term("any", "port", "in the one line of error, then exit code 1, for a bad --port (99999, or "
-                                    "not a number)"),
+    "bad_port": Term("any", "--port", "in the one line of error (it names the option), then exit code 1, for a "
+                                      "bad --port (99999, -1, or not a number)"),
     "port_named": Term("any", "{port}", "in the one line of error, then exit code 1, for a port in use (server) "
                                         "or a refused connection (client)"),
     "clean_exit": Term("any", "exit code 0", "Ctrl+C or Ctrl+D on a client; Ctrl+C on a server"),
@@ -114,13 +114,15 @@ COMMANDS = ("C PM", "C DM", "C LS", "C EX")
 COMMAND = {
     **JSON_ROOM,
     "help": Term("client", "C PM, C DM, C LS, C EX", "C HELP lists every command (each of the four appears)"),
-    "hint": Term("client", "C HELP", "a line you typed in command mode that is not a command gets a hint naming it"),
+    "hint": Term("client", "C HELP", "a line you typed in command mode that is not a command gets a hint naming "
+                                     "it (a hint, not the list of commands itself)"),
     "back": Term("client", "back to command mode",
                  "inside C PM or C DM, a line without its D or C (or empty) ends the command"),
     "no_such_user": Term("client", "no-such-user", "C DM to a name nobody online has"),
     "name_taken": Term("client", "name-taken", "the name is taken (in any case); then the name prompt again"),
     "users": Term("client", "one line with every name online, and no other",
-                  "C LS, and C DM before it asks for the name: names separated by spaces and/or commas"),
+                  "C LS, and C DM before it asks for the name: the names as plain words (no quotes or brackets), "
+                  "separated by spaces and/or commas"),
     "dm": Term("client", "{name}: {text}", "a direct message for you (a marker such as [direct] before it is free)"),
     "shutting_down": Term("client", "shutting down", "the server is stopping (its shutdown notice)"),
 }

@@ -14,9 +14,12 @@ stage's file on disk and runs the stage's checks (the default tier, stopping at 
 failure), which start the copy's mutated program in ptys.
 
 Each mutant ends killed (a check failed: results.json says which), survived, or equivalent
-(survived, and listed in tests/mutation_equivalent.json with a reason). A kill by a timeout or
-a timing check may be the machine's load, not the mutant: such a mutant is tested once more,
-and counts as killed only if it fails again. The kill rate is killed / (killed + survived).
+(survived, and listed in tests/mutation_equivalent.json with a reason). A kill by a timeout, a
+timing check, a check that also failed on the unmutated copy, or of a mutant listed as equivalent
+may be the machine's load, not the mutant: such a mutant is tested once more, and counts as
+killed only if it fails again. The kill rate is killed / (killed + survived).
+
+The whole run is niced. It never writes docs/ unless asked (--write-docs, or --report DIR).
 """
 
 import argparse
@@ -152,7 +155,8 @@ def first_failure(output):
     if output.strip() == "timeout":  # cosmic-ray's word for a test command it had to kill
         return WHOLE_RUN_TIMEOUT, ""
     for line in output.splitlines():
-        if match := re.match(r"(?:FAILED|ERROR) (\S+?)(?: - (.*))?$", line):
+        # A parametrized id may hold spaces ("[02-a name]"): the node id ends at its closing bracket.
+        if match := re.match(r"(?:FAILED|ERROR) ([^\s\[]+(?:\[[^\]]*\])?)(?: - (.*))?$", line):
             return match.group(1), (match.group(2) or "")[:200]
     return "(no failing check named: pytest exited non-zero)", output.strip().splitlines()[-1][:200] if output.strip() else ""
 
@@ -255,14 +259,16 @@ class Run:
                          "sampled": len(sample), "timeout": round(timeout)}, configs[0]
 
     def confirm(self, copy, config, stage, program, records):
-        """Test a suspicious kill (a timeout, a timing check, a check that failed on the unmutated copy)
-        once more: only a second failure counts."""
+        """Test a suspicious kill (a timeout, a timing check, a check that failed on the unmutated copy,
+        a mutant listed as equivalent) once more: only a second failure counts."""
         from cosmic_ray.work_item import MutationSpec, WorkItem
         flaky = {flake["check"] for flake in self.flakes}
+        equivalent = {key(entry) for entry in load_equivalents()}
         for record in records:
             if record["outcome"] != "killed":
                 continue
-            record["suspicious"] = record["suspicious"] or record["killed_by"] in flaky  # it failed unmutated too
+            # It failed on the unmutated copy too, or its mutant was judged unable to change anything.
+            record["suspicious"] = record["suspicious"] or record["killed_by"] in flaky or key(record) in equivalent
             if not record["suspicious"]:
                 continue
             spec = MutationSpec(f"stages/{stage}/{program}", f"core/{record['operator']}", record["occurrence"],
@@ -407,7 +413,8 @@ def render(results):
                      lambda m: m.get("rerun") and f"killed once by `{m['killed_by']}`, passed on the rerun" or "")
     lines += section("Equivalent mutants", [m for m in results["mutants"] if m["outcome"] == "equivalent"],
                      lambda m: m["reason"])
-    lines += section("Kills to look at again (a timeout or a timing check, or listed as equivalent)",
+    lines += section("Kills to look at again (a timeout, a timing check, a check that failed unmutated, "
+                     "or a mutant listed as equivalent)",
                      [m for m in results["mutants"] if m["outcome"] == "killed"
                       and (m.get("suspicious") or m.get("listed_equivalent"))],
                      lambda m: f"`{m['killed_by']}`, then on the rerun `{m.get('rerun', '-')}`")

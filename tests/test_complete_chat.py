@@ -108,6 +108,9 @@ def shows_exactly(session, client, online, gone=()):
     __tracebackhide__ = True
     line = client.term.expect_regex(line_with(*online)).group(0)
     listed = [name for name in gone if re.search(rf"\b{re.escape(name)}\b", line)]
+    if any(mark in line for mark in '"{}[]'):
+        raise session.failure(f"[{client.name}] expected the names as plain words, separated by spaces or commas",
+                              f"{line.strip()!r}")
     if listed:
         raise session.failure(f"[{client.name}] expected the users online and nobody else: {', '.join(online)}",
                               f"the line also lists {', '.join(listed)}, who left: {line.strip()!r}")
@@ -264,6 +267,7 @@ def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
     alice.term.send_line(wrong)
     alice.sees(session.spec("hint"))
     session.chat_goes_on(alice, bob)
+    alice.term.assert_not_seen(COMMANDS[-1], "a wrong command gets a hint, not the help list", since_forgotten=True)
 
 
 # ---------------------------------------------------------------- clean exits

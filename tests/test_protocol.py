@@ -1,12 +1,14 @@
 """The JSON Lines protocol (stage 03 on), checked on the wire with raw peers and on screen with clients."""
 
 import json
+import os
 import re
+import time
 from datetime import datetime
 
 import pytest
 
-from harness import JsonLine, json_message
+from harness import TIMEOUT, JsonLine, json_message
 
 pytestmark = pytest.mark.needs("json_wire")
 
@@ -16,7 +18,9 @@ def test_server_messages_carry_their_fields_and_time(session):
     alice = session.raw_peer("alice")
     alice.send(json_message(type="hello", name=alice.name, client_id="a1"))
     welcome = json.loads(alice.expect_line(JsonLine(type="welcome", name=alice.name, online=1)))
-    bob = session.joined_peer("bob")
+    bob = session.raw_peer("bob")
+    bob.send(json_message(type="hello", name=bob.name, client_id="b1"))
+    bob.expect_line(JsonLine(type="welcome", name=bob.name, online=2))  # you included
     joined = json.loads(alice.expect_line(JsonLine(type="joined", name=bob.name)))
     text = session.text()
     bob.send(json_message(type="say", text=text))
@@ -135,3 +139,20 @@ def test_server_logs_sender_size_and_time(session):
     line = session.server.term.expect_regex(session.spec("said_log", name=alice.name, text=text)).group(0)
     assert re.search(session.spec("clock"), line), f"no time in the server's log line: {line!r}"
     assert re.search(session.spec("size"), line), f"no size in the server's log line: {line!r}"
+
+
+@pytest.mark.points(1, "a connection that leaves without joining is never announced")
+def test_a_connection_that_never_joined_leaves_unannounced(session):
+    alice = session.joined_peer("alice")
+    server = session.server.term.pid
+    before = len(os.listdir(f"/proc/{server}/fd"))
+    stranger = session.raw_peer("stranger")
+    stranger.send(b'{"type": "dance"}\n')  # it talks, but never says hello
+    stranger.expect_line(JsonLine(type="error", code="unknown-type"))
+    stranger.close()
+    session.peers.remove(stranger)
+    deadline = time.monotonic() + TIMEOUT
+    while len(os.listdir(f"/proc/{server}/fd")) > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # polls a condition: the server has closed its side once the count is back
+    alice.round_trip()
+    assert not alice.has_seen(JsonLine(type="left")), "a departure was announced for someone who never joined"
