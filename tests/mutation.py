@@ -399,16 +399,7 @@ def render(results):
                   "a flaky check, which may also have \"killed\" some mutants.", ""]
     if results["uncommitted"]:
         lines += ["Uncommitted changes in the measured tree: " + ", ".join(f"`{p}`" for p in results["uncommitted"]), ""]
-    lines += ["| Target | Mutants | Sampled | Killed | Survived | Equivalent | Other | Kill rate |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for target in results["targets"]:
-        mine = [m for m in results["mutants"] if (m["stage"], m["program"]) == (target["stage"], target["program"])]
-        c = counts(mine)
-        lines.append(f"| stages/{target['stage']}/{target['program']} | {target['mutants']} | {target['sampled']} | "
-                     f"{c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | {c['rate']} |")
-    c = counts(results["mutants"])
-    lines += [f"| **all** | {sum(t['mutants'] for t in results['targets'])} | {len(results['mutants'])} | "
-              f"{c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | **{c['rate']}** |", ""]
+    lines += score_table(results)
     lines += section("Survivors: gaps in the suite", [m for m in results["mutants"] if m["outcome"] == "survived"],
                      lambda m: m.get("rerun") and f"killed once by `{m['killed_by']}`, passed on the rerun" or "")
     lines += section("Equivalent mutants", [m for m in results["mutants"] if m["outcome"] == "equivalent"],
@@ -427,6 +418,28 @@ def render(results):
     return "\n".join(lines) + "\n"
 
 
+def score_table(results):
+    lines = ["| Target | Mutants | Sampled | Killed | Survived | Equivalent | Other | Kill rate |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for target in results["targets"]:
+        mine = [m for m in results["mutants"] if (m["stage"], m["program"]) == (target["stage"], target["program"])]
+        c = counts(mine)
+        lines.append(f"| stages/{target['stage']}/{target['program']} | {target['mutants']} | {target['sampled']} | "
+                     f"{c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | {c['rate']} |")
+    c = counts(results["mutants"])
+    return lines + [f"| **all** | {sum(t['mutants'] for t in results['targets'])} | {len(results['mutants'])} | "
+                    f"{c['killed']} | {c['survived']} | {c['equivalent']} | {c['other']} | **{c['rate']}** |", ""]
+
+
+def render_score(results):
+    """docs/mutation/score.md, which the instructors' guide includes: the headline and the table."""
+    c = counts(results["mutants"])
+    return "\n".join([f"**Mutation score: {c['killed']} of {c['killed'] + c['survived']} non-equivalent mutants "
+                      f"killed ({c['rate']})**, {c['equivalent']} more judged equivalent, in a sample of "
+                      f"{len(results['mutants'])} (measured {results['date']}, commit {results['commit']}, "
+                      f"`{results['command']}`):", "", *score_table(results)])
+
+
 def section(title, mutants, describe):
     if not mutants:
         return [f"## {title}", "", "None.", ""]
@@ -440,6 +453,7 @@ def write(folder, results):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     (folder / "report.md").write_text(render(results))
+    (folder / "score.md").write_text(render_score(results))
 
 
 # ---------------------------------------------------------------- command line

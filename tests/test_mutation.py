@@ -18,6 +18,13 @@ def test_the_report_is_rendered_from_results_json():
         "docs/mutation/report.md differs from results.json: run python tests/mutation.py --report docs/mutation"
 
 
+def test_the_score_in_the_instructors_guide_is_rendered_from_results_json():
+    results = json.loads(RESULTS.read_text())
+    assert (mutation.DOCS / "score.md").read_text() == mutation.render_score(results), \
+        "docs/mutation/score.md differs from results.json: run python tests/mutation.py --report docs/mutation"
+    assert '--8<-- "docs/mutation/score.md"' in (mutation.REPO / "docs" / "instructors.md").read_text()
+
+
 def test_the_results_are_judged_with_the_current_equivalents_file():
     """An entry added to (or taken from) tests/mutation_equivalent.json must show in the committed report."""
     results = json.loads(RESULTS.read_text())
