@@ -114,58 +114,6 @@ def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     listener.expect_line(driver.wire_said(talker.name, text))
 
 
-def send_queue(server_port, peer_port):
-    """Bytes the kernel holds, sent by the server and not yet read by the peer (Linux /proc/net/tcp)."""
-    wanted = (f"0100007F:{server_port:04X}", f"0100007F:{peer_port:04X}")
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
-        fields = line.split()
-        if (fields[1], fields[2]) == wanted:
-            return int(fields[4].split(":")[0], 16)
-    return 0
-
-
-@pytest.mark.needs("drops_stuck")
-@pytest.mark.points(2, "a client that falls behind, under the limit, catches up with every message")
-def test_a_client_that_falls_behind_catches_up(session):
-    """Past what the kernel will hold, the server must keep a client's messages (its outbox),
-    watch for the moment it can send again, and send them all, in order, then go quiet."""
-    driver = session.stage.client_class
-    server = session.start_server()
-    slow = session.raw_peer("slow", receive_buffer=4096)  # a small window: the kernel fills up soon
-    slow.join()
-    talker, listener = session.joined_peer("talker"), session.joined_peer("listener")
-    padding, sent, held, stalled = "x" * 4000, 0, -1, 0
-    with session.terminals_read_in_background():  # the server logs every message
-        # Fill what the kernel holds for the slow client: until its send queue stops growing.
-        while stalled < 3 and sent < 2000:
-            for number in range(sent, sent + 20):
-                talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
-            sent += 20
-            listener_has(listener, driver, talker, sent)
-            queued = send_queue(server.port, slow.sock.getsockname()[1])
-            stalled, held = (stalled + 1, held) if queued <= held else (0, queued)
-        for number in range(sent, sent + 50):  # 200 KB more: they wait in the server's outbox
-            talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
-        sent += 50
-        listener_has(listener, driver, talker, sent)
-    for number in range(sent):  # the slow client reads at last: everything, in order
-        slow.expect_line(driver.wire_said(talker.name, f"#{number}# {padding}"))
-    text = session.text()  # and it is still heard: the server still reads it
-    slow.send(driver.wire_say(text))
-    listener.expect_line(driver.wire_said(slow.name, text))
-
-
-def listener_has(listener, driver, talker, count):
-    """Read the listener's socket until message number count - 1 has come: a sync point for the
-    server. Plain reads, while a thread keeps the terminals read (terminals_read_in_background)."""
-    marker, seen = f"#{count - 1}#".encode(), b""
-    listener.sock.settimeout(TIMEOUT)
-    while marker not in seen:
-        data = listener.sock.recv(1 << 20)
-        assert data, "the server closed the listener's connection"
-        seen = seen[-64:] + data  # keep a little: the marker may straddle two reads
-
-
 def raise_descriptor_limit(wanted=4096):
     """Let this process (and so the server it starts) open a few thousand sockets."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
