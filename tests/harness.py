@@ -659,13 +659,11 @@ class Session:
 
     def gate(self, gate, wait):
         """Run `wait`, a step that most checks need. If it fails, and fails again when tried alone
-        with three times the patience, it is the cause: this check reports it, and every later
+        with twice the patience, it is the cause: this check reports it, and every later
         check that reaches the same gate ends at once as not run (CodeCrafters stops at the first
         failing stage for the same reason: one cause, reported once, costing no time)."""
         __tracebackhide__ = True
-        cause = BROKEN.get((self.stage.folder, gate))
-        if cause is not None:
-            raise NotRun(f"not run: {cause}")
+        self.not_run_if_broken(gate)
         try:
             return wait()
         except CheckFailed as failure:
@@ -674,6 +672,11 @@ class Session:
             BROKEN[(self.stage.folder, gate)] = cause = self.gate_cause(gate)
             raise GateFailed(f"{cause}\n{failure}") from None
     # --8<-- [end:gate]
+
+    def not_run_if_broken(self, gate):
+        cause = BROKEN.get((self.stage.folder, gate))
+        if cause is not None:
+            raise NotRun(f"not run: {cause}")
 
     def gate_cause(self, gate):
         program, key = self.GATES[gate]
@@ -684,7 +687,7 @@ class Session:
 
     def gate_is_broken(self, gate):
         """Try the gate again in a fresh session, alone, with more patience. True if it fails again."""
-        probe = Session(self.stage, tempfile.mkdtemp(prefix="gate-"), self.words, patience=3)
+        probe = Session(self.stage, tempfile.mkdtemp(prefix="gate-"), self.words, patience=2)
         try:
             probe.start_server()
             if gate != "listening":
@@ -704,6 +707,7 @@ class Session:
         The client joins as this check's random name for `role`, and its terminal is labelled
         with that name. `stage` runs another stage's client against this test's server.
         """
+        self.not_run_if_broken("in")  # before starting anything for a client that cannot get in
         server = self.server or self.start_server()
         driver = (stage or self.stage).client_class
         return driver.start(self, server, self.name(role), *args, stage=stage, **kwargs)

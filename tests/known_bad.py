@@ -160,6 +160,6 @@ VARIANTS = [
         ("server.py", 'stamp = f"{datetime.now():%H:%M:%S}"', 'stamp = f"[{datetime.now():%H:%M}]"'),
         ("server.py", 'log(f"{name} joined from {client.address}")', 'log(f"{name} joined ({client.address})")'),
         ("server.py", "f\"{client.name} said {len(line)} bytes: {message['text']!r}\"",
-         "f\"{client.name}: {message['text']} ({len(line)} bytes)\""),
+         "f\"{client.name}: {message['text']!r} ({len(line)} bytes)\""),  # escaped: never raw
     )),
 ]

@@ -79,7 +79,7 @@ def test_client_asks_again_after_a_bad_name(session):
     term.expect(session.spec("bad_name"))
     term.expect(session.spec("name_prompt"))
     term.send_line(session.name("alice"))
-    term.expect(session.spec("welcome", name=session.name("alice")))
+    session.gate("in", lambda: term.expect(session.spec("welcome", name=session.name("alice"))))
 
 
 @pytest.mark.points(2, "a line over the limit (8 KiB; 64 KiB in 09) gets line-too-long and only that client goes")
