@@ -51,6 +51,7 @@ def test_server_logs_one_line_per_event(session):
     session.server.logs(session.spec("left_log", name=bob.name))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("first", ["a name", "an empty line"])
 @pytest.mark.points(1, "started without --name, the client asks for one, again after an empty line")
 def test_a_client_without_a_name_asks_for_one(session, first):

@@ -33,12 +33,14 @@ def test_server_port_in_use_is_one_line_error(session):
     second.expect_error_exit(session.spec("port_named", port=first.port))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("port", ["not-a-port", "-1", "65536"])
 @pytest.mark.points(1, "a bad --port gives the server a one-line error, exit code 1")
 def test_server_bad_port_is_one_line_error(session, port):
     session.spawn("server", "server.py", "--port", port).expect_error_exit(session.spec("bad_port"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("port", ["99999", "65536", "-1"])
 @pytest.mark.points(1, "a bad --port gives the client a one-line error, exit code 1")
 def test_client_bad_port_is_one_line_error(session, port):
@@ -46,6 +48,7 @@ def test_client_bad_port_is_one_line_error(session, port):
     session.spawn("client", "client.py", "--port", port, *name).expect_error_exit(session.spec("bad_port"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "port 65535, the highest, works for the server and the client")
 def test_the_highest_port_works(session):
     with one_worker_at_a_time("port-65535"):

@@ -24,6 +24,7 @@ SPELLING_IDS = ["same", "upper", "first-letter"]
 
 # ---------------------------------------------------------------- on the wire
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("dm")
 @pytest.mark.parametrize("spelling", SPELLINGS, ids=SPELLING_IDS)
 @pytest.mark.points(3, "a dm reaches its recipient, named in any case, and nobody else")
@@ -73,6 +74,7 @@ def test_who_lists_exactly_the_users_online(session):
     assert not bob.has_seen(JsonLine(type="users")), "bob got the user list that alice asked for"
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("unique_names")
 @pytest.mark.parametrize("spelling", SPELLINGS, ids=SPELLING_IDS)
 @pytest.mark.points(1, "a taken name, in any case, gets error name-taken")
@@ -86,6 +88,7 @@ def test_taken_name_in_any_case_is_refused(session, spelling):
     assert not alice.has_seen(JsonLine(type="joined", name=spelling(alice.name))), "the refused name was announced"
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("unique_names")
 @pytest.mark.parametrize("leaving", ["bye", "lost"])
 @pytest.mark.points(1, "the name of someone who left is free again, in any case")
@@ -227,6 +230,7 @@ def at_prompt(session, prompt):
     return alice.term, (watcher, alice)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands")
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("prompt", ["name", "command", "pm", "dm-name", "dm-text"])
@@ -258,6 +262,7 @@ def test_every_prompt_survives_what_people_type(session, prompt, typed):
     term.assert_not_seen(session.spec("traceback"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("wrong", ["hello", "C NOPE", "D text without a command"])
 @pytest.mark.points(1, "wrong input gets a hint naming C HELP; command mode goes on")

@@ -29,6 +29,7 @@ def test_server_messages_carry_their_fields_and_time(session):
         datetime.fromisoformat(event["time"])  # an ISO 8601 time stamp, or this raises
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("line, code", [
     (b"this is not json", "bad-json"),
@@ -60,6 +61,7 @@ def test_say_before_hello_is_refused(session):
     peer.expect_line(JsonLine(type="error", code="not-joined"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("name", ["", "x" * 33, "two words", "semi;colon", "\x1b[31mred", "é"])
 @pytest.mark.points(1, "a bad name gets error bad-name; a good one then works")

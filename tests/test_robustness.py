@@ -62,6 +62,7 @@ def still_served(session):
 
 # ---------------------------------------------------------------- bad input on the wire
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a huge line is cut off with bounded memory and CPU")
 def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
     server = session.start_server()
@@ -92,6 +93,7 @@ ODD_INPUTS = {
 }
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("name", ODD_INPUTS)
 @pytest.mark.points(1, "odd bytes (bad UTF-8, NUL, empty lines) do no harm")
@@ -131,6 +133,7 @@ def test_crlf_line_endings_are_understood(session):
     bob.never_saw(session.spec("escaped", code="000d"), "a \\r is part of the line ending, not of the message")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a line sent one byte at a time with pauses arrives whole")
 def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
     driver = session.stage.client_class
@@ -153,6 +156,7 @@ def fuzz_lines(driver):
     return st.lists(st.one_of(good, st.binary(max_size=300)), max_size=12).map(b"".join)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "random bytes and messages never break the server")
 def test_fuzzing_never_breaks_the_server(session):
     """Property: whatever bytes arrive, the server lives on and still serves a normal client."""
@@ -195,6 +199,7 @@ def test_hostile_names_are_refused(session):
     bob.never_saw(peer.name, "a name with an escape sequence must not get in")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.needs("chat")
 @pytest.mark.parametrize("kind", HOSTILE)
@@ -341,6 +346,7 @@ def send_queue(server_port, peer_port):
     return 0
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
 @pytest.mark.points(2, "a client that falls behind, under the limit, catches up with every message")
 def test_a_client_that_falls_behind_catches_up(session):
