@@ -130,17 +130,12 @@ def pytest_collection_modifyitems(config, items):
     staged = config.getoption("--stage") is not None
     slow_too = config.getoption("--slow")
     keep, drop = [], []
-    first_with = {}  # a sampled check's name -> the stages it runs on in the kit's own default run
+    sampled_on = sampled_stages(items) if not staged and not slow_too else {}
     for item in items:
-        if item.get_closest_marker("sampled") and not staged and not slow_too and has_stage(item):
-            # The kit's own default run keeps its time budget: a many-case check runs on the core
-            # stages (02, 05) or its first stage. --stage NN (grading) and --slow run it on every stage.
-            stage_id = item.callspec.params[STAGE_PARAM].id
-            chosen = first_with.setdefault(item.originalname, set())
-            if stage_id not in ("02", "05") and (chosen - {"02", "05"} or {"02", "05"} & chosen_for(items, item)):
-                drop.append(item)
-                continue
-            chosen.add(stage_id)
+        if item.originalname in sampled_on and has_stage(item) and \
+                item.callspec.params[STAGE_PARAM].id not in sampled_on[item.originalname]:
+            drop.append(item)
+            continue
         if item.get_closest_marker("slow"):
             if not slow_too:
                 drop.append(item)
@@ -160,10 +155,15 @@ def pytest_collection_modifyitems(config, items):
                                 f"these have none: {', '.join(unweighted)}")
 
 
-def chosen_for(items, item):
-    """The core stages (02, 05) that this check runs on at all."""
-    return {other.callspec.params[STAGE_PARAM].id for other in items
-            if other.originalname == item.originalname and has_stage(other)} & {"02", "05"}
+def sampled_stages(items):
+    """The kit's own default run keeps its time budget: a check marked sampled runs on the core
+    stages (02, 05) if it applies to them, else on its first stage. --stage NN (grading) and --slow
+    run it on every stage. Returns check name -> the stage ids it runs on."""
+    stages = {}
+    for item in items:
+        if item.get_closest_marker("sampled") and has_stage(item):
+            stages.setdefault(item.originalname, []).append(item.callspec.params[STAGE_PARAM].id)
+    return {name: ({"02", "05"} & set(ids)) or {min(ids)} for name, ids in stages.items()}
 
 
 def has_stage(item):
