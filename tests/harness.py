@@ -712,14 +712,16 @@ class Session:
         driver = (stage or self.stage).client_class
         return driver.start(self, server, self.name(role), *args, stage=stage, **kwargs)
 
-    def room_with_a_stuck_client(self):
+    def room_with_a_stuck_client(self, stuck=True):
         """A server, a "stuck" client that joins and never reads a byte (4 KiB receive buffer),
-        and two joined raw peers, "talker" and "listener". Returns (talker, listener)."""
+        and two joined raw peers, "talker" and "listener". Returns (talker, listener).
+        With stuck=False, the same room without the stuck client: the baseline to compare with."""
         driver = self.stage.client_class
-        server = self.start_server()
-        stuck = self.raw_peer("stuck", receive_buffer=4096)
-        stuck.send(driver.wire_hello(stuck.name))
-        self.server_logs_join(stuck.name)
+        self.start_server()
+        if stuck:
+            stuck = self.raw_peer("stuck", receive_buffer=4096)
+            stuck.send(driver.wire_hello(stuck.name))
+            self.server_logs_join(stuck.name)
         talker, listener = self.raw_peer("talker"), self.raw_peer("listener")
         for peer in (talker, listener):
             peer.join()

@@ -285,19 +285,29 @@ def test_a_timing_bound_gets_one_second_try_and_no_more(tmp_path):
 @pytest.mark.needs("drops_stuck")
 @pytest.mark.points(2, "a stuck client keeps the others' p99 latency under 100 ms")
 def test_stuck_client_costs_the_others_no_latency(session):
-    """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms."""
-    holds_on_a_second_try(
-        session, lambda: stuck_room_p99_ms(session), lambda p99: p99 < 100,
-        "the others' 99th-percentile latency under 100 ms with one stuck client, at 1,000 messages a second",
-        "a send that waits for the stuck client, a log write (and flush) per message, or a thread woken "
-        "per delivery")
+    """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms,
+    or, on a machine too busy for that, within twice what the same room shows with nobody stuck."""
+    what = "the others' 99th-percentile latency under 100 ms with one stuck client, at 1,000 messages a second"
+    causes = ("a send that waits for the stuck client, a log write (and flush) per message, or a thread "
+              "woken per delivery")
+    figures = []
+    for _ in range(2):  # a busy machine can break the bound once, by chance
+        figures.append(stuck_room_p99_ms(session))
+        if figures[-1] < 100:
+            return
+    baseline = stuck_room_p99_ms(session, stuck=False)
+    if min(figures) < 2 * baseline + 30:  # the machine is slow, not the program: nobody stuck is as slow
+        return
+    raise session.failure(f"expected {what}",
+                          f"{' then '.join(map(str, figures))} on a second try, against {baseline} with nobody "
+                          f"stuck: the stuck client costs the others the difference. Usual causes: {causes}")
 
 
-def stuck_room_p99_ms(session):
-    """A fresh room with a stuck client; the listener's 99th-percentile latency."""
+def stuck_room_p99_ms(session, stuck=True):
+    """A fresh room (with a stuck client, or without as a baseline); the listener's 99th-percentile latency."""
     session.server = None  # a new server for each try
     driver = session.stage.client_class
-    talker, listener = session.room_with_a_stuck_client()
+    talker, listener = session.room_with_a_stuck_client(stuck)
 
     count, padding, sent_at, latencies = 1000, "x" * 1000, {}, []  # 1 s: ten samples above the 99th percentile
 
