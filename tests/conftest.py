@@ -75,6 +75,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "shares_server: the cases of this parametrized check share one server "
                                        "per stage; a failing case retires it (tests/harness.py, SharedServers)")
     config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
+    config.addinivalue_line("markers", "kit_only: a check of the kit's own stage on something the spec leaves "
+                                       "free (a hint's wording, a blank line): never run with --impl, never graded")
     config.addinivalue_line("markers", "sampled: a many-case check that the kit's own default run (no --stage, no "
                                        "--slow) runs on stages 02 and 05 only, or on its first stage")
     config.chat_results = []
@@ -129,9 +131,13 @@ def pytest_collection_modifyitems(config, items):
     """
     staged = config.getoption("--stage") is not None
     slow_too = config.getoption("--slow")
+    graded = config.getoption("--impl") is not None
     keep, drop = [], []
     sampled_on = sampled_stages(items) if not staged and not slow_too else {}
     for item in items:
+        if graded and item.get_closest_marker("kit_only"):
+            drop.append(item)  # free in the spec: a student's wording is theirs
+            continue
         if item.originalname in sampled_on and has_stage(item) and \
                 item.callspec.params[STAGE_PARAM].id not in sampled_on[item.originalname]:
             drop.append(item)

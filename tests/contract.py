@@ -87,6 +87,9 @@ ROOM = {
     "out_of_files": Term("server", "cannot accept", "in the log when accept() fails for lack of file descriptors "
                                                     "(ulimit -n); the server goes on"),
     "left_log": Term("server", "{name} left", "a log line when someone leaves"),
+    "join_timeout": Term("client", "join timeout",
+                         "on the wire, then the server closes a connection that has not joined within "
+                         "--join-timeout seconds of connecting (default 60); stages 03 on: the code join-timeout"),
     "name_prompt": Term("client", "name:",
                         "the client asks for a name: started without --name, or after bad-name or name-taken"),
 }
@@ -104,6 +107,9 @@ JSON_ROOM = {
     "said_log": Term("server", r"[^\n]*{name}[^\n]*{text}[^\n]*\n",
                      "one log line per message: its sender, then its text, and somewhere on the same line "
                      "its size as N bytes and a time HH:MM", pattern=True),
+    "join_timeout": Term("client", "join-timeout",
+                         "the error code, on the wire, then the server closes a connection that has not been "
+                         "welcomed within --join-timeout seconds of connecting (default 60)"),
     "size": Term("server", r"\d+ bytes", "in each message's log line", pattern=True),
     "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
 }
