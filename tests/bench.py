@@ -1,6 +1,7 @@
 """A benchmark of every multi-client stage, side by side, against a minimal epoll baseline.
 
     python tests/bench.py                                         # every multi-client stage, N = 100 and 1,000
+    python tests/bench.py --write-docs                            # the same, into the committed docs/bench/
     python tests/bench.py --stages 02,05,08 --clients 100,1000 --messages 200
     python tests/bench.py --quick --out /tmp/bench                # a few seconds: what CI runs
 
@@ -41,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -561,6 +563,22 @@ def plot(data, out):
         plt.close(figure)
 
 
+DOCS = REPO / "docs" / "bench"
+
+
+def results_folder(args):
+    """Where a run writes: --out, the committed docs/bench with --write-docs, else a temporary folder."""
+    if args.report:
+        return Path(args.report)
+    if args.write_docs:
+        return DOCS
+    if args.out is None:
+        return Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    if Path(args.out).resolve() == DOCS.resolve():
+        sys.exit(f"--out {args.out} is the committed results: use --write-docs for that")
+    return Path(args.out)
+
+
 def main():
     parser = argparse.ArgumentParser(description="Benchmark the multi-client stages against an epoll baseline.")
     parser.add_argument("--stages", default=DEFAULT_STAGES, help=f"default {DEFAULT_STAGES}")
@@ -570,12 +588,15 @@ def main():
     parser.add_argument("--rates", default="50,200", help="send rates for the latency rounds (messages/s)")
     parser.add_argument("--repeats", type=int, default=3, help="throughput rounds; the median is kept")
     parser.add_argument("--ladder", default="500,1000,2000,5000", help="client counts for the most-clients test")
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench"), help="folder for results.json and plots")
+    parser.add_argument("--out", default=None, help="folder for results.json and plots (default: a new temporary "
+                        "folder; the committed results are never overwritten by a default run)")
+    parser.add_argument("--write-docs", action="store_true", help=f"write the committed results, {DOCS.relative_to(REPO)}/")
     parser.add_argument("--quick", action="store_true", help="a few seconds: two stages, 20 clients, no ladder")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--report", metavar="DIR", help="measure nothing: redraw DIR's tables and plots from "
                         "its results.json")
     args = parser.parse_args()
+    out = results_folder(args)
     if args.report:
         write_report(json.loads((Path(args.report) / "results.json").read_text()), Path(args.report),
                      not args.no_plots)
@@ -608,7 +629,6 @@ def main():
             "machine": {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
                         "python": platform.python_version(), "system": platform.platform()},
             "seconds": round(time.monotonic() - started, 1), "results": results, "most_clients": capacity}
-    out = Path(args.out)
     write_report(data, out, not args.no_plots)
     print(table(results))
     if capacity:
