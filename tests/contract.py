@@ -90,6 +90,8 @@ ROOM = {
     "join_timeout": Term("client", "join timeout",
                          "on the wire, then the server closes a connection that has not joined within "
                          "--join-timeout seconds of connecting (default 60); stages 03 on: the code join-timeout"),
+    "bad_join_timeout": Term("server", "--join-timeout", "in the one line of error, then exit code 1, for a bad "
+                                                       "--join-timeout (0, -5, or not a number)"),
     "name_prompt": Term("client", "name:",
                         "the client asks for a name: started without --name, or after bad-name or name-taken"),
 }

@@ -1,0 +1,287 @@
+"""Limits that hold however the bytes arrive, and input that cannot break a connection.
+
+Each rule is checked on every stage with the capability, so a student's copy is held
+to it too: the line limit on every line (one write, two writes, a byte at a time),
+hostile JSON, text that Python cannot encode, connections that never join, and the
+total memory that stuck clients may cost.
+"""
+
+import json
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import TIMEOUT, JsonLine, json_message
+from test_robustness import limit_open_files
+
+pytestmark = pytest.mark.needs("chat")
+
+
+def max_line(session):
+    return getattr(session.stage.client_class, "max_line", 8192)  # 02's limit is 8 KiB too
+
+
+def refused_as_too_long(session):
+    """What the server sends before it closes a connection over the line limit."""
+    if session.stage.has("json_wire"):
+        return JsonLine(type="error", code="line-too-long")
+    return session.spec("too_long")
+
+
+def dropped_for_join_timeout(session):
+    """What the server sends before it closes a connection that never joined."""
+    if session.stage.has("json_wire"):
+        return JsonLine(type="error", code=session.spec("join_timeout"))
+    return session.spec("join_timeout")
+
+
+# ---------------------------------------------------------------- the line limit, on every line
+
+WAYS = {
+    "one write": lambda peer, data: peer.send(data),
+    "two writes": lambda peer, data: (peer.send(data[:len(data) // 2]), peer.send(data[len(data) // 2:])),
+    "a byte at a time": lambda peer, data: peer.send_slowly(data, pause=0),
+}
+
+
+def send_until_refused(way, peer, data):
+    try:
+        WAYS[way](peer, data)
+    except OSError:
+        pass  # the server may refuse the line before its end has arrived: that is the point
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.points(2, "a line over the limit is refused however it arrives, and reaches nobody")
+def test_a_line_over_the_limit_is_refused_however_it_arrives(session, way):
+    """A complete line over the limit, with its newline: in one write (one recv() on the server),
+    in two writes each under the limit, and a byte at a time. The limit holds on each."""
+    driver = session.stage.client_class
+    listener, flooder = session.joined_peer("listener"), session.joined_peer("flooder")
+    marker = session.text()
+    line = driver.wire_say(marker + " " + "x" * max_line(session))  # past the limit, newline included
+    send_until_refused(way, flooder, line)
+    flooder.expect_line(refused_as_too_long(session))
+    flooder.expect_closed()
+    listener.expect_line(driver.wire_left(flooder.name))  # after anything the server relayed from it
+    why = "the line was over the limit: the server must refuse it, not relay it"
+    if session.stage.has("json_wire"):
+        session.joined_peer("newcomer")  # stage 06 replays its history: the line must not be in it
+        session.nobody_else_got(marker, flooder, why=why)
+    elif listener.received(marker):
+        raise session.failure(f"[{listener.label}] expected NOT to receive {marker!r} ({why})", "it was received")
+
+
+# ---------------------------------------------------------------- hostile JSON
+
+NESTED = {
+    "2,000 [": b"[" * 2000 + b"\n",
+    "a say whose text is a 3,000-deep list":
+        b'{"type": "say", "text": ' + b"[" * 3000 + b"]" * 3000 + b"}\n",
+}
+
+
+@pytest.mark.needs("json_wire")
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.parametrize("case", NESTED)
+@pytest.mark.points(2, "deeply nested JSON gets an error and the connection goes on, no ghost")
+def test_deeply_nested_json_gets_an_error_and_the_connection_goes_on(session, case):
+    """json.loads raises RecursionError on deep nesting: that is bad input like any other,
+    answered with an error, and never a dead handler that leaves its user in the room."""
+    driver = session.stage.client_class
+    listener, peer = session.joined_peer("listener"), session.joined_peer("nested")
+    peer.send(NESTED[case])
+    reply = json.loads(peer.expect_line(JsonLine(type="error")))
+    allowed = ("bad-json",) if case == "2,000 [" else ("bad-json", "bad-message")
+    assert reply["code"] in allowed, f"expected the error code {' or '.join(allowed)}, received {reply!r}"
+    after = session.text()
+    peer.send(driver.wire_say(after))  # the same connection still works...
+    listener.expect_line(driver.wire_said(peer.name, after))
+    peer.round_trip()  # ...and is still in the room (already-joined)
+    assert not listener.has_seen(driver.wire_left(peer.name)), "the nested line made the server drop the user"
+
+
+@pytest.mark.needs("dm")
+@pytest.mark.points(2, "a direct message with a lone surrogate is delivered like a public one")
+def test_a_direct_message_with_a_lone_surrogate_is_delivered(session):
+    """"\\ud800" is legal in a JSON string but cannot be encoded as UTF-8: a server that
+    measures or logs the text must not fail on it, in a dm as in a say."""
+    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
+    marker = session.text()
+    text = "\ud800 " + marker
+    alice.send(json_message(type="dm", to=bob.name, text=text))  # json.dumps writes it as the escape \ud800
+    bob.expect_line(JsonLine(type="dm", text=text, **{"from": alice.name}))
+    session.nobody_else_got(marker, bob)
+    carol.send(json_message(type="say", text=text))  # the public path, for comparison
+    bob.expect_line(JsonLine(type="said", text=text, **{"from": carol.name}))
+    alice.round_trip()  # the sender's handler is alive
+
+
+# ---------------------------------------------------------------- connections that never join
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+@pytest.mark.points(1, "a bad --join-timeout gives a one-line error, exit code 1")
+def test_a_bad_join_timeout_is_one_line_error(session, value):
+    server = session.spawn("server", "server.py", "--port", "0", "--join-timeout", value)
+    server.expect_error_exit(session.spec("bad_join_timeout"))
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.points(2, "connections that never join are dropped after --join-timeout; users get in")
+def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(session):
+    """With ulimit -n 64, a crowd of silent and dribbling connections would hold every
+    descriptor for ever. After --join-timeout each gets join-timeout and is closed, a real
+    user still gets in, and the users who joined are never dropped, however long they idle."""
+    server = session.start_server("--join-timeout", "1", *max_clients(session, 500), preexec_fn=limit_open_files)
+    alice = session.client("alice")  # joined before the crowd, idle through it
+    started = time.monotonic()
+    silent = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(80)]
+    dribblers = [session.raw_peer(f"dribbler{number}") for number in range(10)]
+    hello = session.stage.client_class.wire_hello(session.name("dribbler"))
+    try:
+        bob = session.client("bob")  # queued behind the crowd: in once the timeouts have freed descriptors
+        dribble(dribblers, hello[:-1])  # never the whole hello: still not joined
+        for peer in dribblers:
+            peer.expect_line(dropped_for_join_timeout(session), timeout=TIMEOUT + 5)
+            peer.expect_closed()
+        for sock in silent:
+            closed_by_server(session, sock)
+        assert time.monotonic() - started >= 1, "dropped before --join-timeout 1 had passed"
+        session.chat_goes_on(alice, bob)  # alice idled past the timeout: she was joined, so she stays
+        session.chat_goes_on(bob, alice)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def dribble(peers, data):
+    """Send `data` to each peer a byte at a time, about five bytes a second (the test's input: a
+    client that is slow, not silent), until the server has answered or closed every one."""
+    waiting = list(peers)
+    for byte in data:
+        waiting = [peer for peer in waiting if not peer.has_data()]
+        if not waiting:
+            return
+        for peer in waiting:
+            peer.sock.sendall(bytes([byte]))
+        select.select([peer.sock for peer in waiting], [], [], 0.2)  # an answer ends the pause early
+
+
+def max_clients(session, count):
+    return ("--max-clients", str(count)) if session.stage.has("max_clients") else ()
+
+
+def closed_by_server(session, sock):
+    """Read whatever the server sends until it closes the connection."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + TIMEOUT + 5
+    received = b""
+    while time.monotonic() < deadline:
+        if not session.wait_readable(sock, deadline - time.monotonic()):
+            break
+        try:
+            data = sock.recv(65536)
+        except ConnectionError:
+            return
+        if not data:
+            if session.stage.has("tls"):
+                return  # a silent connection never did its TLS handshake: the error cannot be read
+            expected = dropped_for_join_timeout(session)
+            text = received.decode("utf-8", "replace")
+            if not any(expected(line) if callable(expected) else expected in line for line in text.splitlines()):
+                raise session.failure(f"expected {expected!r} before the close", repr(text[-300:]))
+            return
+        received += data
+    raise session.failure("expected the server to close a connection that never joined (--join-timeout 1)",
+                          f"still open after {TIMEOUT + 5} s")
+
+
+# ---------------------------------------------------------------- memory, in total
+
+STUCK, MESSAGES = 150, 160
+TOTAL_MIB, SLACK_MIB = 64, 32  # docs/protocol.md: at most 64 MiB waiting for all clients together
+
+
+def peak_growth_mib(pid, before_kib):
+    """How far the server's peak resident memory (VmHWM) has risen above `before_kib`."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return (int(line.split()[1]) - before_kib) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+@pytest.mark.needs("drops_stuck")
+@pytest.mark.slow  # the kernel holds up to 4 MiB per stuck socket first: about 700 MB go through the server
+@pytest.mark.points(2, "stuck clients cost at most 64 MiB of waiting output in all, however many")
+def test_stuck_clients_cost_bounded_memory_in_total(session):
+    """150 clients that never read, and a sender of long messages: a bound per client alone
+    (1 MiB, or 8 MiB in 09) would let the server hold 150 MiB or more. Each client's share of
+    64 MiB keeps the total bounded however many are stuck. Where the stage has direct
+    messages, each stuck client is sent its own, so that no copy can be shared between them."""
+    from test_robustness import rss_kib
+    driver = session.stage.client_class
+    server = session.start_server(*max_clients(session, 500))
+    stuck = set()
+    for number in range(STUCK):
+        peer = session.raw_peer(f"stuck{number}", receive_buffer=4096)
+        peer.join()  # welcomed, then never reads again
+        stuck.add(peer.name)
+    talker, listener = session.joined_peer("talker"), session.joined_peer("listener")
+    padding = "x" * (max_line(session) - 300)
+    dropped = listen_for_departures(listener.sock, stuck)
+    # The kernel takes up to 4 MiB per socket (net.ipv4.tcp_wmem) before the server's own limit starts.
+    per_client = (8 if session.stage.has("tls") else 1) * 1024 * 1024
+    rounds = (4 * 1024 * 1024 + per_client) * 3 // 2 // len(padding)
+    with session.terminals_read_in_background():  # the server logs every message
+        before = rss_kib(server.term.pid)
+        for number in range(rounds):  # until each has had more than its per-client limit, or is gone
+            if dropped.names >= stuck:
+                break
+            if session.stage.has("dm"):
+                for name in stuck - dropped.names:
+                    talker.sock.sendall(json_message(type="dm", to=name, text=f"#{number}# {padding}"))
+            else:
+                talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
+        dropped.join(timeout=TIMEOUT * 2)
+    assert dropped.names >= stuck, f"{len(stuck - dropped.names)} of the {STUCK} stuck clients were never dropped"
+    grown = peak_growth_mib(server.term.pid, before)
+    assert grown < TOTAL_MIB + SLACK_MIB, (
+        f"the server's peak memory grew by {grown:.0f} MiB with {STUCK} stuck clients: expected under "
+        f"{TOTAL_MIB + SLACK_MIB} MiB ({TOTAL_MIB} MiB of waiting output in all, plus {SLACK_MIB} MiB of slack). "
+        "Is each client's limit its share of the total (MAX_PENDING_TOTAL / clients online)?")
+
+
+def listen_for_departures(sock, names):
+    """A thread that reads `sock` and collects which of `names` the server has said left."""
+    def listen():
+        pending = b""
+        sock.settimeout(None)  # quiet for a while as the stuck clients fill up: not a failure
+        while not thread.names >= names:
+            try:
+                data = sock.recv(1 << 20)
+            except OSError:
+                return  # the check has ended and closed the socket
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            thread.names |= {name for line in lines if b"left" in line for name in departed(line) if name in names}
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.names = set()
+    thread.start()
+    return thread
+
+
+def departed(line):
+    """The name in a left notice: JSON ({"type": "left", "name": ...}) or stage 02's "* NAME left"."""
+    text = line.decode("utf-8", "replace")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return {text.removeprefix("* ").removesuffix(" left")}
+    return {message.get("name")} if isinstance(message, dict) and message.get("type") == "left" else set()
