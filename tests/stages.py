@@ -79,8 +79,14 @@ class EchoClient:
         self.session.gate("in", lambda: self.term.expect(self.terms["connected"]()))
 
     # What the user does
+    @staticmethod
+    def lines_to_say(text):
+        """The lines a user types to say `text` (also what a file given as stdin holds)."""
+        return [text]
+
     def say(self, text):
-        self.term.send_line(text)
+        for line in self.lines_to_say(text):
+            self.term.send_line(line)
 
     def quit(self):
         """Leave the way a user normally would; the client must exit 0."""
@@ -184,6 +190,10 @@ class RoomClient(EchoClient):
         return cls.said(name, text)
 
     @classmethod
+    def wire_joined(cls, name):
+        return cls.joined(name)
+
+    @classmethod
     def wire_left(cls, name):
         return cls.left(name)
 
@@ -219,6 +229,10 @@ class JsonRoomClient(RoomClient):
         return JsonLine(type="said", text=text, **{"from": name})
 
     @classmethod
+    def wire_joined(cls, name):
+        return JsonLine(type="joined", name=name)
+
+    @classmethod
     def wire_left(cls, name):
         return JsonLine(type="left", name=name)
 
@@ -228,10 +242,10 @@ class CommandClient(JsonRoomClient):
 
     terms = contract.COMMAND
 
-    def say(self, text):
+    @staticmethod
+    def lines_to_say(text):
         # Typed ahead: the terminal keeps the second line until the client reads it.
-        self.term.send_line("C PM")
-        self.term.send_line(f"D {text}")
+        return ["C PM", f"D {text}"]
 
     def dm(self, to, text):
         self.term.send_line("C DM")

@@ -217,6 +217,21 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
             assert byte not in term.output(), f"[{term.label}] received a raw {byte!r} from mallory"
 
 
+@pytest.mark.needs("echo")
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.points(1, "escape sequences from a client never reach the server's terminal raw")
+def test_hostile_text_reaches_the_echo_servers_log_as_harmless_text(session, kind):
+    """Stage 01 logs each line it echoes: its console is a terminal too (a title or a clear-screen
+    sequence must not act on it)."""
+    driver = session.stage.client_class
+    peer, end = session.raw_peer("mallory"), session.text()
+    peer.send(driver.wire_say(f"{HOSTILE[kind]} {end}"))
+    peer.expect_line(end)
+    session.server.term.expect_spec("echo_log", text=end)
+    for byte in RAW_CONTROLS:
+        assert byte not in session.server.term.output(), f"[server] received a raw {byte!r} from mallory"
+
+
 # ---------------------------------------------------------------- faults
 
 RAW_CONTROLS = ("\x1b", "\x07", "\x08", "\u202e")  # the contract's never_raw
