@@ -55,6 +55,13 @@ def open_listener(host, port):
 # --8<-- [end:listen]
 
 
+def printable(text):
+    """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX."""
+    if text.isprintable():
+        return text  # the usual case, checked in one call instead of one per character
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 # --8<-- [start:serve]
 def serve_client(conn, address):
     """Echo every line from one client until it hangs up."""
@@ -79,7 +86,8 @@ def serve_client(conn, address):
 
 def echo_line(conn, who, line):
     text = line.decode("utf-8", errors="replace").rstrip("\r")
-    print(f"[{who}] {text}", flush=True)
+    # Our console is a terminal too: a client's ESC ] 2 ; ... BEL would retitle it.
+    print(f"[{who}] {printable(text)}", flush=True)
     # sendall(), not send(): send() may write only part of the bytes and tell us how many.
     conn.sendall(f"echo: {text}\n".encode("utf-8"))
 # --8<-- [end:serve]

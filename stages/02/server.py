@@ -1,12 +1,14 @@
 """Stage 02 server: a chat room for many clients, served by one thread with selectors.
 
 Run it:    python stages/02/server.py [--host HOST] [--port PORT]
+                                      [--join-timeout SECONDS]
 
 Protocol (plain text lines, UTF-8, each ending in "\\n"):
   client -> server   the first line is the client's name; every later line is a chat message
   server -> client   "* welcome, NAME (N online)"   once, when the name is registered
                      "* NAME joined" / "* NAME left" to the others
                      "NAME: text"                    a chat message from someone else
+                     "* error: ..."                  before the server hangs up
 
 Stage 01 blocked in accept() or recv() and so could serve one client. Here every
 socket is non-blocking, and one selector tells us which sockets are ready, so a
@@ -15,15 +17,22 @@ single thread serves everyone without ever waiting on one slow client.
 
 import argparse
 import contextlib
+import os
+import queue
 import selectors
 import signal
 import socket
 import sys
+import threading
+import time
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-MAX_LINE = 8192  # bytes; past this without a newline, the client is disconnected
+MAX_LINE = 8192  # bytes in a line; a longer one is refused and the client disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it
+# ...and for all clients together: in a crowd, each one's share is smaller (share()).
+MAX_PENDING_TOTAL = 64 * 1024 * 1024
+DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to send its name
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,11 +48,22 @@ def port_number(text):
     return port
 
 
+def seconds(text):
+    value = float(text)
+    # select() cannot wait much more than a day (OverflowError); nan fails both tests.
+    if not 0 < value <= 24 * 3600:
+        raise ValueError(text)
+    return value
+
+
 def parse_args():
     parser = ArgumentParser(description="Stage 02: select-based chat server.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
+                        help="seconds a connection may take to send its name "
+                             f"(default {DEFAULT_JOIN_TIMEOUT})")
     return parser.parse_args()
 
 
@@ -61,6 +81,74 @@ def open_listener(host, port):
     return listener
 
 
+# --8<-- [start:log]
+class Log:
+    """The server's log, written by a thread of its own: the chat never waits for it.
+
+    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
+    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
+    the pipe is full, print() would block, and with it the one thread serving the room.
+    """
+
+    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
+
+    def __init__(self):
+        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)
+        # Each counter is written by one thread only (dropped: the chat's, reported: the
+        # writer's), so they need no lock.
+        self.dropped = self.reported = 0
+        self.writer = threading.Thread(target=self.write_lines, daemon=True)
+
+    def __call__(self, line):
+        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
+        try:
+            self.lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1  # a gap in the log is better than a frozen room
+
+    def start(self):
+        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
+        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
+        sys.stdout.reconfigure(errors="backslashreplace")
+        self.writer.start()
+
+    def write_lines(self):
+        """The writer thread: it alone waits for stdout, for as long as stdout works."""
+        while True:
+            batch = [self.lines.get()]  # sleeps until there is a line
+            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
+                batch.append(self.lines.get_nowait())
+            dropped = self.dropped
+            if dropped > self.reported and self.lines.empty():  # caught up: say so
+                batch.append(f"({dropped - self.reported} log lines dropped: "
+                             "nobody was reading the log)")
+                self.reported = dropped
+            text = "".join(f"{line}\n" for line in batch if line is not None)
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError:  # stdout is closed (`server.py | head -1`): chat on
+                return
+            if None in batch:  # close() asked us to stop
+                return
+
+    def close(self, patience=1.0):
+        """Give the writer `patience` seconds to write what is queued, and no more."""
+        deadline = time.monotonic() + patience
+        if self.writer.is_alive():
+            with contextlib.suppress(queue.Full):
+                self.lines.put(None, timeout=patience)
+            self.writer.join(max(0, deadline - time.monotonic()))
+        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
+        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
+        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+log = Log()  # every line the server prints goes through log(): no other print()
+# --8<-- [end:log]
+
+
 def encode(text):
     """One message on the wire: the text in UTF-8, ending in a newline."""
     return (text + "\n").encode("utf-8")
@@ -71,6 +159,15 @@ def printable(text):
     if text.isprintable():
         return text  # the usual case, checked in one call instead of one per character
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
+def too_long(inbox):
+    """Is the first line in inbox over MAX_LINE bytes, whether its "\\n" came or not?
+
+    Without a limit, a client that never sends "\\n" would make us buffer for ever.
+    It must hold on whole lines too: one recv() may bring a 30 KB line and its "\\n".
+    """
+    return len(inbox) > MAX_LINE and inbox.find(b"\n", 0, MAX_LINE + 1) < 0
 
 
 # --8<-- [start:client]
@@ -88,9 +185,13 @@ class Client:
 
 
 class ChatServer:
-    def __init__(self, listener):
+    def __init__(self, listener, join_timeout):
         self.listener = listener
+        self.join_timeout = join_timeout
         self.clients = set()
+        # Connections that have not sent their name yet -> when they must have sent it
+        # by. Oldest first: a dict keeps the order in which its keys were added.
+        self.joining = {}
         self.queued = set()  # clients whose outbox got something during this turn of the loop
         self.accepting = True  # False while we are out of file descriptors
         # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
@@ -100,7 +201,8 @@ class ChatServer:
     # --8<-- [start:loop]
     def run(self):
         while True:
-            for key, events in self.selector.select():
+            # select() returns after that many seconds even if nothing happened
+            for key, events in self.selector.select(self.drop_late_joiners()):
                 if key.fileobj is self.listener:
                     self.accept()
                     continue
@@ -120,14 +222,34 @@ class ChatServer:
         except OSError as error:  # EMFILE: this process may not open more files (ulimit -n)
             # The connection stays queued, so select() would say "ready" again at once, for
             # ever: a busy loop. Stop watching the listener until a client leaves and frees a file.
-            print(f"cannot accept a client: {error.strerror}; waiting for one to leave", flush=True)
+            log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
             self.selector.unregister(self.listener)
             self.accepting = False
             return
         sock.setblocking(False)
         client = Client(sock, address)
         self.clients.add(client)
+        self.joining[client] = time.monotonic() + self.join_timeout
         self.selector.register(sock, selectors.EVENT_READ, client)
+
+    # --8<-- [start:join_timeout]
+    def drop_late_joiners(self):
+        """Close the connections that have not sent their name in time.
+
+        Each one costs a file descriptor, and a process has only so many: connections
+        that never join would lock real users out. Returns the seconds until the next
+        deadline, for select(), or None if nobody is joining.
+        """
+        now = time.monotonic()
+        while self.joining:
+            client, deadline = next(iter(self.joining.items()))  # the oldest
+            if deadline > now:
+                return deadline - now
+            log(f"{client.address} sent no name in {self.join_timeout:g} s: closing it")
+            self.send(client, encode("* error: join timeout"))
+            self.disconnect(client)  # which takes it out of self.joining
+        return None  # nobody is joining: sleep until something happens
+    # --8<-- [end:join_timeout]
 
     # --8<-- [start:receive]
     def receive(self, client):
@@ -142,13 +264,16 @@ class ChatServer:
             return
         client.inbox += data
         # Act only on complete lines; keep the rest for the next recv().
-        while client in self.clients and (end := client.inbox.find(b"\n")) >= 0:
+        while client in self.clients and not too_long(client.inbox):
+            end = client.inbox.find(b"\n")
+            if end < 0:
+                return  # the start of a line: wait for the rest
             line = client.inbox[:end].decode("utf-8", errors="replace")
             del client.inbox[:end + 1]
             self.handle_line(client, line.strip())
-        if len(client.inbox) > MAX_LINE:
-            # Without a limit, a client that never sends "\n" would make us buffer forever.
-            self.send(client, encode("* error: line too long"))  # disconnect() makes a last try to send it
+        if client in self.clients:  # the loop stopped at a line that is too long
+            # disconnect() makes a last try to send the error
+            self.send(client, encode("* error: line too long"))
             self.disconnect(client)
     # --8<-- [end:receive]
 
@@ -158,7 +283,7 @@ class ChatServer:
         if client.name is None:
             self.register(client, text)
         else:
-            print(f"{client.name}: {printable(text)}", flush=True)  # our console is a terminal too
+            log(f"{client.name}: {printable(text)}")  # our console is a terminal too
             self.broadcast(f"{client.name}: {text}", sender=client)
 
     def register(self, client, name):
@@ -169,11 +294,12 @@ class ChatServer:
             self.disconnect(client)
             return
         client.name = name
+        del self.joining[client]
         online = sum(1 for other in self.clients if other.name)
         # The welcome tells the client it is in the room: messages it sends from now on are delivered.
         self.send(client, encode(f"* welcome, {name} ({online} online)"))
         self.broadcast(f"* {name} joined", sender=client)
-        print(f"{name} joined from {client.address}", flush=True)
+        log(f"{name} joined from {client.address}")
 
     def broadcast(self, text, sender):
         data = encode(text)  # encoded once, not once per client
@@ -186,12 +312,17 @@ class ChatServer:
     def send(self, client, data):
         """Put data in the client's outbox. It goes out at the end of this turn of the loop."""
         client.outbox += data
-        if len(client.outbox) > MAX_PENDING:
+        if len(client.outbox) > self.share():
             # A client that never reads would make us buffer its messages forever.
-            print(f"{client.name} is not reading: dropping it", flush=True)
+            log(f"{client.name} is not reading: dropping it")
             self.disconnect(client)
         elif not client.watching_writes:  # if it is, the selector will tell us when it can take more
             self.queued.add(client)
+
+    def share(self):
+        """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
+        that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
+        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
 
     def flush_queued(self):
         # Why wait for the end of the turn: one recv() can bring many lines, and each client then gets
@@ -224,6 +355,7 @@ class ChatServer:
         if client not in self.clients:
             return  # already gone: a failed send and an EOF can both get here
         self.clients.remove(client)
+        self.joining.pop(client, None)
         with contextlib.suppress(OSError):
             client.sock.send(client.outbox)  # a last try, so an error we just queued reaches it
         self.selector.unregister(client.sock)
@@ -232,7 +364,7 @@ class ChatServer:
             self.selector.register(self.listener, selectors.EVENT_READ)
             self.accepting = True
         if client.name:
-            print(f"{client.name} left", flush=True)
+            log(f"{client.name} left")
             self.broadcast(f"* {client.name} left", sender=client)
 
     def close(self):
@@ -248,15 +380,16 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(listener)
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    server = ChatServer(listener, args.join_timeout)
+    log.start()
+    log(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:
         server.run()
     except KeyboardInterrupt:
-        pass  # Ctrl+C is how you stop a server: not an error
+        log("server stopped")  # Ctrl+C is how you stop a server: not an error
     finally:
         server.close()
-    print("server stopped", flush=True)
+        log.close()  # a moment to write what is still queued, and no more
 
 
 if __name__ == "__main__":

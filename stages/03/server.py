@@ -1,6 +1,7 @@
 """Stage 03 server: stage 02's select-based chat room, now speaking a real protocol.
 
 Run it:    python stages/03/server.py [--host HOST] [--port PORT] [--max-clients N]
+                                      [--join-timeout SECONDS]
 
 On the wire: JSON Lines. Each message is one JSON object on one line, with a
 "type" field (docs/protocol.md lists them all):
@@ -15,17 +16,24 @@ check it field by field.
 import argparse
 import contextlib
 import json
+import os
+import queue
 import re
 import selectors
 import signal
 import socket
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
+MAX_LINE = 8192  # bytes in one message; a longer one is refused, its client disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it
+# ...and for all clients together: in a crowd, each one's share is smaller (share()).
+MAX_PENDING_TOTAL = 64 * 1024 * 1024
+DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -56,12 +64,23 @@ def positive(text):
     return number
 
 
+def seconds(text):
+    value = float(text)
+    # select() cannot wait much more than a day (OverflowError); nan fails both tests.
+    if not 0 < value <= 24 * 3600:
+        raise ValueError(text)
+    return value
+
+
 def parse_args():
     parser = ArgumentParser(description="Stage 03: chat server speaking JSON Lines.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
+                        help="seconds a connection may take to be welcomed "
+                             f"(default {DEFAULT_JOIN_TIMEOUT})")
     return parser.parse_args()
 
 
@@ -79,8 +98,74 @@ def open_listener(host, port):
     return listener
 
 
-def log(text):
-    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+class Log:
+    """The server's log, written by a thread of its own: the chat never waits for it.
+
+    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
+    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
+    the pipe is full, print() would block, and with it the one thread serving the room.
+    """
+
+    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
+
+    def __init__(self):
+        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)
+        # Each counter is written by one thread only (dropped: the chat's, reported: the
+        # writer's), so they need no lock.
+        self.dropped = self.reported = 0
+        self.writer = threading.Thread(target=self.write_lines, daemon=True)
+
+    def __call__(self, text):
+        """Log one line, with the time."""
+        self.put(f"{datetime.now():%H:%M:%S} {text}")
+
+    def put(self, line):
+        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
+        try:
+            self.lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1  # a gap in the log is better than a frozen room
+
+    def start(self):
+        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
+        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
+        sys.stdout.reconfigure(errors="backslashreplace")
+        self.writer.start()
+
+    def write_lines(self):
+        """The writer thread: it alone waits for stdout, for as long as stdout works."""
+        while True:
+            batch = [self.lines.get()]  # sleeps until there is a line
+            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
+                batch.append(self.lines.get_nowait())
+            dropped = self.dropped
+            if dropped > self.reported and self.lines.empty():  # caught up: say so
+                batch.append(f"({dropped - self.reported} log lines dropped: "
+                             "nobody was reading the log)")
+                self.reported = dropped
+            text = "".join(f"{line}\n" for line in batch if line is not None)
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError:  # stdout is closed (`server.py | head -1`): chat on
+                return
+            if None in batch:  # close() asked us to stop
+                return
+
+    def close(self, patience=1.0):
+        """Give the writer `patience` seconds to write what is queued, and no more."""
+        deadline = time.monotonic() + patience
+        if self.writer.is_alive():
+            with contextlib.suppress(queue.Full):
+                self.lines.put(None, timeout=patience)
+            self.writer.join(max(0, deadline - time.monotonic()))
+        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
+        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
+        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+log = Log()  # every line the server prints goes through log: no other print()
 
 
 # --8<-- [start:codec]
@@ -100,7 +185,9 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
-    except ValueError:  # not JSON, not UTF-8, or a number too long to convert
+    # ValueError: not JSON, not UTF-8, or a number too long to convert. RecursionError:
+    # nested too deep ("[[[[..." 2,000 times), which json.loads parses by recursion.
+    except (ValueError, RecursionError):
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -126,11 +213,24 @@ class Client:
         self.watching_writes = False
 
 
+def too_long(inbox):
+    """Is the first line in inbox over MAX_LINE bytes, whether its "\\n" came or not?
+
+    Without a limit, a client that never sends "\\n" would make us buffer for ever.
+    It must hold on whole lines too: one recv() may bring a 30 KB line and its "\\n".
+    """
+    return len(inbox) > MAX_LINE and inbox.find(b"\n", 0, MAX_LINE + 1) < 0
+
+
 class ChatServer:
-    def __init__(self, listener, max_clients):
+    def __init__(self, listener, max_clients, join_timeout):
         self.listener = listener
         self.max_clients = max_clients
+        self.join_timeout = join_timeout
         self.clients = set()
+        # Connections not welcomed yet -> when they must have been by. Oldest first: a
+        # dict keeps the order in which its keys were added.
+        self.joining = {}
         self.queued = set()  # clients whose outbox got something during this turn of the loop
         self.accepting = True  # False while we are out of file descriptors
         # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
@@ -139,7 +239,8 @@ class ChatServer:
 
     def run(self):
         while True:
-            for key, events in self.selector.select():
+            # select() returns after that many seconds even if nothing happened
+            for key, events in self.selector.select(self.drop_late_joiners()):
                 if key.fileobj is self.listener:
                     self.accept()
                     continue
@@ -165,7 +266,23 @@ class ChatServer:
         sock.setblocking(False)
         client = Client(sock, address)
         self.clients.add(client)
+        self.joining[client] = time.monotonic() + self.join_timeout
         self.selector.register(sock, selectors.EVENT_READ, client)
+
+    def drop_late_joiners(self):
+        """Close the connections not welcomed in time (silent, slow, or still trying
+        bad names): each holds a file descriptor. Returns the seconds until the next
+        deadline, for select(), or None if nobody is joining."""
+        now = time.monotonic()
+        while self.joining:
+            client, deadline = next(iter(self.joining.items()))  # the oldest
+            if deadline > now:
+                return deadline - now
+            log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
+            self.send_error(client, "join-timeout",
+                            f"not in the room {self.join_timeout:g} s after connecting")
+            self.disconnect(client, "lost")  # which takes it out of self.joining
+        return None
 
     def receive(self, client):
         try:
@@ -178,14 +295,27 @@ class ChatServer:
             self.disconnect(client, "lost")
             return
         client.inbox += data
-        while client in self.clients and (end := client.inbox.find(b"\n")) >= 0:
+        while client in self.clients and not too_long(client.inbox):
+            end = client.inbox.find(b"\n")
+            if end < 0:
+                return  # the start of a line: wait for the rest
             line = bytes(client.inbox[:end])
             del client.inbox[:end + 1]
             if line.strip():
-                self.handle_line(client, line)
-        if client in self.clients and len(client.inbox) > MAX_LINE:
-            # Without a limit, a client that never sends "\n" would make us buffer forever.
-            self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                self.handle_line_safely(client, line)
+        if client in self.clients:  # the loop stopped at a line that is too long
+            self.send_error(client, "line-too-long",
+                            f"a message may be at most {MAX_LINE} bytes")
+            self.disconnect(client, "lost")
+
+    def handle_line_safely(self, client, line):
+        try:
+            self.handle_line(client, line)
+        except Exception as error:  # a bug, or an input we did not foresee
+            # It must cost this one connection, not the room: without this, the
+            # exception would end run(), and the server with it.
+            log(f"dropping {client.name or client.address}: "
+                f"{type(error).__name__} while handling its line")
             self.disconnect(client, "lost")
 
     # --8<-- [start:handle]
@@ -217,6 +347,7 @@ class ChatServer:
             self.disconnect(client, "full")
         else:
             client.name = name
+            del self.joining[client]
             online = sum(1 for other in self.clients if other.name)
             self.send(client, encode({"type": "welcome", "name": name, "online": online}))
             self.broadcast(encode({"type": "joined", "name": name}), sender=client)
@@ -235,12 +366,17 @@ class ChatServer:
     def send(self, client, data):
         """Put data in the client's outbox. It goes out at the end of this turn of the loop."""
         client.outbox += data
-        if len(client.outbox) > MAX_PENDING:
+        if len(client.outbox) > self.share():
             # A client that never reads would make us buffer its messages forever.
             log(f"{client.name} is not reading: dropping it")
             self.disconnect(client, "lost")
         elif not client.watching_writes:  # if it is, the selector will tell us when it can take more
             self.queued.add(client)
+
+    def share(self):
+        """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
+        that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
+        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
 
     def flush_queued(self):
         # Why wait for the end of the turn: one recv() can bring many lines, and each client then gets
@@ -272,6 +408,7 @@ class ChatServer:
         if client not in self.clients:
             return  # already gone: a failed send and an EOF can both get here
         self.clients.remove(client)
+        self.joining.pop(client, None)
         with contextlib.suppress(OSError):
             client.sock.send(client.outbox)  # a last try, so a goodbye or an error we just queued reaches it
         self.selector.unregister(client.sock)
@@ -296,15 +433,16 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(listener, args.max_clients)
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    server = ChatServer(listener, args.max_clients, args.join_timeout)
+    log.start()
+    log.put(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:
         server.run()
     except KeyboardInterrupt:
-        pass  # Ctrl+C is how you stop a server: not an error
+        log.put("server stopped")  # Ctrl+C is how you stop a server: not an error
     finally:
         server.close()
-    print("server stopped", flush=True)
+        log.close()  # a moment to write what is still queued, and no more
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 sees what was said just before they came in.
 
 Run it:    python stages/06/server.py [--host HOST] [--port PORT] [--max-clients N] [--history N]
+                                     [--join-timeout SECONDS]
 
 The protocol is stage 05's, so stage 05's client works with this server and
 stage 06's client works with stage 05's. The only addition is compatible: right
@@ -15,7 +16,11 @@ import collections
 import contextlib
 import errno
 import json
+import math
+import os
+import queue
 import re
+import select
 import signal
 import socket
 import sys
@@ -27,6 +32,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
+MAX_PENDING_TOTAL = 64 * 1024 * 1024  # bytes waiting for all clients together (share())
+LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -66,12 +73,21 @@ def count(text):
     return number
 
 
+def seconds(text):
+    number = float(text)
+    if not 0 < number < math.inf:  # "nan" fails too: it is neither more nor less than 0
+        raise ValueError(text)
+    return number
+
+
 def parse_args():
     parser = ArgumentParser(description="Stage 06: the complete chat server, with history.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    parser.add_argument("--join-timeout", type=seconds, default=60.0, metavar="SECONDS",
+                        help="close a connection not welcomed by then (default 60)")
     parser.add_argument("--history", type=count, default=20,
                         help="public messages a newcomer is shown on joining (default 20, 0 for none)")
     return parser.parse_args()
@@ -92,12 +108,73 @@ def open_listener(host, port):
     return listener
 
 
-def log(*lines):
-    # One write for all the lines: print() writes the text and the newline separately, and with
-    # several threads logging at once, lines would come out spliced together.
-    stamp = f"{datetime.now():%H:%M:%S}"
-    sys.stdout.write("".join(f"{stamp} {line}\n" for line in lines))
-    sys.stdout.flush()
+# --8<-- [start:log]
+class Console:
+    """The server's log, as one more consumer that may stop reading (lesson 02).
+
+    log() never waits for stdout: a line goes on a bounded queue, or is dropped and
+    counted when the queue is full. One writer thread does the waiting, and says what
+    was lost."""
+
+    def __init__(self):
+        self.lines = queue.Queue(maxsize=LOG_BACKLOG)  # thread-safe: every thread logs
+        self.lock = threading.Lock()  # two threads counting a drop must not lose one
+        self.dropped = 0
+        self.writer = threading.Thread(target=self.write_loop, daemon=True)
+
+    def put(self, text, count):
+        try:
+            self.lines.put_nowait(text)
+        except queue.Full:  # nobody is reading the log: lose the line, never the room
+            with self.lock:
+                self.dropped += count
+
+    def write_loop(self):
+        """The writer thread: the only one that ever waits for stdout."""
+        while True:
+            batch = [self.lines.get()]  # sleeps until there is a line
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None:  # None: the server is stopping (close)
+                    batch.append(self.lines.get_nowait())  # what piled up: one write
+            with self.lock:
+                dropped, self.dropped = self.dropped, 0
+            if dropped:
+                batch.append(f"({dropped} log lines dropped: "
+                             "nobody was reading the log)\n")
+            if not self.write("".join(line for line in batch if line)) or None in batch:
+                return
+
+    def write(self, text):
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return True
+        except (OSError, ValueError):  # stdout closed (server.py | head -1): chat on
+            # The interpreter flushes stdout once more at exit: let that go nowhere.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return False
+
+    def close(self, seconds=1.0):
+        """Give the writer `seconds` to write what is queued, no more: an unread stdout
+        must not hold up the exit."""
+        if self.writer.is_alive():
+            deadline = time.monotonic() + seconds
+            with contextlib.suppress(queue.Full):
+                self.lines.put(None, timeout=seconds)
+            self.writer.join(max(0.0, deadline - time.monotonic()))
+
+
+CONSOLE = Console()
+
+
+def log(*lines, stamp=True):
+    # One put for all the lines: they stay together while several threads log at once.
+    start = f"{datetime.now():%H:%M:%S} " if stamp else ""
+    CONSOLE.put("".join(f"{start}{line}\n" for line in lines), len(lines))
+# --8<-- [end:log]
 
 
 # --8<-- [start:codec]
@@ -118,7 +195,9 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
-    except ValueError:  # not JSON, not UTF-8, or a number too long to convert
+    # ValueError: not JSON, not UTF-8, or a number too long to convert.
+    # RecursionError: nested too deep for the parser ([[[[... 2,000 times).
+    except (ValueError, RecursionError):
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -143,11 +222,13 @@ class Outbox:
         self.sock = sock
         self.changed = threading.Condition()
         self.data = bytearray()
-        self.sending = False  # the writer is sending what it took: new bytes must wait behind it
+        # Bytes the writer took and is still sending: new bytes wait behind them, and
+        # they count against the limit too, or a stuck client could hold twice its share.
+        self.sending = 0
         self.closing = False  # set by close(): send what is left, then stop
 
-    def put(self, data):
-        """Add data, never waiting for the writer. False if the client is too far behind."""
+    def put(self, data, limit):
+        """Add data, never waiting for the writer. False if over `limit` bytes wait."""
         with self.changed:
             if not self.data and not self.sending and not self.closing:
                 # Nothing is ahead of these bytes, so we may hand them to the kernel ourselves, and
@@ -162,7 +243,7 @@ class Outbox:
                     return True  # a broken connection: its reader thread sees the end and cleans up
                 if not data:
                     return True
-            if len(self.data) + len(data) > MAX_PENDING:
+            if self.sending + len(self.data) + len(data) > limit:
                 return False  # a client that stops reading must not grow our memory for ever
             self.data += data
             self.changed.notify()  # wakes the writer if it sleeps in take(); if it is busy, no cost
@@ -176,11 +257,11 @@ class Outbox:
     def take(self):
         """Sleep until there is something to send, then take all of it. b"" once closed and empty."""
         with self.changed:
-            self.sending = False  # what we took last time has been sent
+            self.sending = 0  # what we took last time has been sent
             while not self.data and not self.closing:
                 self.changed.wait()  # releases the lock while it sleeps, so put() can get in
             data, self.data = bytes(self.data), bytearray()
-            self.sending = bool(data)
+            self.sending = len(data)
             return data
 # --8<-- [end:outbox]
 
@@ -188,10 +269,11 @@ class Outbox:
 class Client:
     """What the server remembers about one connection."""
 
-    def __init__(self, sock, address):
+    def __init__(self, sock, address, deadline):
         self.sock = sock
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
+        self.deadline = deadline  # time.monotonic() by which it must have been welcomed
         self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
         # Messages for this client wait here until its writer thread has sent them. The outbox is
         # bounded: a client that stops reading fills its own, and we drop it.
@@ -211,8 +293,9 @@ def write_loop(client):
 
 
 class ChatServer:
-    def __init__(self, max_clients, history):
+    def __init__(self, max_clients, history, join_timeout):
         self.max_clients = max_clients
+        self.join_timeout = join_timeout
         self.clients = set()
         # The last public messages. A deque with maxlen forgets the oldest by itself, so the
         # history costs a fixed amount of memory however long the server runs.
@@ -238,7 +321,7 @@ class ChatServer:
                 self.client_left.wait()
                 self.client_left.clear()
                 continue
-            client = Client(sock, address)
+            client = Client(sock, address, time.monotonic() + self.join_timeout)
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
@@ -251,6 +334,12 @@ class ChatServer:
         try:
             reason = self.read_loop(client)
         except OSError:
+            reason = "lost"
+        except Exception as error:  # a bug, or input we did not foresee
+            # The last resort: one line in the log, and this client goes, as if its
+            # connection broke. Without it the thread would die and leave a ghost.
+            who = client.name or client.address
+            log(f"{who}: {type(error).__name__} while handling its input: dropping it")
             reason = "lost"
         self.disconnect(client, reason)
         client.outbox.close()  # the writer sends what is queued, then stops
@@ -267,6 +356,8 @@ class ChatServer:
         """Handle the client's lines until it leaves; return why it left."""
         inbox = bytearray()
         while True:
+            if client.name is None and not self.wait_to_join(client):
+                return "timeout"
             # Up to 64 KiB: a client that sends fast has many lines waiting; take them in one call.
             data = client.sock.recv(65536)  # blocks this thread only
             if not data:
@@ -275,13 +366,38 @@ class ChatServer:
             while (end := inbox.find(b"\n")) >= 0:
                 line = bytes(inbox[:end])
                 del inbox[:end + 1]
+                # Every complete line too: one recv() may bring a 30 KB line whole.
+                if len(line) > MAX_LINE:
+                    return self.too_long(client)
                 if line.strip() and (reason := self.handle_line(client, line)):
                     return reason
             self.pass_on(client)
             if len(inbox) > MAX_LINE:
                 # Without a limit, a client that never sends "\n" would make us buffer forever.
-                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
-                return "lost"
+                return self.too_long(client)
+
+    def too_long(self, client):
+        self.pass_on(client)  # what came before the long line goes out; it does not
+        self.send_error(client, "line-too-long",
+                        f"a message may be at most {MAX_LINE} bytes")
+        return "lost"
+
+    def wait_to_join(self, client):
+        """Before the welcome, wait for input until the join deadline only. False once
+        it has passed."""
+        remaining = client.deadline - time.monotonic()
+        # poll(), not a socket timeout: that would apply to the writer's sendall() too.
+        # (Nor select.select(): it cannot watch a descriptor numbered 1024 or more.)
+        poller = select.poll()
+        poller.register(client.sock, select.POLLIN)
+        if remaining > 0 and poller.poll(remaining * 1000):
+            return True
+        # Silent, dribbling or still trying names: idle connections must not hold their
+        # descriptors for ever, or enough of them lock every real user out (ulimit -n).
+        log(f"{client.address} not welcomed within {self.join_timeout:g} s: closing it")
+        self.send_error(client, "join-timeout",
+                        f"join within {self.join_timeout:g} seconds of connecting")
+        return False
 
     def handle_line(self, client, line):
         """Act on one message. Returns a reason to end the connection, or None to go on."""
@@ -304,7 +420,7 @@ class ChatServer:
         if client.name is None:
             self.send_error(client, "not-joined", "send hello first")
         elif kind == "dm":
-            self.direct_message(client, message["to"], message["text"])
+            self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
             with self.lock:
                 names = sorted((other.name for other in self.clients if other.name), key=str.lower)
@@ -335,13 +451,15 @@ class ChatServer:
     # --8<-- [end:history]
 
     # --8<-- [start:dm]
-    def direct_message(self, sender, to, text):
+    def direct_message(self, sender, to, text, size):
+        """Send `text` to `to` alone. `size`: the bytes of the line it came in, which the
+        log counts as it does for a say (text.encode() raises at a lone surrogate)."""
         with self.lock:
             recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
         if recipient is None:
             self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
             return
-        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
     # --8<-- [end:dm]
 
@@ -385,9 +503,15 @@ class ChatServer:
         for other in others:
             self.send(other, data)
 
+    def share(self):
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
+        room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
+        # Every connection counts, joined or not: each has an outbox (len(): no lock).
+        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+
     def send(self, client, data):
         """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
-        if not client.outbox.put(data):
+        if not client.outbox.put(data, self.share()):
             log(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up
@@ -409,7 +533,7 @@ class ChatServer:
             clients = list(self.clients)
         notice = encode({"type": "shutdown"})
         for client in clients:
-            client.outbox.put(notice)
+            client.outbox.put(notice, self.share())
             client.outbox.close()  # the writer thread stops once the notice is sent
         deadline = time.monotonic() + 2  # a stuck client must not hold up the shutdown for long
         for client in clients:
@@ -426,8 +550,11 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(args.max_clients, args.history)
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    server = ChatServer(args.max_clients, args.history, args.join_timeout)
+    # An ascii or cp1252 stdout shows an emoji as \U0001f600 rather than raise at it.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    CONSOLE.writer.start()
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     try:
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
     except KeyboardInterrupt:
@@ -435,7 +562,8 @@ def main():
     finally:
         listener.close()
         server.shut_down()
-    print("server stopped", flush=True)
+    log("server stopped", stamp=False)
+    CONSOLE.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Run it:    python stages/07/peer.py [--host HOST] [--port PORT]      or simply:  python stages/07/peer.py 8080
 
 Commands at the "> " prompt:
-  help                    the commands              myip      this machine's address on the network
+  help                    the commands              myip      where other machines reach us
   myport                  the port we listen on     list      our connections: id, address, port
   connect HOST PORT       connect to a peer         terminate ID      close a connection
   send ID MESSAGE         send to one peer          exit      close every connection and quit
@@ -26,7 +26,7 @@ DEFAULT_PORT = 65433
 MAX_LINE = 8192
 COMMANDS = {  # each command, how it is typed, and what it does: the help text and the argument check
     "help": ("help", "this list"),
-    "myip": ("myip", "this machine's address on the network"),
+    "myip": ("myip", "the address other machines reach this peer at"),
     "myport": ("myport", "the port this peer listens on"),
     "connect": ("connect HOST PORT", "connect to another peer"),
     "list": ("list", "the connections: id, address, port"),
@@ -92,16 +92,23 @@ class Node:
     """This peer: its listening socket, its connections, and the loop that serves them all."""
 
     def __init__(self, listener):
-        self.listener, self.port = listener, listener.getsockname()[1]
+        self.listener, (self.host, self.port) = listener, listener.getsockname()
         self.peers, self.next_id, self.running = {}, 1, True
-        self.keyboard = b""
+        self.keyboard, self.busy = b"", False  # busy: a command is running
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, self.accept)
-        self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, self.read_keyboard)
+        try:
+            self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, self.read_keyboard)
+            self.from_file = False
+        except PermissionError:
+            # epoll refuses a regular file (peer.py < commands.txt) and /dev/null. Both are
+            # always ready to read: serve() takes one line at a time between network events.
+            self.from_file = True
 
     def say(self, text):
-        # "\r" starts over the "> " prompt; then a fresh prompt for what you type next.
-        print(f"\r{text}\n> ", end="", flush=True)
+        # "\r" starts over the "> " prompt; then a fresh prompt for what you type next, unless
+        # a command is running: read_keyboard() draws the prompt once, when it is done.
+        print(f"\r{text}", end="\n" if self.busy else "\n> ", flush=True)
 
     # --8<-- [start:connections]
     def add(self, sock, address):
@@ -144,13 +151,16 @@ class Node:
         try:
             message = json.loads(line)
             kind = message["type"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # [[[[... nested too deep
             return self.say(f"! connection {peer.id} sent a line that is not a message: ignored")
         if kind == "hello" and isinstance(message.get("port"), int) and peer.port is None:
             peer.port = message["port"]
             self.say(f"* connection {peer.id} from {peer}")
+        elif kind == "message" and not (isinstance(message.get("text"), str)
+                                        and message["text"].strip()):
+            self.say(f"! connection {peer.id} sent a message with no text: not shown")
         elif kind == "message":
-            self.say(f"message from {peer} (connection {peer.id}): {printable(message.get('text', ''))}")
+            self.say(f"message from {peer} (connection {peer.id}): {printable(message['text'])}")
         elif kind == "bye":
             self.drop(peer, "closed by the peer")
     # --8<-- [end:receive]
@@ -158,12 +168,20 @@ class Node:
     # --8<-- [start:commands]
     def read_keyboard(self):
         data = os.read(sys.stdin.fileno(), 4096)  # not input(): it would block, and the peers with it
-        if not data:
-            raise EOFError()  # Ctrl+D
-        *lines, self.keyboard = (self.keyboard + data).split(b"\n")
+        self.typed(data)
+
+    def typed(self, data):
+        """Act on each whole line typed. b"": Ctrl+D, or the end of a file of commands."""
+        lines = (self.keyboard + data).split(b"\n")
+        self.keyboard = lines.pop() if data else b""  # at the end, a last unfinished line counts
+        self.busy = True
         for line in lines:
-            self.command(line.decode(errors="replace").strip())
-        if self.running:
+            if self.running:
+                self.command(line.decode(errors="replace").strip())
+        self.busy = False
+        if not data:
+            raise EOFError()
+        if self.running and lines:  # a prompt per line handled, not per read
             print("> ", end="", flush=True)
 
     def command(self, line):
@@ -186,7 +204,8 @@ class Node:
             print(f"  {usage:<20} {meaning}")
 
     def do_myip(self):
-        print(my_ip())
+        # Listening on one address only (--host 127.0.0.1): that is where others can reach us.
+        print(my_ip() if self.host == "0.0.0.0" else self.host)
 
     def do_myport(self):
         print(self.port)
@@ -253,10 +272,15 @@ class Node:
     def serve(self):
         print("> ", end="", flush=True)
         while self.running:
-            for key, _ in self.selector.select():
+            # Commands from a file: never wait, as the next line is always there.
+            for key, _ in self.selector.select(0 if self.from_file else None):
                 key.data()
                 if not self.running:
                     break
+            if self.from_file and self.running:
+                if line := sys.stdin.buffer.readline():  # shown as a terminal echoes it
+                    print(printable(line.decode(errors="replace").rstrip("\n")))
+                self.typed(line)
     # --8<-- [end:serve]
 
 
@@ -285,8 +309,11 @@ def main():
         node = Node(listener)
         try:
             node.serve()
-        except (EOFError, KeyboardInterrupt):
-            node.do_exit()  # Ctrl+D or Ctrl+C: leave as "exit" does
+        except EOFError:
+            node.do_exit()  # Ctrl+D or the end of a file of commands: leave as "exit" does
+        except KeyboardInterrupt:
+            node.do_exit()
+            print()  # the terminal echoed ^C after the prompt: "bye" goes on a line of its own
         print("\rbye")
 
 

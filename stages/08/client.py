@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import uuid
 from datetime import datetime
@@ -58,21 +59,30 @@ class Keyboard:
 
     def __init__(self, loop):
         self.lines, self.pending = asyncio.Queue(), b""
-        loop.add_reader(sys.stdin.fileno(), self.readable)  # call readable() whenever a key line is ready
+        try:
+            loop.add_reader(sys.stdin.fileno(), self.readable)  # call readable() whenever a key line is ready
+            self.from_file = False
+        except PermissionError:
+            # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both are
+            # always ready to read: line() reads on whenever it has no line left.
+            self.from_file = True
         # Ctrl+C becomes a line like any other, handled where we are, instead of an exception anywhere.
         loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
 
     def readable(self):
         data = os.read(sys.stdin.fileno(), 4096)
-        if not data:
-            self.lines.put_nowait(Leave)  # Ctrl+D
-            return
         *lines, self.pending = (self.pending + data).split(b"\n")
+        if not data:  # Ctrl+D, or the end of the file: its last line counts, even unfinished
+            lines, self.pending = [self.pending] if self.pending else [], b""
         for line in lines:
             self.lines.put_nowait(line.decode("utf-8", errors="replace").strip())
+        if not data:
+            self.lines.put_nowait(Leave)
 
     async def line(self, prompt="> "):
         print(prompt, end="", flush=True)
+        while self.from_file and self.lines.empty():
+            self.readable()
         line = await self.lines.get()
         if line is Leave:
             raise Leave()
@@ -172,34 +182,59 @@ async def ask(keyboard, prefix, what):
     line = await keyboard.line()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
-    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    if line.upper() == prefix:  # "D " and nothing more (the line comes stripped)
+        print(f"! an empty {what} is not sent: back to command mode")
+    else:
+        print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
     return None
 
 
 async def show_users(writer, user_lists):
+    """Ask for the user list and print it. Returns the names, or None if it never came."""
     send(writer, {"type": "who"})
     try:
-        print(render(await asyncio.wait_for(user_lists.get(), timeout=5)))
-        return True
+        users = await asyncio.wait_for(user_lists.get(), timeout=5)
     except asyncio.TimeoutError:
         print("! the server did not send the user list")
-        return False
+        return None
+    print(render(users))
+    names = users.get("names")
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+async def recipient(keyboard, names):
+    """Ask for a name, and check it against the user list just shown (in any case)."""
+    name = await ask(keyboard, "C", "name")
+    if name is not None and name.lower() not in (known.lower() for known in names):
+        # No need to type the message first: the list says already that it cannot arrive.
+        print(f"! nobody called {printable(name)} is online (no-such-user)")
+        return None
+    return name
+
+
+async def direct_message(writer, keyboard, user_lists):
+    if (names := await show_users(writer, user_lists)) is None:
+        return
+    if (name := await recipient(keyboard, names)) and (text := await ask(keyboard, "D", "message")):
+        send(writer, {"type": "dm", "to": name, "text": text})
 
 
 async def commands(writer, keyboard, user_lists):
     """Follow your commands until C EX."""
     print("type C HELP for the commands")
     while (command := (await keyboard.line()).upper()) != "C EX":
-        if command == "C PM" and (text := await ask(keyboard, "D", "message")) is not None:
-            send(writer, {"type": "say", "text": text})
-        elif command == "C DM" and await show_users(writer, user_lists):
-            if (name := await ask(keyboard, "C", "name")) and (text := await ask(keyboard, "D", "message")):
-                send(writer, {"type": "dm", "to": name, "text": text})
+        if command == "C PM":
+            if (text := await ask(keyboard, "D", "message")) is not None:
+                send(writer, {"type": "say", "text": text})
+        elif command == "C DM":
+            await direct_message(writer, keyboard, user_lists)
         elif command == "C LS":
             await show_users(writer, user_lists)
         elif command == "C HELP":
             print(HELP)
-        elif command and command not in ("C PM", "C DM"):
+        elif command.startswith("C"):  # it does start with C: say which command is unknown
+            print(f"! {printable(command)} is not a command (C HELP lists them)")
+        elif command:
             print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
 # --8<-- [end:tasks]
 
@@ -210,7 +245,7 @@ async def chat(args):
     try:
         reader, writer = await asyncio.open_connection(args.host, args.port)
     except OSError as error:
-        sys.exit(f"error: cannot connect to {args.host}:{args.port}: {error.strerror or error}")
+        sys.exit(f"error: cannot connect to {args.host}:{args.port}: {reason(error)}")
     keyboard, user_lists, said_bye = Keyboard(loop), asyncio.Queue(), asyncio.Event()
     receiving = None
     try:
@@ -235,6 +270,14 @@ async def chat(args):
         writer.close()
         return
     await leave(writer, said_bye)
+
+
+def reason(error):
+    """The system's words for an OSError, as stage 05 prints them: asyncio's own message is
+    "Connect call failed ('127.0.0.1', 65432)"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
 
 
 async def leave(writer, said_bye):

@@ -13,15 +13,22 @@ lock: between two awaits, nothing else runs.
 import argparse
 import asyncio
 import json
+import math
+import os
+import queue
 import re
 import signal
+import socket
 import sys
+import threading
 from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 05
+MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients together: each gets a share
+LOG_LINES = 4096  # log lines waiting for the console; past this, lines are dropped and counted
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -52,17 +59,77 @@ def positive(text):
     return number
 
 
+def seconds(text):
+    number = float(text)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(text)
+    return number
+
+
 def parse_args():
     parser = ArgumentParser(description="Stage 08: the complete chat server, on asyncio.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
+    parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
+                        help="close a connection that has not joined by then (default 60)")
     return parser.parse_args()
 
 
-def log(text):
-    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+# --8<-- [start:log]
+# The console is a consumer too: a pipe nobody reads (server.py | less, Ctrl+S) must not
+# stop the chat. So log() only queues a line, and one thread of its own writes the queue to
+# stdout. Like a stuck client's outbox, the queue is bounded: when full, lines are dropped.
+console = queue.Queue(maxsize=LOG_LINES)
+dropped = 0  # lines log() could not queue; only the event loop's thread changes it
+
+
+def log(text, stamp=True):
+    """Queue one line for the console. Never waits."""
+    global dropped
+    try:
+        console.put_nowait(f"{datetime.now():%H:%M:%S} {text}" if stamp else text)
+    except queue.Full:
+        dropped += 1
+
+
+def write_console():
+    """The console's writer thread: the only code that may wait for stdout."""
+    reported = 0
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    while True:
+        batch = [console.get()]
+        while not console.empty():  # all that piled up meanwhile: one write
+            batch.append(console.get_nowait())
+        lines = [item for item in batch if isinstance(item, str)]
+        if dropped > reported:  # caught up: say once what was lost
+            lines.append(f"({dropped - reported} log lines dropped: nobody was reading the log)")
+            reported = dropped
+        # os.write(), not print(): a thread blocked in print() holds stdout's lock, and at exit
+        # Python would wait for that lock for ever. backslashreplace: an ascii or cp1252
+        # console shows an emoji as \U0001f600 instead of raising.
+        data = "".join(line + "\n" for line in lines).encode(encoding, "backslashreplace")
+        try:
+            while data:
+                data = data[os.write(sys.stdout.fileno(), data):]
+        except OSError:  # stdout closed (server.py | head -1): the chat goes on, unlogged
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's exit
+            return
+        for item in batch:
+            if not isinstance(item, str):
+                item.set()  # flush_console() is waiting for this
+
+
+def flush_console(writer, timeout=1):
+    """At exit: give the writer a moment to write what is queued, and never more."""
+    written = threading.Event()
+    try:
+        console.put(written, timeout=timeout if writer.is_alive() else 0)
+    except queue.Full:
+        return
+    written.wait(timeout if writer.is_alive() else 0)
+# --8<-- [end:log]
 
 
 def encode(message):
@@ -81,7 +148,7 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -105,12 +172,9 @@ class Outbox:
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer. False if the client is too far behind."""
-        if len(self.data) + len(data) > MAX_PENDING:
-            return False  # a client that stops reading must not grow our memory for ever
+        """Add data, never waiting for the writer (ChatServer.send() checks the bound)."""
         self.data += data
         self.ready.set()
-        return True
 
     def close(self):
         self.closing = True
@@ -128,12 +192,17 @@ class Outbox:
 class Client:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
-        host, port = writer.get_extra_info("peername")[:2]
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]  # None: already gone
         self.address, self.name = f"{host}:{port}", None
         # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
         # stops reading fills its own outbox, and is dropped, instead of growing our memory.
         self.outbox = Outbox()
         self.writing = None  # the task running write_loop()
+
+    def waiting(self):
+        """Bytes on their way to this client: in its outbox, and in the transport's buffer
+        (handed to write(), not yet taken by the kernel)."""
+        return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
         """The only task that writes to this client. drain() waits while the kernel's buffer is full,
@@ -142,13 +211,14 @@ class Client:
         # and one system call for all of it, instead of one each.
         while data := await self.outbox.take():
             self.writer.write(data)
+            del data  # the transport keeps what the kernel did not take: hold it once, not twice
             await self.writer.drain()
 # --8<-- [end:client]
 
 
 class ChatServer:
-    def __init__(self, max_clients):
-        self.max_clients = max_clients
+    def __init__(self, max_clients, join_timeout):
+        self.max_clients, self.join_timeout = max_clients, join_timeout
         self.clients = set()  # no lock: only the event loop's one thread ever touches it
         self.stopping = False
 
@@ -174,18 +244,42 @@ class ChatServer:
 
     async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
+        joined_by = asyncio.get_running_loop().time() + self.join_timeout
         while True:
             try:
-                line = await client.reader.readuntil(b"\n")  # framing: the reader buffers partial lines
+                line = await self.next_line(client, joined_by)
             except asyncio.IncompleteReadError:
                 return "lost"  # the connection closed, maybe in the middle of a line
             except asyncio.LimitOverrunError:
                 # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
                 return "lost"
+            except asyncio.TimeoutError:
+                log(f"{client.address} did not join within {self.join_timeout:g} s: closed")
+                self.send_error(client, "join-timeout",
+                                f"not joined within {self.join_timeout:g} s of connecting")
+                return "timeout"
             line = line.rstrip(b"\r\n")
-            if line.strip() and (reason := self.handle_line(client, line)):
+            if line.strip() and (reason := self.guarded(client, line)):
                 return reason
+
+    async def next_line(self, client, joined_by):
+        """The next line (framing: the reader buffers partial lines). Until the client has
+        joined, only until `joined_by`: a connection that never joins, silent or dribbling,
+        must not hold a socket for ever (IRC servers do the same)."""
+        if client.name is not None:
+            return await client.reader.readuntil(b"\n")
+        remaining = joined_by - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
+
+    def guarded(self, client, line):
+        """handle_line(), with a last resort: a bug that one client's line sets off ends that
+        client (the others are told it left), never the task with a ghost left in the room."""
+        try:
+            return self.handle_line(client, line)
+        except Exception as error:
+            log(f"{client.name or client.address}: dropped after {type(error).__name__}: {error}")
+            return "lost"
 
     def handle_line(self, client, line):
         """Act on one message. Returns a reason to end the connection, or None to go on."""
@@ -206,18 +300,20 @@ class ChatServer:
             log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
             self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
         elif kind == "dm":
-            self.direct_message(client, message["to"], message["text"])
+            self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
             names = sorted((other.name for other in self.clients if other.name), key=str.lower)
             self.send(client, encode({"type": "users", "names": names}))
         return None
 
-    def direct_message(self, sender, to, text):
+    def direct_message(self, sender, to, text, size):
         recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
         if recipient is None:
             self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
             return
-        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        # The size of the line as received, as for a say: measuring the text would mean
+        # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
+        log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
 
     # --8<-- [start:hello]
@@ -250,11 +346,22 @@ class ChatServer:
             if other is not sender and other.name:
                 self.send(other, data)
 
+    # --8<-- [start:send]
+    def share(self):
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded room, so
+        that however many clients stop reading, all of them hold MAX_PENDING_TOTAL at most."""
+        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
-        if not client.outbox.put(data):
-            log(f"{client.name} is not reading: dropping it")
+        if client.writer.transport.is_closing():
+            return  # dropped already: its read_loop is about to clean up
+        if client.waiting() + len(data) > self.share():
+            log(f"{client.name or client.address} is not reading: dropping it")
             client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+            return
+        client.outbox.put(data)
+    # --8<-- [end:send]
 
     def disconnect(self, client, reason):
         if client not in self.clients:
@@ -286,34 +393,47 @@ def report_accept_errors(loop, context):
     a second); we only make its complaint one readable log line."""
     error = context.get("exception")
     if isinstance(error, OSError) and "accept" in context.get("message", ""):
-        log(f"cannot accept a client: {error.strerror}; trying again in a second")
+        log(f"cannot accept a client: {reason(error)}; trying again in a second")
     else:
         loop.default_exception_handler(context)
+
+
+def reason(error):
+    """The system's words for an OSError. asyncio's own message repeats the address
+    ("error while attempting to bind on address ('127.0.0.1', 65432): address already in use")."""
+    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
 
 
 # --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(report_accept_errors)
-    chat = ChatServer(args.max_clients)
+    chat = ChatServer(args.max_clients, args.join_timeout)
     try:
         # backlog: a burst of thousands of connections waits in the kernel until we accept them
         server = await asyncio.start_server(chat.serve_client, args.host, args.port, limit=MAX_LINE, backlog=1024)
     except OSError as error:
-        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}")
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     host, port = server.sockets[0].getsockname()[:2]
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for exactly this line
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
     await stop.wait()
     server.close()
     await chat.shut_down()
-    print("server stopped", flush=True)
+    log("server stopped", stamp=False)
 
 
 def main():
     args = parse_args()
-    asyncio.run(serve(args))
+    writer = threading.Thread(target=write_console, daemon=True)  # daemon: exit never waits for it
+    writer.start()
+    try:
+        asyncio.run(serve(args))
+    finally:
+        flush_console(writer)
 # --8<-- [end:main]
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import sys
 import uuid
@@ -76,21 +77,30 @@ class Keyboard:
 
     def __init__(self, loop):
         self.lines, self.pending = asyncio.Queue(), b""
-        loop.add_reader(sys.stdin.fileno(), self.readable)  # call readable() whenever a key line is ready
+        try:
+            loop.add_reader(sys.stdin.fileno(), self.readable)  # call readable() whenever a key line is ready
+            self.from_file = False
+        except PermissionError:
+            # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both are
+            # always ready to read: line() reads on whenever it has no line left.
+            self.from_file = True
         # Ctrl+C becomes a line like any other, handled where we are, instead of an exception anywhere.
         loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
 
     def readable(self):
         data = os.read(sys.stdin.fileno(), 4096)
-        if not data:
-            self.lines.put_nowait(Leave)  # Ctrl+D
-            return
         *lines, self.pending = (self.pending + data).split(b"\n")
+        if not data:  # Ctrl+D, or the end of the file: its last line counts, even unfinished
+            lines, self.pending = [self.pending] if self.pending else [], b""
         for line in lines:
             self.lines.put_nowait(line.decode("utf-8", errors="replace").strip())
+        if not data:
+            self.lines.put_nowait(Leave)
 
     async def line(self, prompt="> "):
         print(prompt, end="", flush=True)
+        while self.from_file and self.lines.empty():
+            self.readable()
         line = await self.lines.get()
         if line is Leave:
             raise Leave()
@@ -183,6 +193,20 @@ def open_new_file(folder, name):
 # --8<-- [end:safe_name]
 
 
+def unreadable(path):
+    """Why the file at `path` cannot be sent (None if it can): missing, a directory, or not
+    ours to read. Something that is not a plain file (a named pipe) could block open()."""
+    try:
+        if path.is_dir():
+            return "it is a directory"
+        if path.exists() and not path.is_file():
+            return "it is not a plain file"
+        with open(path, "rb"):
+            return None
+    except OSError as error:
+        return error.strerror or str(error)
+
+
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -206,8 +230,9 @@ class Download:
 class Files:
     """The files we offer and send, and the ones offered and sent to us."""
 
-    def __init__(self, writer, downloads, max_size):
+    def __init__(self, writer, downloads, max_size, me):
         self.writer, self.downloads, self.max_size = writer, Path(downloads), max_size
+        self.me = me  # our name: a file to ourselves is refused before it is offered
         self.outgoing = {}  # our id for a file -> its path, from the offer until it is sent
         self.offers = collections.deque()  # offers to us, waiting for C OK or C NO
         self.incoming = {}  # (sender, id) -> Download
@@ -216,15 +241,19 @@ class Files:
 
     async def offer(self, to, path_text):
         path = Path(path_text).expanduser()
-        if not path.is_file():
-            print(f"! no such file: {printable(path_text)}")
+        if why := unreadable(path):
+            print(f"! no file to send: {printable(path_text)}: {why}")
             return
         size = path.stat().st_size
         if size > self.max_size:
             print(f"! {path.name} is {size_text(size)}; this server takes files of up to {size_text(self.max_size)}")
             return
         # Hashing a big file takes a while: in a thread, so that the chat goes on meanwhile.
-        sha256, file_id = await asyncio.to_thread(sha256_of, path), str(next(self.ids))
+        try:
+            sha256, file_id = await asyncio.to_thread(sha256_of, path), str(next(self.ids))
+        except OSError as error:  # gone or changed since unreadable() looked
+            print(f"! no file to send: {printable(path_text)}: {error.strerror or error}")
+            return
         self.outgoing[file_id] = path
         send(self.writer, {"type": "offer", "to": to, "id": file_id, "name": path.name, "size": size, "sha256": sha256})
         print(f"* offered {printable(path.name)} ({size_text(size)}) to {printable(to)}: waiting for an answer")
@@ -365,39 +394,74 @@ async def ask(keyboard, prefix, what):
     line = await keyboard.line()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
-    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    if line.upper() == prefix:  # "D " and nothing more (the line comes stripped)
+        print(f"! an empty {what} is not sent: back to command mode")
+    else:
+        print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
     return None
 
 
 async def show_users(writer, user_lists):
+    """Ask for the user list and print it. Returns the names, or None if it never came."""
     send(writer, {"type": "who"})
     try:
-        print(render(await asyncio.wait_for(user_lists.get(), timeout=5)))
-        return True
+        users = await asyncio.wait_for(user_lists.get(), timeout=5)
     except asyncio.TimeoutError:
         print("! the server did not send the user list")
-        return False
+        return None
+    print(render(users))
+    names = users.get("names")
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+async def recipient(keyboard, names):
+    """Ask for a name, and check it against the user list just shown (in any case)."""
+    name = await ask(keyboard, "C", "name")
+    if name is not None and name.lower() not in (known.lower() for known in names):
+        # No need to type the message first: the list says already that it cannot arrive.
+        print(f"! nobody called {printable(name)} is online (no-such-user)")
+        return None
+    return name
+
+
+async def direct_message(writer, keyboard, user_lists):
+    if (names := await show_users(writer, user_lists)) is None:
+        return
+    if (name := await recipient(keyboard, names)) and (text := await ask(keyboard, "D", "message")):
+        send(writer, {"type": "dm", "to": name, "text": text})
+
+
+async def offer_file(keyboard, user_lists, files):
+    if (names := await show_users(files.writer, user_lists)) is None:
+        return
+    if (name := await recipient(keyboard, names)) is None:
+        return
+    if name.lower() == files.me.lower():
+        print("! that is you: a file goes to someone else")
+    elif path := await ask(keyboard, "C", "path"):
+        await files.offer(name, path)
 
 
 async def commands(writer, keyboard, user_lists, files):
     """Follow your commands until C EX."""
     print("type C HELP for the commands")
     while (command := (await keyboard.line()).upper()) != "C EX":
-        if command == "C PM" and (text := await ask(keyboard, "D", "message")) is not None:
-            send(writer, {"type": "say", "text": text})
-        elif command == "C DM" and await show_users(writer, user_lists):
-            if (name := await ask(keyboard, "C", "name")) and (text := await ask(keyboard, "D", "message")):
-                send(writer, {"type": "dm", "to": name, "text": text})
-        elif command == "C FT" and await show_users(writer, user_lists):
-            if (name := await ask(keyboard, "C", "name")) and (path := await ask(keyboard, "C", "path")):
-                await files.offer(name, path)
+        if command == "C PM":
+            if (text := await ask(keyboard, "D", "message")) is not None:
+                send(writer, {"type": "say", "text": text})
+        elif command == "C DM":
+            await direct_message(writer, keyboard, user_lists)
+        elif command == "C FT":
+            await offer_file(keyboard, user_lists, files)
         elif command in ("C OK", "C NO"):
             files.answer(accept=command == "C OK")
         elif command == "C LS":
             await show_users(writer, user_lists)
         elif command == "C HELP":
             print(HELP)
-        elif command and command not in ("C PM", "C DM", "C FT"):
+        elif command.startswith("C"):  # it does start with C: say which command is unknown
+            print(f"! {printable(command)} is not a command (C HELP lists them)")
+        elif command:
             print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
 # --8<-- [end:tasks]
 
@@ -408,8 +472,11 @@ async def connect_securely(host, port, cafile):
     """A TLS connection to a server we trust: its certificate is signed by the CA in `cafile`, and
     names `host`. Anything else ends the program with one line saying why."""
     where = f"{host}:{port}"
-    try:
+    try:  # before connecting: a CA file we cannot read is no fault of the server's
         context = ssl.create_default_context(cafile=cafile)  # verifies the certificate and the host name
+    except OSError as error:  # ssl.SSLError too: a file that holds no certificate
+        sys.exit(f"error: cannot use the CA file {cafile}: {error.strerror or error}")
+    try:
         return await asyncio.open_connection(host, port, ssl=context, limit=MAX_LINE, ssl_handshake_timeout=10)
     except ssl.SSLCertVerificationError as error:
         sys.exit(f"error: will not trust the server at {where}: {error.verify_message}")
@@ -418,10 +485,16 @@ async def connect_securely(host, port, cafile):
     except asyncio.TimeoutError:
         sys.exit(f"error: no TLS at {where}: no answer to the TLS handshake within 10 s")
     except OSError as error:
-        if error.filename:  # the CA file
-            sys.exit(f"error: cannot read the CA file {error.filename}: {error.strerror}")
-        sys.exit(f"error: cannot connect to {where}: {error.strerror or error}")
+        sys.exit(f"error: cannot connect to {where}: {reason(error)}")
 # --8<-- [end:connect]
+
+
+def reason(error):
+    """The system's words for an OSError, as stage 05 prints them: asyncio's own message is
+    "Connect call failed ('127.0.0.1', 65432)"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
 
 
 async def chat(args):
@@ -433,7 +506,8 @@ async def chat(args):
         welcome = await join(reader, writer, keyboard, args.name)
         print(render(welcome))
         max_size = welcome.get("max_file_size")
-        files = Files(writer, args.downloads, max_size if isinstance(max_size, int) else 0)
+        files = Files(writer, args.downloads, max_size if isinstance(max_size, int) else 0,
+                      str(welcome.get("name", "")))
         receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye, files))
         typing = asyncio.create_task(commands(writer, keyboard, user_lists, files))
         # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D), or the server going away.

@@ -16,11 +16,15 @@ import asyncio
 import base64
 import binascii
 import json
+import math
+import os
+import queue
 import re
 import signal
 import socket
 import ssl
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +32,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 65536  # bytes in one message (a file chunk is about 22 KiB); past this without a newline, we disconnect
 MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB)
+MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients together: each gets a share
+LOG_LINES = 4096  # log lines waiting for the console; past this, lines are dropped and counted
+WRITE_PIECE = 64 * 1024  # bytes handed to TLS at a time: see Outbox.take()
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -68,6 +75,13 @@ def positive(text):
     return number
 
 
+def seconds(text):
+    number = float(text)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(text)
+    return number
+
+
 def byte_size(text):
     """A size such as 1048576, 512K or 10M."""
     units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
@@ -87,6 +101,8 @@ def parse_args():
     parser.add_argument("--key", default=CERTS / "localhost-key.pem", help="the certificate's private key (PEM)")
     parser.add_argument("--max-file-size", type=byte_size, default="10M", metavar="SIZE",
                         help="largest file a client may send, e.g. 512K or 10M (default 10M)")
+    parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
+                        help="close a connection that has not joined by then (default 60)")
     return parser.parse_args()
 
 
@@ -102,8 +118,59 @@ def tls_context(cert, key):
 # --8<-- [end:tls_context]
 
 
-def log(text):
-    print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+# --8<-- [start:log]
+# The console is a consumer too: a pipe nobody reads (server.py | less, Ctrl+S) must not
+# stop the chat. So log() only queues a line, and one thread of its own writes the queue to
+# stdout. Like a stuck client's outbox, the queue is bounded: when full, lines are dropped.
+console = queue.Queue(maxsize=LOG_LINES)
+dropped = 0  # lines log() could not queue; only the event loop's thread changes it
+
+
+def log(text, stamp=True):
+    """Queue one line for the console. Never waits."""
+    global dropped
+    try:
+        console.put_nowait(f"{datetime.now():%H:%M:%S} {text}" if stamp else text)
+    except queue.Full:
+        dropped += 1
+
+
+def write_console():
+    """The console's writer thread: the only code that may wait for stdout."""
+    reported = 0
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    while True:
+        batch = [console.get()]
+        while not console.empty():  # all that piled up meanwhile: one write
+            batch.append(console.get_nowait())
+        lines = [item for item in batch if isinstance(item, str)]
+        if dropped > reported:  # caught up: say once what was lost
+            lines.append(f"({dropped - reported} log lines dropped: nobody was reading the log)")
+            reported = dropped
+        # os.write(), not print(): a thread blocked in print() holds stdout's lock, and at exit
+        # Python would wait for that lock for ever. backslashreplace: an ascii or cp1252
+        # console shows an emoji as \U0001f600 instead of raising.
+        data = "".join(line + "\n" for line in lines).encode(encoding, "backslashreplace")
+        try:
+            while data:
+                data = data[os.write(sys.stdout.fileno(), data):]
+        except OSError:  # stdout closed (server.py | head -1): the chat goes on, unlogged
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's exit
+            return
+        for item in batch:
+            if not isinstance(item, str):
+                item.set()  # flush_console() is waiting for this
+
+
+def flush_console(writer, timeout=1):
+    """At exit: give the writer a moment to write what is queued, and never more."""
+    written = threading.Event()
+    try:
+        console.put(written, timeout=timeout if writer.is_alive() else 0)
+    except queue.Full:
+        return
+    written.wait(timeout if writer.is_alive() else 0)
+# --8<-- [end:log]
 
 
 def encode(message):
@@ -122,7 +189,7 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -146,43 +213,50 @@ class Outbox:
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer. False if the client is too far behind."""
-        if len(self.data) + len(data) > MAX_PENDING:
-            return False  # a client that stops reading must not grow our memory for ever
+        """Add data, never waiting for the writer (ChatServer.send() checks the bound)."""
         self.data += data
         self.ready.set()
-        return True
 
     def close(self):
         self.closing = True
         self.ready.set()
 
     async def take(self):
-        """Wait until there is something to send, then take all of it. b"" once closed and empty."""
+        """Wait until there is something to send, then take up to WRITE_PIECE of it. b"" once
+        closed and empty. Not all of it, as in stage 08: under TLS, asyncio passes what we
+        write on to a buffer below its TLS layer, which get_write_buffer_size() does not
+        count. Small pieces keep that unseen part small (about 100 KiB a client)."""
         while not self.data and not self.closing:
             self.ready.clear()
             await self.ready.wait()
-        data, self.data = bytes(self.data), bytearray()
+        data = bytes(self.data[:WRITE_PIECE])
+        del self.data[:WRITE_PIECE]  # cheap: a bytearray drops its start without copying the rest
         return data
 
 
 class Client:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
-        host, port = writer.get_extra_info("peername")[:2]
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]  # None: already gone
         self.address, self.name = f"{host}:{port}", None
         # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
         # stops reading fills its own outbox, and is dropped, instead of growing our memory.
         self.outbox = Outbox()
         self.writing = None  # the task running write_loop()
 
+    def waiting(self):
+        """Bytes on their way to this client: in its outbox, and in the transport's buffer
+        (handed to write(), not yet encrypted and taken by the kernel)."""
+        return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
+
     async def write_loop(self):
         """The only task that writes to this client. drain() waits while the kernel's buffer is full,
         so a slow reader slows only this task, never the room."""
-        # Everything that piled up while we waited goes in one write(): one wake-up of this task
-        # and one system call for all of it, instead of one each.
+        # What piled up while we waited goes in one write() (up to WRITE_PIECE): one wake-up of
+        # this task and one system call for many messages, instead of one each.
         while data := await self.outbox.take():
             self.writer.write(data)
+            del data  # the transport keeps what the kernel did not take: hold it once, not twice
             await self.writer.drain()
 # --8<-- [end:client]
 
@@ -196,8 +270,9 @@ class Transfer:
 
 
 class ChatServer:
-    def __init__(self, max_clients, max_file_size, context):
+    def __init__(self, max_clients, max_file_size, context, join_timeout):
         self.max_clients, self.max_file_size, self.context = max_clients, max_file_size, context
+        self.join_timeout = join_timeout
         self.clients = set()  # no lock: only the event loop's one thread ever touches it
         self.transfers = {}  # (sender, its id for the file) -> Transfer
         self.greeting = set()  # connections still in their TLS handshake (asyncio keeps only weak references)
@@ -210,7 +285,7 @@ class ChatServer:
             try:
                 sock, (host, port, *_) = await loop.sock_accept(listener)
             except OSError as error:  # out of file descriptors: wait until some are free, instead of spinning
-                log(f"cannot accept a client: {error.strerror}; trying again in a second")
+                log(f"cannot accept a client: {reason(error)}; trying again in a second")
                 await asyncio.sleep(1)
                 continue
             task = asyncio.create_task(self.greet(sock, f"{host}:{port}"))
@@ -220,8 +295,10 @@ class ChatServer:
     async def greet(self, sock, address):
         """Look at a new connection's first byte: a TLS handshake, or a plaintext client to turn away."""
         loop = asyncio.get_running_loop()
+        # The join timeout counts from now, the TLS handshake included.
+        joined_by, patience = loop.time() + self.join_timeout, min(HANDSHAKE_SECONDS, self.join_timeout)
         try:
-            first = await asyncio.wait_for(first_byte(sock), HANDSHAKE_SECONDS)
+            first = await asyncio.wait_for(first_byte(sock), patience)
             if first == b"":
                 sock.close()  # connected and left without a word
             elif first != TLS_HANDSHAKE:
@@ -234,23 +311,24 @@ class ChatServer:
                 # From here on asyncio does the TLS work: handshake, then encrypting and decrypting
                 # every byte. serve_client() gets a reader and a writer of plaintext, as before.
                 def stream():  # what asyncio.start_server() builds for each of its connections
-                    return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=MAX_LINE), self.serve_client)
+                    return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=MAX_LINE),
+                                                        lambda *both: self.serve_client(*both, joined_by))
                 await loop.connect_accepted_socket(stream, sock, ssl=self.context,
-                                                   ssl_handshake_timeout=HANDSHAKE_SECONDS)
+                                                   ssl_handshake_timeout=patience)
         except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
             log(f"{address} did not complete a TLS handshake: {getattr(error, 'reason', None) or error or 'timeout'}")
             sock.close()
     # --8<-- [end:greet]
 
     # --8<-- [start:serve_client]
-    async def serve_client(self, reader, writer):
+    async def serve_client(self, reader, writer, joined_by):
         """One client, from connection to goodbye. asyncio starts one of these tasks per connection."""
         client = Client(reader, writer)
         client.serving = asyncio.current_task()  # shut_down() waits for it
         self.clients.add(client)
         writing = client.writing = asyncio.create_task(client.write_loop())
         try:
-            reason = await self.read_loop(client)
+            reason = await self.read_loop(client, joined_by)
         except (ConnectionError, OSError):
             reason = "lost"
         self.disconnect(client, reason)
@@ -262,20 +340,43 @@ class ChatServer:
         writer.close()
     # --8<-- [end:serve_client]
 
-    async def read_loop(self, client):
+    async def read_loop(self, client, joined_by):
         """Handle the client's lines until it leaves; return why it left."""
         while True:
             try:
-                line = await client.reader.readuntil(b"\n")  # framing: the reader buffers partial lines
+                line = await self.next_line(client, joined_by)
             except asyncio.IncompleteReadError:
                 return "lost"  # the connection closed, maybe in the middle of a line
             except asyncio.LimitOverrunError:
                 # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
                 return "lost"
+            except asyncio.TimeoutError:
+                log(f"{client.address} did not join within {self.join_timeout:g} s: closed")
+                self.send_error(client, "join-timeout",
+                                f"not joined within {self.join_timeout:g} s of connecting")
+                return "timeout"
             line = line.rstrip(b"\r\n")
-            if line.strip() and (reason := self.handle_line(client, line)):
+            if line.strip() and (reason := self.guarded(client, line)):
                 return reason
+
+    async def next_line(self, client, joined_by):
+        """The next line (framing: the reader buffers partial lines). Until the client has
+        joined, only until `joined_by`: a connection that never joins, silent or dribbling,
+        must not hold a socket for ever (IRC servers do the same)."""
+        if client.name is not None:
+            return await client.reader.readuntil(b"\n")
+        remaining = joined_by - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
+
+    def guarded(self, client, line):
+        """handle_line(), with a last resort: a bug that one client's line sets off ends that
+        client (the others are told it left), never the task with a ghost left in the room."""
+        try:
+            return self.handle_line(client, line)
+        except Exception as error:
+            log(f"{client.name or client.address}: dropped after {type(error).__name__}: {error}")
+            return "lost"
 
     def handle_line(self, client, line):
         """Act on one message. Returns a reason to end the connection, or None to go on."""
@@ -296,7 +397,7 @@ class ChatServer:
             log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
             self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
         elif kind == "dm":
-            self.direct_message(client, message["to"], message["text"])
+            self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
             names = sorted((other.name for other in self.clients if other.name), key=str.lower)
             self.send(client, encode({"type": "users", "names": names}))
@@ -307,12 +408,14 @@ class ChatServer:
     def find(self, name):
         return next((other for other in self.clients if other.name and other.name.lower() == name.lower()), None)
 
-    def direct_message(self, sender, to, text):
+    def direct_message(self, sender, to, text, size):
         recipient = self.find(to)
         if recipient is None:
             self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
             return
-        log(f"{sender.name} sent {recipient.name} a direct message of {len(text.encode())} bytes")
+        # The size of the line as received, as for a say: measuring the text would mean
+        # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
+        log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
 
     # --8<-- [start:files]
@@ -425,11 +528,22 @@ class ChatServer:
             if other is not sender and other.name:
                 self.send(other, data)
 
+    # --8<-- [start:send]
+    def share(self):
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded room, so
+        that however many clients stop reading, all of them hold MAX_PENDING_TOTAL at most."""
+        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
-        if not client.outbox.put(data):
-            log(f"{client.name} is not reading: dropping it")
+        if client.writer.transport.is_closing():
+            return  # dropped already: its read_loop is about to clean up
+        if client.waiting() + len(data) > self.share():
+            log(f"{client.name or client.address} is not reading: dropping it")
             client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+            return
+        client.outbox.put(data)
+    # --8<-- [end:send]
 
     def disconnect(self, client, reason):
         if client not in self.clients:
@@ -471,18 +585,27 @@ async def first_byte(sock):
     return sock.recv(1, socket.MSG_PEEK)
 
 
+def reason(error):
+    """The system's words for an OSError. socket.create_server() adds the address to them
+    ("Address already in use (while attempting to bind on address ('127.0.0.1', 65432))")."""
+    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
 # --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
-    chat = ChatServer(args.max_clients, args.max_file_size, tls_context(args.cert, args.key))
+    chat = ChatServer(args.max_clients, args.max_file_size, tls_context(args.cert, args.key),
+                      args.join_timeout)
     try:
         # backlog: a burst of thousands of connections waits in the kernel until we accept them
         listener = socket.create_server((args.host, args.port), backlog=1024)
     except OSError as error:
-        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}")
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     listener.setblocking(False)  # the event loop waits for connections; accept() itself must never wait
     host, port = listener.getsockname()[:2]
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for exactly this line
     accepting = asyncio.create_task(chat.accept_forever(listener))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
@@ -492,12 +615,17 @@ async def serve(args):
     for task in list(chat.greeting):
         task.cancel()  # half-made connections: nobody to say goodbye to yet
     await chat.shut_down()
-    print("server stopped", flush=True)
+    log("server stopped", stamp=False)
 
 
 def main():
     args = parse_args()
-    asyncio.run(serve(args))
+    writer = threading.Thread(target=write_console, daemon=True)  # daemon: exit never waits for it
+    writer.start()
+    try:
+        asyncio.run(serve(args))
+    finally:
+        flush_console(writer)
 # --8<-- [end:main]
 
 
