@@ -28,7 +28,7 @@ def lines_file(session, lines):
 
 
 @pytest.mark.needs("server")
-@pytest.mark.sampled  # the kit\'s default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a client whose stdin is a file reads it as typed, then leaves cleanly")
 def test_a_client_reads_a_file_as_typed_then_leaves_cleanly(session):
     server = session.start_server()
@@ -52,7 +52,7 @@ def test_a_client_reads_a_file_as_typed_then_leaves_cleanly(session):
 
 
 @pytest.mark.needs("server")
-@pytest.mark.sampled  # the kit\'s default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a client whose stdin is /dev/null ends cleanly")
 def test_a_client_with_stdin_dev_null_ends_cleanly(session):
     server = session.start_server()
@@ -66,7 +66,7 @@ def test_a_client_with_stdin_dev_null_ends_cleanly(session):
 
 @pytest.mark.needs("p2p")
 @pytest.mark.parametrize("stdin", ["a file", "/dev/null"])
-@pytest.mark.sampled  # the kit\'s default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a peer whose stdin is a file or /dev/null runs its commands, then exits cleanly")
 def test_a_peer_reads_commands_from_a_file_then_exits_cleanly(session, stdin):
     path = lines_file(session, ["myport"]) if stdin == "a file" else "/dev/null"
