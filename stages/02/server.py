@@ -161,15 +161,6 @@ def printable(text):
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
-def too_long(inbox):
-    """Is the first line in inbox over MAX_LINE bytes, whether its "\\n" came or not?
-
-    Without a limit, a client that never sends "\\n" would make us buffer for ever.
-    It must hold on whole lines too: one recv() may bring a 30 KB line and its "\\n".
-    """
-    return len(inbox) > MAX_LINE and inbox.find(b"\n", 0, MAX_LINE + 1) < 0
-
-
 # --8<-- [start:client]
 class Client:
     """What the server remembers about one connection."""
@@ -264,16 +255,16 @@ class ChatServer:
             return
         client.inbox += data
         # Act only on complete lines; keep the rest for the next recv().
-        while client in self.clients and not too_long(client.inbox):
-            end = client.inbox.find(b"\n")
-            if end < 0:
-                return  # the start of a line: wait for the rest
+        while client in self.clients and (end := client.inbox.find(b"\n")) >= 0:
+            if end > MAX_LINE:
+                break  # a whole line, but too long: refused below, like the rest of one
             line = client.inbox[:end].decode("utf-8", errors="replace")
             del client.inbox[:end + 1]
             self.handle_line(client, line.strip())
-        if client in self.clients:  # the loop stopped at a line that is too long
-            # disconnect() makes a last try to send the error
-            self.send(client, encode("* error: line too long"))
+        if client in self.clients and len(client.inbox) > MAX_LINE:
+            # Without a limit, a client that never sends "\n" would make us buffer for
+            # ever. It holds on whole lines too: one recv() can bring 30 KB and a "\n".
+            self.send(client, encode("* error: line too long"))  # disconnect() sends it
             self.disconnect(client)
     # --8<-- [end:receive]
 
@@ -386,10 +377,11 @@ def main():
     try:
         server.run()
     except KeyboardInterrupt:
-        log("server stopped")  # Ctrl+C is how you stop a server: not an error
+        pass  # Ctrl+C is how you stop a server: not an error
     finally:
         server.close()
-        log.close()  # a moment to write what is still queued, and no more
+    log("server stopped")
+    log.close()  # a moment to write what is still queued, and no more
 
 
 if __name__ == "__main__":

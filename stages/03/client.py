@@ -14,6 +14,7 @@ import os
 import selectors
 import socket
 import sys
+import threading
 import uuid
 from datetime import datetime
 
@@ -157,8 +158,30 @@ def join(conn, name):
 # --8<-- [end:join]
 
 
+def keyboard_fd():
+    """The file descriptor to watch for what you type.
+
+    A terminal can be watched directly. A file cannot (epoll refuses it with
+    PermissionError: `client.py < file.txt`, `< /dev/null`), and input() may already
+    have read ahead past the name. So then a thread copies the rest of stdin into a
+    pipe, which can be watched; at the end of the input it closes the pipe (EOF).
+    """
+    if sys.stdin.isatty():
+        return sys.stdin.fileno()
+    read_end, write_end = os.pipe()
+    threading.Thread(target=copy_stdin, args=(write_end,), daemon=True).start()
+    return read_end
+
+
+def copy_stdin(write_end):
+    with open(write_end, "wb") as pipe:  # closed at the end, or on an error: EOF
+        for line in sys.stdin:  # each line of the file counts as typed
+            pipe.write(line.encode("utf-8"))
+            pipe.flush()
+
+
 def chat(conn):
-    keyboard = sys.stdin.fileno()
+    keyboard = keyboard_fd()
     selector = selectors.DefaultSelector()
     selector.register(conn.sock, selectors.EVENT_READ)
     selector.register(keyboard, selectors.EVENT_READ)
@@ -197,6 +220,9 @@ def leave(conn):
 
 def main():
     args = parse_args()
+    # Before the first read (Python refuses it after): a byte that is not UTF-8, in a
+    # file or typed, becomes U+FFFD instead of a UnicodeDecodeError.
+    sys.stdin.reconfigure(errors="replace")
     with connect(args.host, args.port) as sock:
         conn = Connection(sock)
         try:
