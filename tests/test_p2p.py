@@ -3,7 +3,6 @@
 Every peer listens on 127.0.0.1 with --port 0 (tests/stages.py, Peer.start).
 """
 
-import ipaddress
 import json
 
 import pytest
@@ -133,8 +132,8 @@ def test_help_myport_and_myip(session):
     ip = alice.term.expect_regex(session.spec("myip")).group(1)
     addresses = local_addresses()
     assert ip in addresses, f"myip said {ip}, which is not one of this machine's addresses {addresses}"
-    if any(not ipaddress.ip_address(address).is_loopback for address in addresses):
-        assert not ipaddress.ip_address(ip).is_loopback, f"myip said {ip}, but this machine has a network"
+    # Which one is the stage's choice: the kit's shows where it listens (here 127.0.0.1), or,
+    # listening everywhere, an address others can reach (tests/test_details_07_09.py).
 
 
 @pytest.mark.points(2, "messages are framed: split across writes, or two in one write")

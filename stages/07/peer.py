@@ -3,7 +3,7 @@
 Run it:    python stages/07/peer.py [--host HOST] [--port PORT]      or simply:  python stages/07/peer.py 8080
 
 Commands at the "> " prompt:
-  help                    the commands              myip      where other machines reach us
+  help                    the commands              myip      where others reach us
   myport                  the port we listen on     list      our connections: id, address, port
   connect HOST PORT       connect to a peer         terminate ID      close a connection
   send ID MESSAGE         send to one peer          exit      close every connection and quit
@@ -98,16 +98,16 @@ class Node:
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, self.accept)
         try:
-            self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, self.read_keyboard)
+            self.selector.register(sys.stdin, selectors.EVENT_READ, self.read_keyboard)
             self.from_file = False
         except PermissionError:
-            # epoll refuses a regular file (peer.py < commands.txt) and /dev/null. Both are
-            # always ready to read: serve() takes one line at a time between network events.
+            # epoll refuses a regular file (peer.py < commands.txt) and /dev/null. Both
+            # are always ready to read: serve() takes a line between network events.
             self.from_file = True
 
     def say(self, text):
-        # "\r" starts over the "> " prompt; then a fresh prompt for what you type next, unless
-        # a command is running: read_keyboard() draws the prompt once, when it is done.
+        # "\r" starts over the "> " prompt; then a fresh prompt for what you type next,
+        # unless a command is running: typed() draws the prompt once, when it is done.
         print(f"\r{text}", end="\n" if self.busy else "\n> ", flush=True)
 
     # --8<-- [start:connections]
@@ -151,7 +151,7 @@ class Node:
         try:
             message = json.loads(line)
             kind = message["type"]
-        except (ValueError, TypeError, KeyError, RecursionError):  # [[[[... nested too deep
+        except (ValueError, TypeError, KeyError, RecursionError):  # [[[[... too deep
             return self.say(f"! connection {peer.id} sent a line that is not a message: ignored")
         if kind == "hello" and isinstance(message.get("port"), int) and peer.port is None:
             peer.port = message["port"]
@@ -160,7 +160,8 @@ class Node:
                                         and message["text"].strip()):
             self.say(f"! connection {peer.id} sent a message with no text: not shown")
         elif kind == "message":
-            self.say(f"message from {peer} (connection {peer.id}): {printable(message['text'])}")
+            text = printable(message["text"])
+            self.say(f"message from {peer} (connection {peer.id}): {text}")
         elif kind == "bye":
             self.drop(peer, "closed by the peer")
     # --8<-- [end:receive]
@@ -171,9 +172,9 @@ class Node:
         self.typed(data)
 
     def typed(self, data):
-        """Act on each whole line typed. b"": Ctrl+D, or the end of a file of commands."""
+        """Act on each whole line typed. b"": Ctrl+D, or the end of a file of them."""
         lines = (self.keyboard + data).split(b"\n")
-        self.keyboard = lines.pop() if data else b""  # at the end, a last unfinished line counts
+        self.keyboard = lines.pop() if data else b""  # at the end, a last part counts
         self.busy = True
         for line in lines:
             if self.running:
@@ -204,7 +205,7 @@ class Node:
             print(f"  {usage:<20} {meaning}")
 
     def do_myip(self):
-        # Listening on one address only (--host 127.0.0.1): that is where others can reach us.
+        # Listening on one address only (--host 127.0.0.1): others reach us there only.
         print(my_ip() if self.host == "0.0.0.0" else self.host)
 
     def do_myport(self):
@@ -310,10 +311,10 @@ def main():
         try:
             node.serve()
         except EOFError:
-            node.do_exit()  # Ctrl+D or the end of a file of commands: leave as "exit" does
+            node.do_exit()  # Ctrl+D, or the end of a file of commands: as "exit" does
         except KeyboardInterrupt:
             node.do_exit()
-            print()  # the terminal echoed ^C after the prompt: "bye" goes on a line of its own
+            print()  # the terminal echoed ^C after the prompt: "bye" on a new line
         print("\rbye")
 
 

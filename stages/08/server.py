@@ -1,6 +1,7 @@
 """Stage 08 server: stage 05's complete chat, on asyncio.
 
 Run it:    python stages/08/server.py [--host HOST] [--port PORT] [--max-clients N]
+                                      [--join-timeout SECONDS]
 
 The protocol, the limits and the log are stage 05's (docs/protocol.md): stage 05's
 client works with this server. What changed is how it waits. Stage 02 waited with
@@ -12,6 +13,7 @@ lock: between two awaits, nothing else runs.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -21,14 +23,15 @@ import signal
 import socket
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 05
-MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients together: each gets a share
-LOG_LINES = 4096  # log lines waiting for the console; past this, lines are dropped and counted
+MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
+LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -73,62 +76,79 @@ def parse_args():
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
     parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
-                        help="close a connection that has not joined by then (default 60)")
+                        help="close a connection not joined by then (default 60)")
     return parser.parse_args()
 
 
 # --8<-- [start:log]
-# The console is a consumer too: a pipe nobody reads (server.py | less, Ctrl+S) must not
-# stop the chat. So log() only queues a line, and one thread of its own writes the queue to
-# stdout. Like a stuck client's outbox, the queue is bounded: when full, lines are dropped.
-console = queue.Queue(maxsize=LOG_LINES)
-dropped = 0  # lines log() could not queue; only the event loop's thread changes it
+class Console:
+    """The server's log, as one more consumer that may stop reading (lesson 02).
 
+    log() never waits for stdout: a line goes on a bounded queue, or is dropped and
+    counted when the queue is full. One writer thread does the waiting, and says what
+    was lost."""
 
-def log(text, stamp=True):
-    """Queue one line for the console. Never waits."""
-    global dropped
-    try:
-        console.put_nowait(f"{datetime.now():%H:%M:%S} {text}" if stamp else text)
-    except queue.Full:
-        dropped += 1
+    def __init__(self):
+        self.lines = queue.Queue(maxsize=LOG_BACKLOG)  # thread-safe: two threads use it
+        # The loop's thread counts drops and the writer's resets the count: a lock keeps
+        # either from losing the other's change.
+        self.lock = threading.Lock()
+        self.dropped = 0
+        self.writer = threading.Thread(target=self.write_loop, daemon=True)
 
-
-def write_console():
-    """The console's writer thread: the only code that may wait for stdout."""
-    reported = 0
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    while True:
-        batch = [console.get()]
-        while not console.empty():  # all that piled up meanwhile: one write
-            batch.append(console.get_nowait())
-        lines = [item for item in batch if isinstance(item, str)]
-        if dropped > reported:  # caught up: say once what was lost
-            lines.append(f"({dropped - reported} log lines dropped: nobody was reading the log)")
-            reported = dropped
-        # os.write(), not print(): a thread blocked in print() holds stdout's lock, and at exit
-        # Python would wait for that lock for ever. backslashreplace: an ascii or cp1252
-        # console shows an emoji as \U0001f600 instead of raising.
-        data = "".join(line + "\n" for line in lines).encode(encoding, "backslashreplace")
+    def put(self, line):
         try:
-            while data:
-                data = data[os.write(sys.stdout.fileno(), data):]
-        except OSError:  # stdout closed (server.py | head -1): the chat goes on, unlogged
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's exit
-            return
-        for item in batch:
-            if not isinstance(item, str):
-                item.set()  # flush_console() is waiting for this
+            self.lines.put_nowait(line)
+        except queue.Full:  # nobody is reading the log: lose the line, never the room
+            with self.lock:
+                self.dropped += 1
+
+    def write_loop(self):
+        """The writer thread: the only one that ever waits for stdout."""
+        while True:
+            batch = [self.lines.get()]  # sleeps until there is a line
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None:  # None: the server is stopping (close)
+                    batch.append(self.lines.get_nowait())  # what piled up: one write
+            with self.lock:
+                dropped, self.dropped = self.dropped, 0
+            if dropped:
+                batch.append(f"({dropped} log lines dropped: "
+                             "nobody was reading the log)\n")
+            if not self.write("".join(line for line in batch if line)) or None in batch:
+                return
+
+    def write(self, text):
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return True
+        except (OSError, ValueError):  # stdout closed (server.py | head -1): chat on
+            # The interpreter flushes stdout once more at exit: let that go nowhere.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return False
+
+    def close(self, seconds=1.0):
+        """Give the writer `seconds` to write what is queued, no more: an unread stdout
+        must not hold up the exit."""
+        if self.writer.is_alive():
+            deadline = time.monotonic() + seconds
+            with contextlib.suppress(queue.Full):
+                self.lines.put(None, timeout=seconds)
+            self.writer.join(max(0.0, deadline - time.monotonic()))
 
 
-def flush_console(writer, timeout=1):
-    """At exit: give the writer a moment to write what is queued, and never more."""
-    written = threading.Event()
-    try:
-        console.put(written, timeout=timeout if writer.is_alive() else 0)
-    except queue.Full:
-        return
-    written.wait(timeout if writer.is_alive() else 0)
+CONSOLE = Console()
+
+
+def log(*lines, stamp=True):
+    # Only the writer thread writes: the event loop never waits for stdout.
+    start = f"{datetime.now():%H:%M:%S} " if stamp else ""
+    for line in lines:
+        CONSOLE.put(f"{start}{line}\n")
 # --8<-- [end:log]
 
 
@@ -148,7 +168,7 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
-    except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
+    except (ValueError, RecursionError):  # RecursionError: [[[[... thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -172,7 +192,7 @@ class Outbox:
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer (ChatServer.send() checks the bound)."""
+        """Add data, never waiting for the writer (send() has checked the bound)."""
         self.data += data
         self.ready.set()
 
@@ -192,7 +212,8 @@ class Outbox:
 class Client:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
-        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]  # None: already gone
+        peer = writer.get_extra_info("peername") or ("?", 0)  # None: gone already
+        host, port = peer[:2]
         self.address, self.name = f"{host}:{port}", None
         # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
         # stops reading fills its own outbox, and is dropped, instead of growing our memory.
@@ -200,8 +221,8 @@ class Client:
         self.writing = None  # the task running write_loop()
 
     def waiting(self):
-        """Bytes on their way to this client: in its outbox, and in the transport's buffer
-        (handed to write(), not yet taken by the kernel)."""
+        """Bytes on their way to this client: in its outbox, and in the transport's
+        buffer (handed to write(), not yet taken by the kernel)."""
         return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
@@ -211,7 +232,7 @@ class Client:
         # and one system call for all of it, instead of one each.
         while data := await self.outbox.take():
             self.writer.write(data)
-            del data  # the transport keeps what the kernel did not take: hold it once, not twice
+            del data  # the transport keeps what the kernel did not take: hold it once
             await self.writer.drain()
 # --8<-- [end:client]
 
@@ -255,30 +276,34 @@ class ChatServer:
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
                 return "lost"
             except asyncio.TimeoutError:
-                log(f"{client.address} did not join within {self.join_timeout:g} s: closed")
-                self.send_error(client, "join-timeout",
-                                f"not joined within {self.join_timeout:g} s of connecting")
+                limit = f"{self.join_timeout:g} s"
+                log(f"{client.address} did not join within {limit}: closed")
+                self.send_error(client, "join-timeout", f"not joined within {limit}")
                 return "timeout"
             line = line.rstrip(b"\r\n")
             if line.strip() and (reason := self.guarded(client, line)):
                 return reason
 
+    # --8<-- [start:next_line]
     async def next_line(self, client, joined_by):
-        """The next line (framing: the reader buffers partial lines). Until the client has
-        joined, only until `joined_by`: a connection that never joins, silent or dribbling,
-        must not hold a socket for ever (IRC servers do the same)."""
+        """The next line (framing: the reader buffers partial lines). Until the client
+        has joined, only until `joined_by`: a connection that never joins, silent or
+        dribbling, must not hold a socket for ever (IRC servers do the same)."""
         if client.name is not None:
             return await client.reader.readuntil(b"\n")
         remaining = joined_by - asyncio.get_running_loop().time()
         return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
+    # --8<-- [end:next_line]
 
     def guarded(self, client, line):
-        """handle_line(), with a last resort: a bug that one client's line sets off ends that
-        client (the others are told it left), never the task with a ghost left in the room."""
+        """handle_line(), with a last resort: a bug that one client's line sets off ends
+        that client (the others are told it left), never the task with a ghost left in
+        the room."""
         try:
             return self.handle_line(client, line)
         except Exception as error:
-            log(f"{client.name or client.address}: dropped after {type(error).__name__}: {error}")
+            # repr(): the error may quote what the client sent, control characters too
+            log(f"{client.name or client.address}: dropped after {error!r:.200}")
             return "lost"
 
     def handle_line(self, client, line):
@@ -348,8 +373,8 @@ class ChatServer:
 
     # --8<-- [start:send]
     def share(self):
-        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded room, so
-        that however many clients stop reading, all of them hold MAX_PENDING_TOTAL at most."""
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
+        room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most."""
         return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
 
     def send(self, client, data):
@@ -399,9 +424,10 @@ def report_accept_errors(loop, context):
 
 
 def reason(error):
-    """The system's words for an OSError. asyncio's own message repeats the address
-    ("error while attempting to bind on address ('127.0.0.1', 65432): address already in use")."""
-    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+    """The system's words for an OSError. asyncio's own message repeats the address:
+    "error while attempting to bind on address ('127.0.0.1', 65432): address already
+    in use"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
         return os.strerror(error.errno)
     return error.strerror or str(error)
 
@@ -417,7 +443,7 @@ async def serve(args):
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     host, port = server.sockets[0].getsockname()[:2]
-    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for exactly this line
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
     await stop.wait()
@@ -428,12 +454,13 @@ async def serve(args):
 
 def main():
     args = parse_args()
-    writer = threading.Thread(target=write_console, daemon=True)  # daemon: exit never waits for it
-    writer.start()
+    # An ascii or cp1252 stdout shows an emoji as \U0001f600 rather than raise at it.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    CONSOLE.writer.start()
     try:
         asyncio.run(serve(args))
     finally:
-        flush_console(writer)
+        CONSOLE.close()
 # --8<-- [end:main]
 
 

@@ -77,12 +77,12 @@ class Keyboard:
 
     def __init__(self, loop):
         self.lines, self.pending = asyncio.Queue(), b""
-        try:
-            loop.add_reader(sys.stdin.fileno(), self.readable)  # call readable() whenever a key line is ready
+        try:  # call readable() whenever a key line is ready
+            loop.add_reader(sys.stdin.fileno(), self.readable)
             self.from_file = False
         except PermissionError:
-            # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both are
-            # always ready to read: line() reads on whenever it has no line left.
+            # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both
+            # are always ready to read: line() reads on whenever it has no line left.
             self.from_file = True
         # Ctrl+C becomes a line like any other, handled where we are, instead of an exception anywhere.
         loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
@@ -90,7 +90,7 @@ class Keyboard:
     def readable(self):
         data = os.read(sys.stdin.fileno(), 4096)
         *lines, self.pending = (self.pending + data).split(b"\n")
-        if not data:  # Ctrl+D, or the end of the file: its last line counts, even unfinished
+        if not data:  # Ctrl+D, or the end of the file: a last unfinished line counts
             lines, self.pending = [self.pending] if self.pending else [], b""
         for line in lines:
             self.lines.put_nowait(line.decode("utf-8", errors="replace").strip())
@@ -194,8 +194,8 @@ def open_new_file(folder, name):
 
 
 def unreadable(path):
-    """Why the file at `path` cannot be sent (None if it can): missing, a directory, or not
-    ours to read. Something that is not a plain file (a named pipe) could block open()."""
+    """Why the file at `path` cannot be sent (None if it can): missing, a directory,
+    or not ours to read. What is not a plain file (a named pipe) could block open()."""
     try:
         if path.is_dir():
             return "it is a directory"
@@ -250,10 +250,11 @@ class Files:
             return
         # Hashing a big file takes a while: in a thread, so that the chat goes on meanwhile.
         try:
-            sha256, file_id = await asyncio.to_thread(sha256_of, path), str(next(self.ids))
+            sha256 = await asyncio.to_thread(sha256_of, path)
         except OSError as error:  # gone or changed since unreadable() looked
-            print(f"! no file to send: {printable(path_text)}: {error.strerror or error}")
+            print(f"! no file to send: {printable(path_text)}: {error.strerror}")
             return
+        file_id = str(next(self.ids))
         self.outgoing[file_id] = path
         send(self.writer, {"type": "offer", "to": to, "id": file_id, "name": path.name, "size": size, "sha256": sha256})
         print(f"* offered {printable(path.name)} ({size_text(size)}) to {printable(to)}: waiting for an answer")
@@ -394,15 +395,15 @@ async def ask(keyboard, prefix, what):
     line = await keyboard.line()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
-    if line.upper() == prefix:  # "D " and nothing more (the line comes stripped)
-        print(f"! an empty {what} is not sent: back to command mode")
-    else:
-        print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    if line.upper() == prefix == "D":  # a D and nothing after it
+        print("! an empty message is not sent: back to command mode")
+        return None
+    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
     return None
 
 
 async def show_users(writer, user_lists):
-    """Ask for the user list and print it. Returns the names, or None if it never came."""
+    """Ask for the user list and print it. The names, or None if it never came."""
     send(writer, {"type": "who"})
     try:
         users = await asyncio.wait_for(user_lists.get(), timeout=5)
@@ -411,15 +412,17 @@ async def show_users(writer, user_lists):
         return None
     print(render(users))
     names = users.get("names")
-    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 async def recipient(keyboard, names):
-    """Ask for a name, and check it against the user list just shown (in any case)."""
+    """Ask for a name, and check it against the user list just shown."""
     name = await ask(keyboard, "C", "name")
-    if name is not None and name.lower() not in (known.lower() for known in names):
-        # No need to type the message first: the list says already that it cannot arrive.
-        print(f"! nobody called {printable(name)} is online (no-such-user)")
+    # We have just fetched the list: say at once that nobody has the name, rather than
+    # after the message is typed. Compared as the server does, without regard to case.
+    if name is not None and name.lower() not in {online.lower() for online in names}:
+        print(f"! nobody called {printable(name)} is online (no-such-user): "
+              "back to command mode")
         return None
     return name
 
@@ -427,7 +430,9 @@ async def recipient(keyboard, names):
 async def direct_message(writer, keyboard, user_lists):
     if (names := await show_users(writer, user_lists)) is None:
         return
-    if (name := await recipient(keyboard, names)) and (text := await ask(keyboard, "D", "message")):
+    if (name := await recipient(keyboard, names)) is None:
+        return
+    if text := await ask(keyboard, "D", "message"):
         send(writer, {"type": "dm", "to": name, "text": text})
 
 
@@ -459,8 +464,8 @@ async def commands(writer, keyboard, user_lists, files):
             await show_users(writer, user_lists)
         elif command == "C HELP":
             print(HELP)
-        elif command.startswith("C"):  # it does start with C: say which command is unknown
-            print(f"! {printable(command)} is not a command (C HELP lists them)")
+        elif command.startswith("C"):
+            print(f"! unknown command {printable(command)}: C HELP lists the commands")
         elif command:
             print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
 # --8<-- [end:tasks]
@@ -490,9 +495,9 @@ async def connect_securely(host, port, cafile):
 
 
 def reason(error):
-    """The system's words for an OSError, as stage 05 prints them: asyncio's own message is
-    "Connect call failed ('127.0.0.1', 65432)"."""
-    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+    """The system's words for an OSError, as stage 05 prints them: asyncio's own
+    message is "Connect call failed ('127.0.0.1', 65432)"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
         return os.strerror(error.errno)
     return error.strerror or str(error)
 
@@ -506,8 +511,8 @@ async def chat(args):
         welcome = await join(reader, writer, keyboard, args.name)
         print(render(welcome))
         max_size = welcome.get("max_file_size")
-        files = Files(writer, args.downloads, max_size if isinstance(max_size, int) else 0,
-                      str(welcome.get("name", "")))
+        max_size = max_size if isinstance(max_size, int) else 0
+        files = Files(writer, args.downloads, max_size, str(welcome.get("name", "")))
         receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye, files))
         typing = asyncio.create_task(commands(writer, keyboard, user_lists, files))
         # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D), or the server going away.

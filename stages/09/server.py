@@ -2,6 +2,7 @@
 
 Run it:    python stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
                                       [--cert FILE --key FILE] [--max-file-size SIZE]
+                                      [--join-timeout SECONDS]
 
 Every connection is TLS: without --cert and --key, the server uses the development
 certificate in certs/ (for local use only: its private key is published with the kit).
@@ -13,8 +14,10 @@ accepted, and never stored here. Protocol: docs/protocol.md, "Stage 09".
 
 import argparse
 import asyncio
+import contextlib
 import base64
 import binascii
+import collections
 import json
 import math
 import os
@@ -25,6 +28,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,9 +36,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 65536  # bytes in one message (a file chunk is about 22 KiB); past this without a newline, we disconnect
 MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB)
-MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients together: each gets a share
-LOG_LINES = 4096  # log lines waiting for the console; past this, lines are dropped and counted
+MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
+LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 WRITE_PIECE = 64 * 1024  # bytes handed to TLS at a time: see Outbox.take()
+# What may wait for a client below the TLS layer, out of our sight: asyncio's TCP buffer
+# (it stops taking more past 64 KiB) and the one piece that took it past that.
+UNSEEN = 64 * 1024 + WRITE_PIECE
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -102,7 +109,7 @@ def parse_args():
     parser.add_argument("--max-file-size", type=byte_size, default="10M", metavar="SIZE",
                         help="largest file a client may send, e.g. 512K or 10M (default 10M)")
     parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
-                        help="close a connection that has not joined by then (default 60)")
+                        help="close a connection not joined by then (default 60)")
     return parser.parse_args()
 
 
@@ -119,57 +126,74 @@ def tls_context(cert, key):
 
 
 # --8<-- [start:log]
-# The console is a consumer too: a pipe nobody reads (server.py | less, Ctrl+S) must not
-# stop the chat. So log() only queues a line, and one thread of its own writes the queue to
-# stdout. Like a stuck client's outbox, the queue is bounded: when full, lines are dropped.
-console = queue.Queue(maxsize=LOG_LINES)
-dropped = 0  # lines log() could not queue; only the event loop's thread changes it
+class Console:
+    """The server's log, as one more consumer that may stop reading (lesson 02).
 
+    log() never waits for stdout: a line goes on a bounded queue, or is dropped and
+    counted when the queue is full. One writer thread does the waiting, and says what
+    was lost."""
 
-def log(text, stamp=True):
-    """Queue one line for the console. Never waits."""
-    global dropped
-    try:
-        console.put_nowait(f"{datetime.now():%H:%M:%S} {text}" if stamp else text)
-    except queue.Full:
-        dropped += 1
+    def __init__(self):
+        self.lines = queue.Queue(maxsize=LOG_BACKLOG)  # thread-safe: two threads use it
+        # The loop's thread counts drops and the writer's resets the count: a lock keeps
+        # either from losing the other's change.
+        self.lock = threading.Lock()
+        self.dropped = 0
+        self.writer = threading.Thread(target=self.write_loop, daemon=True)
 
-
-def write_console():
-    """The console's writer thread: the only code that may wait for stdout."""
-    reported = 0
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    while True:
-        batch = [console.get()]
-        while not console.empty():  # all that piled up meanwhile: one write
-            batch.append(console.get_nowait())
-        lines = [item for item in batch if isinstance(item, str)]
-        if dropped > reported:  # caught up: say once what was lost
-            lines.append(f"({dropped - reported} log lines dropped: nobody was reading the log)")
-            reported = dropped
-        # os.write(), not print(): a thread blocked in print() holds stdout's lock, and at exit
-        # Python would wait for that lock for ever. backslashreplace: an ascii or cp1252
-        # console shows an emoji as \U0001f600 instead of raising.
-        data = "".join(line + "\n" for line in lines).encode(encoding, "backslashreplace")
+    def put(self, line):
         try:
-            while data:
-                data = data[os.write(sys.stdout.fileno(), data):]
-        except OSError:  # stdout closed (server.py | head -1): the chat goes on, unlogged
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's exit
-            return
-        for item in batch:
-            if not isinstance(item, str):
-                item.set()  # flush_console() is waiting for this
+            self.lines.put_nowait(line)
+        except queue.Full:  # nobody is reading the log: lose the line, never the room
+            with self.lock:
+                self.dropped += 1
+
+    def write_loop(self):
+        """The writer thread: the only one that ever waits for stdout."""
+        while True:
+            batch = [self.lines.get()]  # sleeps until there is a line
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None:  # None: the server is stopping (close)
+                    batch.append(self.lines.get_nowait())  # what piled up: one write
+            with self.lock:
+                dropped, self.dropped = self.dropped, 0
+            if dropped:
+                batch.append(f"({dropped} log lines dropped: "
+                             "nobody was reading the log)\n")
+            if not self.write("".join(line for line in batch if line)) or None in batch:
+                return
+
+    def write(self, text):
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return True
+        except (OSError, ValueError):  # stdout closed (server.py | head -1): chat on
+            # The interpreter flushes stdout once more at exit: let that go nowhere.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return False
+
+    def close(self, seconds=1.0):
+        """Give the writer `seconds` to write what is queued, no more: an unread stdout
+        must not hold up the exit."""
+        if self.writer.is_alive():
+            deadline = time.monotonic() + seconds
+            with contextlib.suppress(queue.Full):
+                self.lines.put(None, timeout=seconds)
+            self.writer.join(max(0.0, deadline - time.monotonic()))
 
 
-def flush_console(writer, timeout=1):
-    """At exit: give the writer a moment to write what is queued, and never more."""
-    written = threading.Event()
-    try:
-        console.put(written, timeout=timeout if writer.is_alive() else 0)
-    except queue.Full:
-        return
-    written.wait(timeout if writer.is_alive() else 0)
+CONSOLE = Console()
+
+
+def log(*lines, stamp=True):
+    # Only the writer thread writes: the event loop never waits for stdout.
+    start = f"{datetime.now():%H:%M:%S} " if stamp else ""
+    for line in lines:
+        CONSOLE.put(f"{start}{line}\n")
 # --8<-- [end:log]
 
 
@@ -189,7 +213,7 @@ def decode(line):
     """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
-    except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
+    except (ValueError, RecursionError):  # RecursionError: [[[[... thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
@@ -204,17 +228,21 @@ def decode(line):
 
 # --8<-- [start:client]
 class Outbox:
-    """Stage 05's outbox for an event loop: no lock, as only the loop's one thread touches it, and an
-    Event instead of a Condition to wake the writer task."""
+    """Stage 08's outbox, holding messages rather than one growing buffer. An outbox may
+    hold 8 MiB here: as one bytearray it needs one block of memory that size, and the
+    blocks that dropped clients leave do not fit the next ones, so the server's memory
+    grows though less is waiting. Messages keep their size, and a broadcast is one
+    bytes object, however many outboxes hold it."""
 
     def __init__(self):
         self.ready = asyncio.Event()
-        self.data = bytearray()
+        self.messages, self.size = collections.deque(), 0  # size: bytes in the messages
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer (ChatServer.send() checks the bound)."""
-        self.data += data
+        """Add data, never waiting for the writer (send() has checked the bound)."""
+        self.messages.append(data)
+        self.size += len(data)
         self.ready.set()
 
     def close(self):
@@ -222,22 +250,27 @@ class Outbox:
         self.ready.set()
 
     async def take(self):
-        """Wait until there is something to send, then take up to WRITE_PIECE of it. b"" once
-        closed and empty. Not all of it, as in stage 08: under TLS, asyncio passes what we
-        write on to a buffer below its TLS layer, which get_write_buffer_size() does not
-        count. Small pieces keep that unseen part small (about 100 KiB a client)."""
-        while not self.data and not self.closing:
+        """Wait until there is something to send, then take messages: WRITE_PIECE
+        bytes' worth (or one). [] once closed and empty. Not all of them, as stage 08
+        does: under TLS, asyncio passes what we write on to a buffer below its TLS
+        layer, which get_write_buffer_size() does not count. Small pieces keep that
+        part small."""
+        while not self.messages and not self.closing:
             self.ready.clear()
             await self.ready.wait()
-        data = bytes(self.data[:WRITE_PIECE])
-        del self.data[:WRITE_PIECE]  # cheap: a bytearray drops its start without copying the rest
-        return data
+        taken, size = [], 0
+        while self.messages and size < WRITE_PIECE:
+            taken.append(self.messages.popleft())
+            size += len(taken[-1])
+        self.size -= size
+        return taken
 
 
 class Client:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
-        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]  # None: already gone
+        peer = writer.get_extra_info("peername") or ("?", 0)  # None: gone already
+        host, port = peer[:2]
         self.address, self.name = f"{host}:{port}", None
         # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
         # stops reading fills its own outbox, and is dropped, instead of growing our memory.
@@ -245,18 +278,18 @@ class Client:
         self.writing = None  # the task running write_loop()
 
     def waiting(self):
-        """Bytes on their way to this client: in its outbox, and in the transport's buffer
-        (handed to write(), not yet encrypted and taken by the kernel)."""
-        return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
+        """Bytes on their way to this client: in its outbox, and in the transport's
+        buffer (handed to write(), not yet encrypted and taken by the kernel)."""
+        return self.outbox.size + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
         """The only task that writes to this client. drain() waits while the kernel's buffer is full,
         so a slow reader slows only this task, never the room."""
-        # What piled up while we waited goes in one write() (up to WRITE_PIECE): one wake-up of
-        # this task and one system call for many messages, instead of one each.
-        while data := await self.outbox.take():
-            self.writer.write(data)
-            del data  # the transport keeps what the kernel did not take: hold it once, not twice
+        # What piled up while we waited goes in one write (up to WRITE_PIECE): one
+        # wake-up of this task and one system call for many messages, not one each.
+        while messages := await self.outbox.take():
+            self.writer.writelines(messages)
+            del messages  # the transport keeps what the kernel did not take
             await self.writer.drain()
 # --8<-- [end:client]
 
@@ -285,7 +318,7 @@ class ChatServer:
             try:
                 sock, (host, port, *_) = await loop.sock_accept(listener)
             except OSError as error:  # out of file descriptors: wait until some are free, instead of spinning
-                log(f"cannot accept a client: {reason(error)}; trying again in a second")
+                log(f"cannot accept a client: {reason(error)}; trying again in 1 s")
                 await asyncio.sleep(1)
                 continue
             task = asyncio.create_task(self.greet(sock, f"{host}:{port}"))
@@ -296,7 +329,8 @@ class ChatServer:
         """Look at a new connection's first byte: a TLS handshake, or a plaintext client to turn away."""
         loop = asyncio.get_running_loop()
         # The join timeout counts from now, the TLS handshake included.
-        joined_by, patience = loop.time() + self.join_timeout, min(HANDSHAKE_SECONDS, self.join_timeout)
+        joined_by = loop.time() + self.join_timeout
+        patience = min(HANDSHAKE_SECONDS, self.join_timeout)
         try:
             first = await asyncio.wait_for(first_byte(sock), patience)
             if first == b"":
@@ -311,8 +345,10 @@ class ChatServer:
                 # From here on asyncio does the TLS work: handshake, then encrypting and decrypting
                 # every byte. serve_client() gets a reader and a writer of plaintext, as before.
                 def stream():  # what asyncio.start_server() builds for each of its connections
-                    return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=MAX_LINE),
-                                                        lambda *both: self.serve_client(*both, joined_by))
+                    def serve(reader, writer):
+                        return self.serve_client(reader, writer, joined_by)
+                    reader = asyncio.StreamReader(limit=MAX_LINE)
+                    return asyncio.StreamReaderProtocol(reader, serve)
                 await loop.connect_accepted_socket(stream, sock, ssl=self.context,
                                                    ssl_handshake_timeout=patience)
         except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
@@ -352,30 +388,32 @@ class ChatServer:
                 self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
                 return "lost"
             except asyncio.TimeoutError:
-                log(f"{client.address} did not join within {self.join_timeout:g} s: closed")
-                self.send_error(client, "join-timeout",
-                                f"not joined within {self.join_timeout:g} s of connecting")
+                limit = f"{self.join_timeout:g} s"
+                log(f"{client.address} did not join within {limit}: closed")
+                self.send_error(client, "join-timeout", f"not joined within {limit}")
                 return "timeout"
             line = line.rstrip(b"\r\n")
             if line.strip() and (reason := self.guarded(client, line)):
                 return reason
 
     async def next_line(self, client, joined_by):
-        """The next line (framing: the reader buffers partial lines). Until the client has
-        joined, only until `joined_by`: a connection that never joins, silent or dribbling,
-        must not hold a socket for ever (IRC servers do the same)."""
+        """The next line (framing: the reader buffers partial lines). Until the client
+        has joined, only until `joined_by`: a connection that never joins, silent or
+        dribbling, must not hold a socket for ever (IRC servers do the same)."""
         if client.name is not None:
             return await client.reader.readuntil(b"\n")
         remaining = joined_by - asyncio.get_running_loop().time()
         return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
 
     def guarded(self, client, line):
-        """handle_line(), with a last resort: a bug that one client's line sets off ends that
-        client (the others are told it left), never the task with a ghost left in the room."""
+        """handle_line(), with a last resort: a bug that one client's line sets off ends
+        that client (the others are told it left), never the task with a ghost left in
+        the room."""
         try:
             return self.handle_line(client, line)
         except Exception as error:
-            log(f"{client.name or client.address}: dropped after {type(error).__name__}: {error}")
+            # repr(): the error may quote what the client sent, control characters too
+            log(f"{client.name or client.address}: dropped after {error!r:.200}")
             return "lost"
 
     def handle_line(self, client, line):
@@ -530,9 +568,11 @@ class ChatServer:
 
     # --8<-- [start:send]
     def share(self):
-        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded room, so
-        that however many clients stop reading, all of them hold MAX_PENDING_TOTAL at most."""
-        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
+        room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most.
+        Less what TLS keeps out of sight (UNSEEN), but never less than one line."""
+        share = min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        return max(MAX_LINE, share - UNSEEN)
 
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
@@ -586,9 +626,10 @@ async def first_byte(sock):
 
 
 def reason(error):
-    """The system's words for an OSError. socket.create_server() adds the address to them
-    ("Address already in use (while attempting to bind on address ('127.0.0.1', 65432))")."""
-    if error.errno and not isinstance(error, socket.gaierror):  # gaierror: getaddrinfo's codes
+    """The system's words for an OSError. socket.create_server() adds the address to
+    them: "Address already in use (while attempting to bind on address ('127.0.0.1',
+    65432))"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
         return os.strerror(error.errno)
     return error.strerror or str(error)
 
@@ -596,8 +637,8 @@ def reason(error):
 # --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
-    chat = ChatServer(args.max_clients, args.max_file_size, tls_context(args.cert, args.key),
-                      args.join_timeout)
+    context = tls_context(args.cert, args.key)
+    chat = ChatServer(args.max_clients, args.max_file_size, context, args.join_timeout)
     try:
         # backlog: a burst of thousands of connections waits in the kernel until we accept them
         listener = socket.create_server((args.host, args.port), backlog=1024)
@@ -605,7 +646,7 @@ async def serve(args):
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     listener.setblocking(False)  # the event loop waits for connections; accept() itself must never wait
     host, port = listener.getsockname()[:2]
-    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for exactly this line
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     accepting = asyncio.create_task(chat.accept_forever(listener))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
@@ -620,12 +661,13 @@ async def serve(args):
 
 def main():
     args = parse_args()
-    writer = threading.Thread(target=write_console, daemon=True)  # daemon: exit never waits for it
-    writer.start()
+    # An ascii or cp1252 stdout shows an emoji as \U0001f600 rather than raise at it.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    CONSOLE.writer.start()
     try:
         asyncio.run(serve(args))
     finally:
-        flush_console(writer)
+        CONSOLE.close()
 # --8<-- [end:main]
 
 
