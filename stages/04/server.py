@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import errno
 import json
-import math
 import os
 import queue
 import re
@@ -33,8 +32,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
-MAX_PENDING_TOTAL = 64 * 1024 * 1024  # bytes waiting for all clients together (share())
-LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
+# ...and for all clients together: in a crowd, each one's share is smaller (share()).
+MAX_PENDING_TOTAL = 64 * 1024 * 1024
+DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -66,10 +66,11 @@ def positive(text):
 
 
 def seconds(text):
-    number = float(text)
-    if not 0 < number < math.inf:  # "nan" fails too: it is neither more nor less than 0
+    value = float(text)
+    # poll() cannot wait 25 days (OverflowError): a day is plenty; nan fails both tests.
+    if not 0 < value <= 24 * 3600:
         raise ValueError(text)
-    return number
+    return value
 
 
 def parse_args():
@@ -78,8 +79,9 @@ def parse_args():
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
-    parser.add_argument("--join-timeout", type=seconds, default=60.0, metavar="SECONDS",
-                        help="close a connection not welcomed by then (default 60)")
+    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
+                        help="seconds a connection may take to be welcomed "
+                             f"(default {DEFAULT_JOIN_TIMEOUT})")
     return parser.parse_args()
 
 
@@ -99,71 +101,79 @@ def open_listener(host, port):
 
 
 # --8<-- [start:log]
-class Console:
-    """The server's log, as one more consumer that may stop reading (lesson 02).
+class Log:
+    """The server's log, written by a thread of its own: the chat never waits for it.
 
-    log() never waits for stdout: a line goes on a bounded queue, or is dropped and
-    counted when the queue is full. One writer thread does the waiting, and says what
-    was lost."""
+    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
+    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
+    the pipe is full, print() would block, and with it every thread that logs.
+    """
+
+    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
 
     def __init__(self):
-        self.lines = queue.Queue(maxsize=LOG_BACKLOG)  # thread-safe: every thread logs
-        self.lock = threading.Lock()  # two threads counting a drop must not lose one
-        self.dropped = 0
-        self.writer = threading.Thread(target=self.write_loop, daemon=True)
+        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)  # thread-safe by itself
+        # Every client's thread may drop a line, so the count needs a lock (`+=` is a
+        # read and a write: two threads at once could lose one). `reported` is the
+        # writer's alone.
+        self.lock = threading.Lock()
+        self.dropped = self.reported = 0
+        self.writer = threading.Thread(target=self.write_lines, daemon=True)
 
-    def put(self, text, count):
+    def __call__(self, *texts):
+        """Log lines, with the time."""
+        stamp = f"{datetime.now():%H:%M:%S}"
+        for text in texts:
+            self.put(f"{stamp} {text}")
+
+    def put(self, line):
+        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
         try:
-            self.lines.put_nowait(text)
-        except queue.Full:  # nobody is reading the log: lose the line, never the room
+            self.lines.put_nowait(line)
+        except queue.Full:
             with self.lock:
-                self.dropped += count
+                self.dropped += 1  # a gap in the log is better than a frozen room
 
-    def write_loop(self):
-        """The writer thread: the only one that ever waits for stdout."""
+    def start(self):
+        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
+        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
+        sys.stdout.reconfigure(errors="backslashreplace")
+        self.writer.start()
+
+    def write_lines(self):
+        """The writer thread: it alone waits for stdout, for as long as stdout works."""
         while True:
             batch = [self.lines.get()]  # sleeps until there is a line
-            with contextlib.suppress(queue.Empty):
-                while batch[-1] is not None:  # None: the server is stopping (close)
-                    batch.append(self.lines.get_nowait())  # what piled up: one write
-            with self.lock:
-                dropped, self.dropped = self.dropped, 0
-            if dropped:
-                batch.append(f"({dropped} log lines dropped: "
-                             "nobody was reading the log)\n")
-            if not self.write("".join(line for line in batch if line)) or None in batch:
+            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
+                batch.append(self.lines.get_nowait())
+            dropped = self.dropped
+            if dropped > self.reported and self.lines.empty():  # caught up: say so
+                batch.append(f"({dropped - self.reported} log lines dropped: "
+                             "nobody was reading the log)")
+                self.reported = dropped
+            text = "".join(f"{line}\n" for line in batch if line is not None)
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError:  # stdout is closed (`server.py | head -1`): chat on
+                return
+            if None in batch:  # close() asked us to stop
                 return
 
-    def write(self, text):
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return True
-        except (OSError, ValueError):  # stdout closed (server.py | head -1): chat on
-            # The interpreter flushes stdout once more at exit: let that go nowhere.
-            with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            return False
-
-    def close(self, seconds=1.0):
-        """Give the writer `seconds` to write what is queued, no more: an unread stdout
-        must not hold up the exit."""
+    def close(self, patience=1.0):
+        """Give the writer `patience` seconds to write what is queued, and no more."""
+        deadline = time.monotonic() + patience
         if self.writer.is_alive():
-            deadline = time.monotonic() + seconds
             with contextlib.suppress(queue.Full):
-                self.lines.put(None, timeout=seconds)
-            self.writer.join(max(0.0, deadline - time.monotonic()))
+                self.lines.put(None, timeout=patience)
+            self.writer.join(max(0, deadline - time.monotonic()))
+        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
+        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
+        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-CONSOLE = Console()
-
-
-def log(*lines, stamp=True):
-    # One put for all the lines: they stay together while several threads log at once.
-    start = f"{datetime.now():%H:%M:%S} " if stamp else ""
-    CONSOLE.put("".join(f"{start}{line}\n" for line in lines), len(lines))
+log = Log()  # every line the server prints goes through log: no other print()
 # --8<-- [end:log]
 
 
@@ -207,17 +217,18 @@ class Outbox:
     Any client's reader thread may add to it; only this client's writer thread takes from it. A
     Condition is a lock plus a way to sleep until another thread says "there is something for you"."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, share):
         self.sock = sock
+        self.share = share  # how many bytes may wait here, now (ChatServer.share)
         self.changed = threading.Condition()
         self.data = bytearray()
         # Bytes the writer took and is still sending: new bytes wait behind them, and
-        # they count against the limit too, or a stuck client could hold twice its share.
+        # they count against the limit too, or a stuck client could hold twice as much.
         self.sending = 0
         self.closing = False  # set by close(): send what is left, then stop
 
-    def put(self, data, limit):
-        """Add data, never waiting for the writer. False if over `limit` bytes wait."""
+    def put(self, data):
+        """Add data, never waiting for the writer. False if the client is too far behind."""
         with self.changed:
             if not self.data and not self.sending and not self.closing:
                 # Nothing is ahead of these bytes, so we may hand them to the kernel ourselves, and
@@ -232,7 +243,7 @@ class Outbox:
                     return True  # a broken connection: its reader thread sees the end and cleans up
                 if not data:
                     return True
-            if self.sending + len(self.data) + len(data) > limit:
+            if self.sending + len(self.data) + len(data) > self.share():
                 return False  # a client that stops reading must not grow our memory for ever
             self.data += data
             self.changed.notify()  # wakes the writer if it sleeps in take(); if it is busy, no cost
@@ -258,7 +269,7 @@ class Outbox:
 class Client:
     """What the server remembers about one connection."""
 
-    def __init__(self, sock, address, deadline):
+    def __init__(self, sock, address, deadline, share):
         self.sock = sock
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
@@ -266,7 +277,7 @@ class Client:
         self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
         # Messages for this client wait here until its writer thread has sent them. The outbox is
         # bounded: a client that stops reading fills its own, and we drop it.
-        self.outbox = Outbox(sock)
+        self.outbox = Outbox(sock, share)
 
 
 class ChatServer:
@@ -295,7 +306,8 @@ class ChatServer:
                 self.client_left.wait()
                 self.client_left.clear()
                 continue
-            client = Client(sock, address, time.monotonic() + self.join_timeout)
+            deadline = time.monotonic() + self.join_timeout  # to be welcomed by then
+            client = Client(sock, address, deadline, self.share)
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
@@ -313,8 +325,8 @@ class ChatServer:
         except Exception as error:  # a bug, or input we did not foresee
             # The last resort: one line in the log, and this client goes, as if its
             # connection broke. Without it the thread would die and leave a ghost.
-            who = client.name or client.address
-            log(f"{who}: {type(error).__name__} while handling its input: dropping it")
+            log(f"dropping {client.name or client.address}: "
+                f"{type(error).__name__} while handling its input")
             reason = "lost"
         self.disconnect(client, reason)
         client.outbox.close()  # the writer sends what is queued, then stops
@@ -378,9 +390,9 @@ class ChatServer:
             return True
         # Silent, dribbling or still trying names: idle connections must not hold their
         # descriptors for ever, or enough of them lock every real user out (ulimit -n).
-        log(f"{client.address} not welcomed within {self.join_timeout:g} s: closing it")
+        log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
         self.send_error(client, "join-timeout",
-                        f"join within {self.join_timeout:g} seconds of connecting")
+                        f"not in the room {self.join_timeout:g} s after connecting")
         return False
 
     def handle_line(self, client, line):
@@ -436,7 +448,7 @@ class ChatServer:
         Why not one message at a time: a fast client's recv() can bring hundreds of lines. Each
         message put in an outbox wakes that listener's writer thread, and every woken thread then
         waits its turn for the GIL. All at once, each writer wakes once and sends all of it in one
-        sendall(); and the log is one write, because every system call lets another thread in."""
+        sendall()."""
         if client.said:
             lines, messages = zip(*client.said)
             client.said = []
@@ -458,7 +470,7 @@ class ChatServer:
 
     def send(self, client, data):
         """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
-        if not client.outbox.put(data, self.share()):
+        if not client.outbox.put(data):
             log(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up
@@ -488,10 +500,8 @@ def main():
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
     server = ChatServer(args.max_clients, args.join_timeout)
-    # An ascii or cp1252 stdout shows an emoji as \U0001f600 rather than raise at it.
-    sys.stdout.reconfigure(errors="backslashreplace")
-    CONSOLE.writer.start()
-    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
+    log.start()
+    log.put(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
     except KeyboardInterrupt:
@@ -499,8 +509,8 @@ def main():
     finally:
         listener.close()
         server.close()
-    log("server stopped", stamp=False)
-    CONSOLE.close()
+    log.put("server stopped")
+    log.close()  # a moment to write what is still queued, and no more
 
 
 if __name__ == "__main__":

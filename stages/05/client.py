@@ -209,6 +209,9 @@ def ask(prefix, what):
     line = input("> ").strip()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
+    if line.upper() == prefix == "D":  # a D and nothing after it
+        print("! an empty message is not sent: back to command mode")
+        return None
     print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
     return None
 
@@ -219,20 +222,29 @@ def public_message(conn):
 
 
 def show_users(conn, user_lists):
-    """Ask for the user list, wait for the receiver thread to hand it over, print it. False if it never came."""
+    """Ask for the user list, wait for the receiver thread to hand it over, print it.
+    Returns the names, or None if it never came."""
     conn.send({"type": "who"})
     try:
-        print(render(user_lists.get(timeout=5)))  # printed here, so our next prompt comes after it
-        return True
+        users = user_lists.get(timeout=5)
     except queue.Empty:
         print("! the server did not send the user list")
-        return False
+        return None
+    print(render(users))  # printed here, so our next prompt comes after it
+    names = users.get("names")
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def direct_message(conn, user_lists):
-    if not show_users(conn, user_lists):
+    if (names := show_users(conn, user_lists)) is None:
         return
     if (name := ask("C", "name")) is None:
+        return
+    # We have just fetched the list: say at once that nobody has the name, rather than
+    # after the message is typed. Compared as the server does, without regard to case.
+    if name.lower() not in {online.lower() for online in names}:
+        print(f"! nobody called {printable(name)} is online (no-such-user): "
+              "back to command mode")
         return
     if (text := ask("D", "message")) is not None:
         conn.send({"type": "dm", "to": name, "text": text})
@@ -253,6 +265,8 @@ def chat(conn, user_lists):
             return
         elif command == "C HELP":
             print(HELP)
+        elif command.startswith("C"):
+            print(f"! unknown command {printable(command)}: C HELP lists the commands")
         elif command:
             print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
 # --8<-- [end:receiver]

@@ -148,6 +148,10 @@ class Chat:
     def __init__(self, conn, welcome, ui):
         self.conn, self.ui, self.running = conn, ui, True
         self.name, self.online = welcome["name"], welcome.get("online", 1)
+        # What each `who` we sent is for, oldest first: None for /list; for the check
+        # of a DM, its line, shown once the server has taken the DM ("" if refused).
+        self.asked = collections.deque()
+        self.last_word = None  # the server's last notice or error, for main() to repeat
 
     def typed(self, line):
         line = line.strip()
@@ -159,13 +163,18 @@ class Chat:
 
     def command(self, name, rest=""):
         name, (to, _, text) = name.lower(), rest.strip().partition(" ")
-        if name == "msg" and to and text.strip():
-            self.conn.send({"type": "dm", "to": to, "text": text.strip()})
-            self.ui.show(f"[{clock()}] [direct to {to}] {self.name}: {text.strip()}", "mine")
+        text = text.strip()
+        if name == "msg" and to and text:
+            # The server answers a dm only to refuse it (no-such-user), and answers in
+            # order: once the answer to a `who` sent just after it comes, it has the DM.
+            self.conn.send({"type": "dm", "to": to, "text": text})
+            self.conn.send({"type": "who"})
+            self.asked.append(f"[{clock()}] [direct to {to}] {self.name}: {text}")
         elif name == "msg":
             self.ui.show("! usage: /msg NAME TEXT", "error")
         elif name == "list":
             self.conn.send({"type": "who"})
+            self.asked.append(None)
         elif name == "quit":
             self.running = False
         elif name == "help":
@@ -179,7 +188,16 @@ class Chat:
         self.online += {"joined": 1, "left": -1}.get(kind, 0)
         if kind == "users" and isinstance(message.get("names"), list):
             self.online = len(message["names"])
-        if (line := describe(message)) is not None:
+        line = describe(message)
+        self.last_word = line[0] if kind in ("shutdown", "error") else None
+        if kind == "error" and message.get("code") == "no-such-user" and self.asked:
+            if self.asked[0] is not None:
+                self.asked[0] = ""  # the oldest DM still checked: refused, never shown
+        elif kind == "users" and self.asked:
+            dm = self.asked.popleft()
+            if dm is not None:  # a DM's check, not /list: show the DM, not the list
+                line = (dm, "mine") if dm else None
+        if line is not None:
             self.ui.show(*line)
 # --8<-- [end:chat]
 
@@ -312,7 +330,12 @@ def join(conn, name, keyboard):
     while True:
         while not name:
             print("name: ", end="", flush=True)
-            asked = asked or keyboard.more()  # our own line reader: a pipe's next lines must stay ours
+            try:
+                # Our own line reader, not input(): a pipe's next lines must stay ours.
+                asked = asked or keyboard.more()
+            except (EOFError, KeyboardInterrupt):
+                print()  # end the prompt's line: the shell's prompt goes on a new one
+                raise
             name = asked.pop(0).strip() if asked else None
         conn.send({"type": "hello", "name": name, "client_id": client_id})
         while not (replies := conn.receive()):
@@ -330,7 +353,13 @@ def run(conn, chat, ui, keyboard):
     """One thread waits for both the keyboard and the server: whichever is ready is handled."""
     selector = selectors.DefaultSelector()
     selector.register(conn.sock, selectors.EVENT_READ, "server")
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "keyboard")
+    try:
+        selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "keyboard")
+        from_file = False
+    except PermissionError:
+        # epoll refuses a regular file (< file.txt, < /dev/null). A file is always ready
+        # to read anyway: read some of it at every turn, and never wait for the server.
+        from_file = True
     # A resized terminal sends SIGWINCH, which would not wake select(). set_wakeup_fd makes every
     # signal also write a byte to a socket we watch, so a resize is one more event in the loop.
     wake_read, wake_write = socket.socketpair()
@@ -345,11 +374,12 @@ def run(conn, chat, ui, keyboard):
             chat.typed(line)
     try:
         while chat.running:
-            for key, _ in selector.select():
-                if key.data == "server":
+            ready = [key.data for key, _ in selector.select(0 if from_file else None)]
+            for source in ready + ["keyboard"] * from_file:
+                if source == "server":
                     for message in conn.receive():
                         chat.received(message)
-                elif key.data == "keyboard":
+                elif source == "keyboard":
                     for line in ui.keys(keyboard):
                         chat.typed(line)
                 else:
@@ -362,13 +392,19 @@ def run(conn, chat, ui, keyboard):
 # --8<-- [end:loop]
 
 
-def leave(conn):
-    """Say bye and wait (two seconds at most) for the server's answer, so it knows we quit on purpose."""
+def leave(conn, chat=None):
+    """Say bye and wait (two seconds at most) for the server's answer, so it knows we
+    quit on purpose. `chat` gets what comes before the answer: in plain mode, the
+    replies to the last lines of a pipe or a file, typed faster than it answers."""
     try:
         conn.send({"type": "bye"})
         conn.sock.settimeout(2)
-        while all(message.get("type") != "bye" for message in conn.receive()):
-            pass
+        while True:
+            for message in conn.receive():
+                if message.get("type") == "bye":
+                    return
+                if chat is not None:
+                    chat.received(message)
     except (OSError, ServerClosed, KeyboardInterrupt):
         pass  # it hung up first, or you pressed Ctrl+C again: we are leaving anyway
 
@@ -380,6 +416,7 @@ def main():
     plain = args.plain or not (sys.stdin.isatty() and sys.stdout.isatty()) or os.environ.get("TERM", "dumb") == "dumb"
     with connect(args.host, args.port) as sock:
         conn, keyboard = Connection(sock), Lines(lambda: os.read(sys.stdin.fileno(), 4096))
+        chat = None
         try:
             welcome, early, typed_ahead = join(conn, args.name, keyboard)
             with PlainUI() if plain else CursesUI() as ui:
@@ -392,9 +429,12 @@ def main():
         except (EOFError, KeyboardInterrupt):
             pass  # Ctrl+D, Ctrl+C or the end of a pipe: leave cleanly
         except ServerClosed:
+            if not plain and chat and chat.last_word:
+                # curses took its screen away, and the reason with it: say it again.
+                print(chat.last_word)
             print("connection closed by server")
             return
-        leave(conn)
+        leave(conn, chat if plain else None)  # curses has gone: nowhere to show them
 
 
 if __name__ == "__main__":
