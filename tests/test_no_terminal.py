@@ -73,5 +73,5 @@ def test_a_peer_reads_commands_from_a_file_then_exits_cleanly(session, stdin):
     peer = with_stdin(session, session.name("peer"), path, "peer.py", "--host", "127.0.0.1", "--port", "0")
     port = int(peer.expect_regex(LISTENING.pattern).group(2))
     if stdin == "a file":
-        peer.expect(session.spec("myport", port=port))
+        peer.expect_regex(session.spec("myport", port=port))
     peer.expect_exit(contract.EXIT_OK)

@@ -127,7 +127,7 @@ def test_help_myport_and_myip(session):
     for command in PEER_COMMANDS:
         alice.sees(command)
     alice.type("myport")
-    alice.sees(session.spec("myport", port=alice.port))
+    alice.term.expect_regex(session.spec("myport", port=alice.port))
     alice.type("myip")
     ip = alice.term.expect_regex(session.spec("myip")).group(1)
     addresses = local_addresses()
