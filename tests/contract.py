@@ -193,7 +193,7 @@ PEER = {
     "refused": Term("peer", "cannot connect to 127.0.0.1:{port}: Connection refused", "connect to a closed port"),
     "yourself": Term("peer", "cannot connect to yourself", "connect to your own port"),
     "already": Term("peer", "already connected", "connect to a peer you are already connected to, either way"),
-    "myport": Term("peer", r"(?:\n|> ){port}\r\n", "myport: the port on a line of its own (a prompt before it "
+    "myport": Term("peer", r"[\n ]{port}\r\n", "myport: the port on a line of its own (a prompt before it "
                                                   "is free)", pattern=True),
     "myip": Term("peer", r"\n(\d+\.\d+\.\d+\.\d+)\r\n", "myip: an IPv4 address on a line of its own", pattern=True),
     "not_a_message": Term("peer", "not a message", "a line that is not a JSON message; the peer goes on"),

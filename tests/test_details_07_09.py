@@ -110,50 +110,6 @@ def test_a_message_with_no_text_is_not_shown(session):
     alice.sees(session.spec("usage_send"))
 
 
-# ------------------------------------------------------------ 12: the command client
-
-@pytest.mark.needs("commands")
-@pytest.mark.kit_only
-@pytest.mark.points(1, "C NOPE: a hint naming C HELP, not that commands start with C")
-def test_an_unknown_c_command_gets_a_true_hint(session):
-    alice, bob = session.client("alice"), session.client("bob")
-    alice.term.forget_unread()
-    alice.term.send_line("C NOPE")
-    alice.sees(session.spec("hint"))
-    session.chat_goes_on(alice, bob)
-    alice.term.assert_not_seen(FALSE_CLAIM, "C NOPE does", since_forgotten=True)
-
-
-@pytest.mark.needs("commands")
-@pytest.mark.kit_only
-@pytest.mark.points(1, "D with an empty message: not sent, and back to command mode")
-def test_an_empty_message_is_not_sent(session):
-    alice, bob = session.client("alice"), session.client("bob")
-    alice.term.forget_unread()
-    alice.term.send_line("C PM")
-    alice.term.send_line("D ")
-    alice.sees(session.spec("back"))
-    session.chat_goes_on(alice, bob)
-    said = said_since_forgotten(alice.term)
-    assert OLD_EMPTY not in said and EMPTY_NOT_SENT in said, (
-        f"the D was there and the message empty; the client said: {clean(said)!r}")
-
-
-@pytest.mark.needs("commands", "dm")
-@pytest.mark.kit_only
-@pytest.mark.points(1, "C DM to nobody: no-such-user at once, before the message")
-def test_c_dm_to_nobody_is_refused_before_the_message(session):
-    alice, bob = session.client("alice"), session.client("bob")
-    alice.term.send_line("C DM")
-    alice.term.expect_regex(line_with(alice.name, bob.name))  # the list: name asked
-    alice.term.send_line(f"C {session.name('nobody')}")
-    alice.sees(session.spec("no_such_user"))
-    session.chat_goes_on(alice, bob)  # back in command mode: C PM works at once
-    secret = session.text()
-    alice.dm(bob.name.swapcase(), secret)  # a name is found in any case
-    bob.sees(bob.terms["dm"](name=alice.name, text=secret))
-
-
 # ---------------------------------------------------------------- 15: stage 09's files
 
 @pytest.mark.needs("file_transfer")
@@ -212,6 +168,7 @@ def test_a_missing_ca_file_is_named(session):
     term.assert_not_seen(BLAMED, "the server is there; the CA file is not")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 # ---------------------------------------------------------------- 16: error wording
 
 @pytest.mark.needs("server")
@@ -226,6 +183,7 @@ def test_a_refused_connection_says_connection_refused(session):
     term.assert_not_seen(ASYNCIO_WORDING)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("server")
 @pytest.mark.kit_only
 @pytest.mark.points(1, "a port in use is said once: one line, naming the port once")
@@ -238,6 +196,7 @@ def test_a_port_in_use_is_said_once(session):
     assert once, f"it repeats itself: {line!r}"
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("dm")
 @pytest.mark.kit_only
 @pytest.mark.points(1, "the log sizes a say and a dm alike: the bytes of the line")
