@@ -78,6 +78,7 @@ def test_killed_client_is_reported_left_and_the_room_goes_on(session):
     session.chat_goes_on(alice, bob)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "lines split across writes, or sharing one, are framed right")
 def test_lines_split_across_writes_are_framed(session):
     alice = session.client("alice")
@@ -94,6 +95,7 @@ def test_lines_split_across_writes_are_framed(session):
     peer.expect_line(alice.wire_said(alice.name, back))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
 @pytest.mark.points(2, "a client that never reads is dropped; the others get every message")
 def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
@@ -124,6 +126,7 @@ def raise_descriptor_limit(wanted=4096):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("many_clients")
 @pytest.mark.points(2, "a crowd of clients connect, get a broadcast and leave cleanly")
 def test_a_crowd_of_clients_at_once(session, stage):

@@ -106,6 +106,7 @@ def test_server_ctrl_c_stops_it_and_closes_clients(session):
     client.term.expect_exit(0)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a stopped server's port can be reused at once (SO_REUSEADDR)")
 def test_server_restarts_on_the_same_port_at_once(session):
     server = session.start_server()

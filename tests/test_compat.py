@@ -14,6 +14,7 @@ def chat_both_ways(session, ours, theirs):
         listener.sees(listener.said(speaker.name, text))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "the server works with the partner stage's client")
 def test_our_server_with_the_partners_client(session, partner):
     ours = session.client("alice")
@@ -24,6 +25,7 @@ def test_our_server_with_the_partners_client(session, partner):
     ours.sees(ours.left(theirs.name))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "the client works with the partner stage's server")
 def test_our_client_with_the_partners_server(session, partner):
     session.start_server(stage=partner)

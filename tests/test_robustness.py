@@ -297,6 +297,7 @@ def test_a_timing_bound_gets_one_second_try_and_no_more(tmp_path):
         holds_on_a_second_try(session, lambda: next(figures), lambda ms: ms < 100, "under 100 ms", "none")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
 @pytest.mark.points(2, "a stuck client keeps the others' p99 latency under 100 ms")
 def test_stuck_client_costs_the_others_no_latency(session):
@@ -425,6 +426,7 @@ def listener_has(listener, driver, talker, count):
         seen = seen[-64:] + data  # keep a little: the marker may straddle two reads
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "300 connects and disconnects leak no file descriptor")
 def test_connection_flood_leaks_nothing(session):
     server = session.start_server()
@@ -445,6 +447,7 @@ def limit_open_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("chat")
 @pytest.mark.points(1, "running out of file descriptors neither kills nor spins the server")
 def test_out_of_file_descriptors_neither_kills_nor_spins(session):
