@@ -501,6 +501,18 @@ class RawPeer:
             raise self.session.failure(f"[{self.label}] expected every field of the reply as the protocol defines it",
                                        f"{line!r}: " + "; ".join(problems))
 
+    def take_line(self, matches):
+        """Look at the complete lines that have arrived; True once one `matches` (no waiting)."""
+        while self.lines:
+            line = self.lines.popleft().decode("utf-8", errors="replace")
+            self.transcript.write(f"<-- {line!r}\n")
+            self.history.append(line)
+            if matches(line):
+                if isinstance(matches, JsonLine):
+                    self.check_every_field(line)
+                return True
+        return False
+
     def has_data(self):
         """Has a whole line arrived (or the connection closed) that we have not looked at yet?"""
         if not self.lines and (self.decrypted() or select.select([self.sock], [], [], 0)[0]):
@@ -613,6 +625,32 @@ class Session:
             if peer.received(text):
                 raise self.failure(f"[{peer.label}] expected NOT to receive {text!r} ({why})",
                                    "it was received:\n" + last_lines(peer.output()))
+
+    def everyone_gets(self, peers, wanted, timeout):
+        """Each raw peer receives a line matching `wanted(peer)`, all read at once, as real clients
+        read what arrives: a crowd read one peer at a time would leave the others unread, and a
+        server that drops slow readers would be right to drop them."""
+        __tracebackhide__ = True
+        waiting = {peer: wanted(peer) for peer in peers}
+        waiting = {peer: (w if callable(w) else (lambda line, w=w: w in line)) for peer, w in waiting.items()}
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for peer in [peer for peer, matches in waiting.items() if peer.take_line(matches)]:
+                del waiting[peer]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                peer = next(iter(waiting))
+                raise self.failure(f"[{peer.label}] expected {describe(wanted(peer))} ({len(waiting)} of "
+                                   f"{len(peers)} peers still waiting)", f"nothing matching within {timeout:g} s")
+            self.pump()  # a server that logs each join must not block on a full pty meanwhile
+            socks = {peer.sock: peer for peer in waiting}
+            ready = [peer for peer in waiting if peer.decrypted()] or \
+                [socks[sock] for sock in select.select(list(socks), [], [], 0.1)[0]]
+            for peer in ready:
+                if not peer._read() and not peer.lines:
+                    raise self.failure(f"[{peer.label}] expected {describe(wanted(peer))}",
+                                       "the server closed the connection")
 
     def failure(self, what, received):
         self.pump()  # the hints look at everything printed so far, not only at what a test waited for

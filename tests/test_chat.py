@@ -158,12 +158,10 @@ def crowd(session, count):
     # Each join is announced to everyone already in: N joins cost N^2/2 deliveries, so the wait
     # for the last welcome grows with N (a threaded stage on a busy 2-core machine needs it).
     patience = TIMEOUT + count / 100
-    for peer in peers:
-        peer.expect_line(alice.wire_welcome(peer.name), timeout=patience)
+    session.everyone_gets(peers, lambda peer: alice.wire_welcome(peer.name), patience)
     hello = session.text()
     alice.say(hello)
-    for peer in peers:
-        peer.expect_line(alice.wire_said(alice.name, hello), timeout=patience)
+    session.everyone_gets(peers, lambda peer: alice.wire_said(alice.name, hello), patience)
     for peer in peers:  # and all leave
         peer.close()
     session.peers.clear()
