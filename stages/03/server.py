@@ -33,6 +33,8 @@ MAX_LINE = 8192  # bytes in one message; a longer one is refused, the client dro
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it
 # ...and for all clients together: in a crowd, each one's share is smaller (share()).
 MAX_PENDING_TOTAL = 64 * 1024 * 1024
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
 DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
@@ -367,7 +369,7 @@ class ChatServer:
     def share(self):
         """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
         that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
-        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
 
     def flush_queued(self):
         # Why wait for the end of the turn: one recv() can bring many lines, and each client then gets

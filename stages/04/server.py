@@ -34,6 +34,8 @@ MAX_LINE = 8192  # bytes in one message; past this without a newline, the client
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
 # ...and for all clients together: in a crowd, each one's share is smaller (share()).
 MAX_PENDING_TOTAL = 64 * 1024 * 1024
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
 DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
@@ -466,7 +468,7 @@ class ChatServer:
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
         # Every connection counts, joined or not: each has an outbox (len(): no lock).
-        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
 
     def send(self, client, data):
         """Queue a message for the client's writer thread. Never blocks the thread that calls it."""

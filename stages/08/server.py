@@ -31,6 +31,8 @@ DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 05
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
@@ -375,7 +377,7 @@ class ChatServer:
     def share(self):
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most."""
-        return min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
 
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""

@@ -37,6 +37,8 @@ DEFAULT_PORT = 65432
 MAX_LINE = 65536  # bytes in one message (a file chunk is about 22 KiB); past this without a newline, we disconnect
 MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 WRITE_PIECE = 64 * 1024  # bytes handed to TLS at a time: see Outbox.take()
 # What may wait for a client below the TLS layer, out of our sight: asyncio's TCP buffer
@@ -571,7 +573,7 @@ class ChatServer:
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most.
         Less what TLS keeps out of sight (UNSEEN), but never less than one line."""
-        share = min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients)))
+        share = max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
         return max(MAX_LINE, share - UNSEEN)
 
     def send(self, client, data):
