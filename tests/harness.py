@@ -476,14 +476,8 @@ class RawPeer:
         matches = wanted if callable(wanted) else (lambda line: wanted in line)
         deadline = time.monotonic() + timeout
         while True:
-            while self.lines:
-                line = self.lines.popleft().decode("utf-8", errors="replace")
-                self.transcript.write(f"<-- {line!r}\n")
-                self.history.append(line)
-                if matches(line):
-                    if isinstance(wanted, JsonLine):
-                        self.check_every_field(line)
-                    return line
+            if self.take_line(wanted if isinstance(wanted, JsonLine) else matches):
+                return self.history[-1]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self.session.failure(f"[{self.label}] expected {describe(wanted)}",
