@@ -544,6 +544,8 @@ class IrcServer:
     # --8<-- [end:registration]
 
     def ping(self, client, params):
+        if not params:
+            return self.reply(client, "409", "No origin specified")
         self.send(client, message(SERVER, "PONG", SERVER, params[0]))
 
     def pong(self, client, params):
@@ -741,7 +743,7 @@ class IrcServer:
         "NICK": (nick, 0),
         "USER": (user, 4),
         "PASS": (password, 0),
-        "PING": (ping, 1),
+        "PING": (ping, 0),
         "PONG": (pong, 0),
         "QUIT": (quit, 0),
         "JOIN": (join, 1),

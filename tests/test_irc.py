@@ -1,0 +1,790 @@
+"""Stage 10, the IRC server: checked on the wire, and with a real client (irssi).
+
+The wire checks compare every field of every reply: the prefix, the command or
+numeric, each parameter and the trailing one. A check sends its command, then
+`PING :sync-N`, and reads up to the server's PONG: the server handles one
+connection's lines in order, so what came before the PONG is *all* it answered,
+and the check compares that whole list (nothing missing, nothing extra).
+
+Each command is sent three ways (the `delivery` parameter): each line in one
+write, a byte per write, and all the lines with the PING in a single write.
+
+Messages are compared parsed (RFC 1459 2.3.1): the last parameter written with or
+without its colon compares equal, as it means the same. Where bytes matter (bad
+bytes, colours) the raw line is compared.
+
+The irssi checks drive two irssi processes in ptys and read their screens through
+pyte (tests/screen.py). What they wait for is irssi's own wording ("has joined"),
+not the stage's: it is not in tests/contract.py, and the waits are named so.
+"""
+
+import contextlib
+import re
+import shutil
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+import contract
+from harness import LISTENING, TIMEOUT, Session, connect
+from screen import ScreenTerminal
+from words import Words
+
+SERVER_PY = Path(__file__).resolve().parent.parent / "stages" / "10" / "server.py"
+HOST = "127.0.0.1"
+TEXT = {  # the human part of each reply: free in the RFCs, fixed by the kit's stage
+    "331": "No topic is set",
+    "366": "End of /NAMES list.",
+    "315": "End of /WHO list.",
+    "323": "End of /LIST",
+    "368": "End of channel ban list",
+    "401": "No such nick/channel",
+    "403": "No such channel",
+    "404": "Cannot send to channel",
+    "409": "No origin specified",
+    "411": "No recipient given (PRIVMSG)",
+    "412": "No text to send",
+    "417": "Input line was too long",
+    "421": "Unknown command",
+    "431": "No nickname given",
+    "432": "Erroneous nickname",
+    "433": "Nickname is already in use",
+    "442": "You're not on that channel",
+    "451": "You have not registered",
+    "461": "Not enough parameters",
+    "462": "You may not reregister",
+}
+# 005: the five tokens issue 17 asks for, and CHANLIMIT (how many channels a user may
+# join: the server bounds it, so it says so).
+ISUPPORT = ("CHANTYPES=#", "NICKLEN=30", "CHANNELLEN=50", "CHANLIMIT=#:50",
+            "PREFIX=(o)@", "CASEMAPPING=rfc1459")
+
+
+# ---------------------------------------------------------------- messages
+
+@dataclass(frozen=True)
+class Msg:
+    prefix: str | None
+    command: str
+    params: tuple
+
+    def __repr__(self):
+        return f"<{self.prefix or ''} {self.command} {list(self.params)}>"
+
+
+def parse(line):
+    """One line (bytes or str, without its CR LF) as RFC 1459 2.3.1 defines it, read
+    strictly: a double space (an empty middle parameter) is an error here."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "surrogateescape")  # every byte kept, as it came
+    prefix = None
+    if line.startswith(":"):
+        prefix, line = line[1:].split(" ", 1)
+    line, colon, trailing = line.partition(" :")
+    words = line.split(" ")
+    assert all(words), f"an empty parameter (two spaces?) in {line!r}"
+    command, *params = words
+    return Msg(prefix, command, tuple(params + [trailing] * bool(colon)))
+
+
+def msgs(*lines):
+    """The expected replies, written as IRC lines."""
+    return [parse(line) for line in lines]
+
+
+def wire(*lines):
+    """Lines (str or bytes) as bytes on the wire, each ended by CR LF."""
+    return [(line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape"))
+            + b"\r\n" for line in lines]
+
+
+def is_(command):
+    return lambda message: message.command == command
+
+
+# ---------------------------------------------------------------- a raw client
+
+class Peer:
+    """A raw IRC connection: for what irssi would never send, and to see every byte.
+
+    Like a real client it answers the server's PINGs (unless `answers_pings` is
+    off), and leaves them out of what it reports."""
+
+    def __init__(self, lab, nick, receive_buffer=None):
+        self.lab, self.nick = lab, nick
+        self.label = f"peer {nick}"
+        self.user = nick.lower()[:10]
+        self.sock = connect(HOST, lab.port, receive_buffer=receive_buffer)
+        self.buffer = b""
+        self.inbox = deque()  # raw lines received, not yet looked at
+        self.transcript = StringIO()
+        self.syncs = self.pinged = 0
+        self.answers_pings = True
+
+    @property
+    def source(self):
+        return f"{self.nick}!{self.user}@{HOST}"
+
+    def output(self):
+        return self.transcript.getvalue()
+
+    def close(self):
+        self.sock.close()
+
+    # -- sending
+
+    def send(self, *lines, delivery="whole"):
+        """Send these lines: each in one write, a byte per write, or all in one."""
+        if delivery != "whole":
+            return self.send_raw(b"".join(wire(*lines)), delivery)
+        for data in wire(*lines):
+            self.send_raw(data)
+
+    def send_raw(self, data, delivery="whole"):
+        """Send bytes as they are: in one write, or a byte per write."""
+        self.transcript.write(f"--> {data!r} ({delivery})\n")
+        if delivery != "bytes":
+            self.sock.sendall(data)
+            return
+        for byte in data:
+            self.sock.sendall(bytes([byte]))
+            time.sleep(0.001)  # the test's input (separate TCP segments), not a sync
+
+    def ask(self, *lines, delivery="whole"):
+        """Send the lines and a PING; return every message received before its PONG."""
+        self.syncs += 1
+        token = f"sync-{self.syncs}"
+        if delivery == "batched":
+            self.send(*lines, f"PING :{token}", delivery="batched")
+        else:
+            self.send(*lines, delivery=delivery)
+            self.send(f"PING :{token}")
+        return self.read_until(lambda m: m.command == "PONG" and m.params[-1] == token)[0]
+
+    # -- receiving
+
+    def read_until(self, matches, timeout=TIMEOUT):
+        """(the messages before the first one that `matches`, that one)."""
+        before = []
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.inbox:
+                message = parse(self.inbox.popleft())
+                if matches(message):
+                    return before, message
+                if not self.answered(message):
+                    before.append(message)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"[{self.label}] waited {timeout:g} s; got {before}")
+            if not self.receive(remaining):
+                raise AssertionError(f"[{self.label}] closed by the server; got {before}")
+
+    def answered(self, message):
+        """A PING from the server, answered: True. Anything else: False."""
+        if message.command != "PING" or not self.answers_pings:
+            return False
+        self.pinged += 1
+        self.send(f"PONG :{message.params[-1]}")
+        return True
+
+    def next_raw(self, timeout=TIMEOUT):
+        """The next line as bytes, CR LF removed: for byte-exact checks."""
+        deadline = time.monotonic() + timeout
+        while not self.inbox:
+            assert time.monotonic() < deadline, f"[{self.label}] no line in {timeout:g} s"
+            assert self.receive(deadline - time.monotonic()), f"[{self.label}] closed"
+        return self.inbox.popleft()
+
+    def receive(self, timeout):
+        """Wait up to `timeout` for data; False once the server has closed."""
+        if timeout <= 0 or not self.lab.session.wait_readable(self.sock, timeout):
+            return True
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.transcript.write("<-- (closed)\n")
+            return False
+        *lines, self.buffer = (self.buffer + data).split(b"\n")
+        for line in lines:
+            self.transcript.write(f"<-- {line!r}\n")
+            assert line.endswith(b"\r"), f"[{self.label}] a line without CR LF: {line!r}"
+            assert len(line) + 1 <= 512, f"[{self.label}] a line of {len(line) + 1} bytes"
+            self.inbox.append(line[:-1])
+        return True
+
+    def closed_after(self, timeout=TIMEOUT):
+        """Every message until the server closes the connection."""
+        received = []
+        deadline = time.monotonic() + timeout
+        while True:
+            received += [parse(line) for line in self.inbox]
+            self.inbox.clear()
+            assert time.monotonic() < deadline, f"[{self.label}] still open: {received}"
+            if not self.receive(deadline - time.monotonic()):
+                return received
+
+
+# ---------------------------------------------------------------- a test's server
+
+class Lab:
+    """One check's server and connections; the session closes them all at the end."""
+
+    def __init__(self, session):
+        self.session = session
+        self.server = self.port = self.name = self.created = None
+
+    def start(self, *options):
+        argv = [sys.executable, str(SERVER_PY), "--port", "0", *options]
+        self.server = self.session.run("server", *argv)
+        self.port = int(self.server.expect_regex(LISTENING.pattern).group(2))
+        return self.server
+
+    def peer(self, role, receive_buffer=None):
+        """A connection, not registered yet, for this check's random nick for `role`."""
+        if self.server is None:
+            self.start()
+        peer = Peer(self, self.session.name(role), receive_buffer)
+        self.session.peers.append(peer)  # closed, and shown in a failure report
+        return peer
+
+    def learn(self, welcome):
+        """The server's name and start time, as a client learns them from 001 and 003."""
+        assert [message.command for message in welcome[:3]] == ["001", "002", "003"], welcome
+        self.name = welcome[0].prefix
+        self.created = welcome[2].params[-1].removeprefix("This server was created ")
+
+    def welcome(self, peer):
+        """The whole answer to a registration: 001-005, then 422 (no MOTD)."""
+        name, nick = self.name, peer.nick
+        return msgs(f":{name} 001 {nick} :Welcome to the kit IRC network, {peer.source}",
+                    f":{name} 002 {nick} :Your host is {name}, running version kit-10",
+                    f":{name} 003 {nick} :This server was created {self.created}",
+                    f":{name} 004 {nick} {name} kit-10 i bn",
+                    f":{name} 005 {nick} {' '.join(ISUPPORT)} :are supported by this server",
+                    f":{name} 422 {nick} :MOTD File is missing")
+
+    def register(self, peer, delivery="whole"):
+        welcome = peer.ask(f"NICK {peer.nick}", f"USER {peer.user} 0 * :Real {peer.nick}",
+                           delivery=delivery)
+        self.learn(welcome)
+        assert welcome == self.welcome(peer)
+        return peer
+
+    def user(self, role, *channels):
+        """A registered peer, in these channels."""
+        peer = self.register(self.peer(role))
+        for channel in channels:
+            assert peer.ask(f"JOIN {channel}")[0].command == "JOIN"
+        return peer
+
+    def room(self, *roles, channel="#kit"):
+        """Registered peers, all in `channel`, with nothing left unread."""
+        peers = [self.user(role, channel) for role in roles]
+        for peer in peers:
+            peer.ask()  # the JOIN lines of those who came after it
+        return peers
+
+    def numeric(self, peer, numeric, *params):
+        """A numeric reply as the server sends it: from its name, to the peer's nick,
+        ending with the reply's text."""
+        return Msg(self.name, numeric, (peer.nick, *params, TEXT[numeric]))
+
+
+@pytest.fixture(params=["whole", "bytes", "batched"])
+def delivery(request):
+    return request.param
+
+
+@pytest.fixture
+def lab(request, tmp_path):
+    session = Session(None, tmp_path, Words(request.config.chat_seed, request.node.nodeid))
+    request.node.chat_session = session  # conftest.py: the transcripts in a failure report
+    yield Lab(session)
+    session.close()
+
+
+# ---------------------------------------------------------------- registration
+
+def test_registration_without_cap(lab, delivery):
+    lab.register(lab.peer("alice"), delivery)
+
+
+def test_registration_waits_for_cap_end(lab, delivery):
+    alice = lab.peer("alice")
+    got = alice.ask("CAP LS 302", f"NICK {alice.nick}",
+                    f"USER {alice.user} 0 * :Real {alice.nick}", delivery=delivery)
+    assert got == msgs(f":{got[0].prefix} CAP * LS :")  # no 001: still negotiating
+    welcome = alice.ask("CAP END", delivery=delivery)
+    lab.learn(welcome)
+    assert welcome == lab.welcome(alice)
+
+
+def test_cap_without_302_list_and_req(lab, delivery):
+    alice = lab.peer("alice")
+    got = alice.ask("CAP LS", "CAP LIST", "CAP REQ :multi-prefix sasl", delivery=delivery)
+    name = got[0].prefix
+    assert got == msgs(f":{name} CAP * LS :", f":{name} CAP * LIST :",
+                       f":{name} CAP * NAK :multi-prefix sasl")
+    assert alice.ask(f"NICK {alice.nick}", f"USER {alice.user} 0 * :x") == []  # held
+    assert alice.ask("CAP END")[0].command == "001"
+
+
+def test_anything_before_registration_gets_451(lab, delivery):
+    alice = lab.peer("alice")
+    name = alice.ask("CAP LS 302")[0].prefix
+    commands = ["JOIN #kit", "PRIVMSG #kit :hi", "WHO #kit", "MODE #kit", "FROB x"]
+    got = alice.ask(*commands, delivery=delivery)
+    assert got == msgs(*[f":{name} 451 * :{TEXT['451']}"] * len(commands))
+    got = alice.ask(f"NICK {alice.nick}", "LIST", delivery=delivery)  # a nick: not yet in
+    assert got == msgs(f":{name} 451 {alice.nick} :{TEXT['451']}")
+
+
+@pytest.mark.parametrize("taken, asked", [("{}", "{}"), ("{}[x]", "{}{{X}}"),
+                                          ("{}\\", "{}|")])
+def test_nick_in_use_with_rfc1459_casemapping(lab, delivery, taken, asked):
+    alice, bob = lab.peer("alice"), lab.peer("bob")
+    base = alice.nick
+    alice.nick = taken.format(base)
+    lab.register(alice)
+    clash = asked.format(base.upper())  # "ADA7{X}" is "ada7[x]" in rfc1459 case
+    got = bob.ask(f"NICK {clash}", delivery=delivery)
+    assert got == msgs(f":{lab.name} 433 * {clash} :{TEXT['433']}")
+    lab.register(bob)  # its own nick is free
+
+
+@pytest.mark.parametrize("bad", ["9lives", "-dash", "no@pe", "a,b", "#chan", "x" * 31,
+                                 "caf\udce9"])  # (the last: Latin-1 bytes, not UTF-8)
+def test_erroneous_nickname_432_and_no_nickname_431(lab, delivery, bad):
+    alice = lab.register(lab.peer("alice"))
+    got = alice.ask(f"NICK {bad}", "NICK", "NICK :", delivery=delivery)
+    assert got == [lab.numeric(alice, "432", bad), lab.numeric(alice, "431"),
+                   lab.numeric(alice, "431")]
+
+
+def test_user_twice_and_too_few_parameters(lab, delivery):
+    alice = lab.register(lab.peer("alice"))
+    short = ("USER", "JOIN", "PART", "TOPIC", "MODE")
+    got = alice.ask("USER again 0 * :x", *short, delivery=delivery)
+    assert got == [lab.numeric(alice, "462"),
+                   *(lab.numeric(alice, "461", command) for command in short)]
+
+
+def test_unknown_command_421(lab, delivery):
+    alice = lab.register(lab.peer("alice"))
+    got = alice.ask("FROBNICATE now", "whois x", delivery=delivery)
+    assert got == [lab.numeric(alice, "421", "FROBNICATE"),
+                   lab.numeric(alice, "421", "WHOIS")]
+
+
+def test_ping_with_and_without_origin(lab, delivery):
+    alice = lab.register(lab.peer("alice"))
+    got = alice.ask("PING", "PING :two words", "PONG :unasked", delivery=delivery)
+    assert got == [lab.numeric(alice, "409"), Msg(lab.name, "PONG", (lab.name, "two words"))]
+
+
+# ---------------------------------------------------------------- channels
+
+def test_join_echo_topic_and_names(lab, delivery):
+    alice, bob = lab.user("alice"), lab.user("bob")
+    name, a, b = lab.name, alice.nick, bob.nick
+    assert alice.ask("JOIN #kit", delivery=delivery) == msgs(
+        f":{alice.source} JOIN #kit", f":{name} 331 {a} #kit :{TEXT['331']}",
+        f":{name} 353 {a} = #kit :{a}", f":{name} 366 {a} #kit :{TEXT['366']}")
+    assert alice.ask("TOPIC #kit :tea at five", delivery=delivery) == msgs(
+        f":{alice.source} TOPIC #kit :tea at five")
+    assert bob.ask("JOIN #KIT", delivery=delivery) == msgs(  # the creator's spelling
+        f":{bob.source} JOIN #kit", f":{name} 332 {b} #kit :tea at five",
+        f":{name} 353 {b} = #kit :{a} {b}", f":{name} 366 {b} #kit :{TEXT['366']}")
+    assert alice.ask() == msgs(f":{bob.source} JOIN #kit")
+    assert bob.ask("JOIN #kit", delivery=delivery) == []  # already in: nothing, for nobody
+    assert alice.ask() == []
+
+
+def test_channel_names_fold_in_rfc1459_case_too(lab, delivery):
+    alice, bob = lab.user("alice", "#Kit[~]"), lab.user("bob")
+    got = bob.ask("JOIN #kIT{^}", "NAMES #KIT{~]", delivery=delivery)
+    assert [(message.command, message.params[-1]) for message in got] == [
+        ("JOIN", "#Kit[~]"), ("331", TEXT["331"]), ("353", f"{alice.nick} {bob.nick}"),
+        ("366", TEXT["366"]), ("353", f"{alice.nick} {bob.nick}"), ("366", TEXT["366"])]
+
+
+def test_join_errors(lab, delivery):
+    alice = lab.user("alice")
+    bad = ("kit", "#", "#a\x07b", "#" + "x" * 50)
+    got = alice.ask(*(f"JOIN {name}" for name in bad), delivery=delivery)
+    assert got == [lab.numeric(alice, "403", name) for name in bad]
+
+
+def test_part_is_seen_by_members_only(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    carol = lab.user("carol", "#other")
+    assert bob.ask("PART #kit :off to bed", delivery=delivery) == msgs(
+        f":{bob.source} PART #kit :off to bed")
+    assert alice.ask() == msgs(f":{bob.source} PART #kit :off to bed")
+    assert carol.ask() == []
+    assert bob.ask("PART #kit", "PART #nowhere", delivery=delivery) == [
+        lab.numeric(bob, "442", "#kit"), lab.numeric(bob, "403", "#nowhere")]
+    assert alice.ask("PART #kit") == msgs(f":{alice.source} PART #kit")
+    assert carol.ask("TOPIC #kit") == [lab.numeric(carol, "403", "#kit")]  # empty: gone
+
+
+def test_names_who_topic_list(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    name, a, b = lab.name, alice.nick, bob.nick
+    got = alice.ask("NAMES #kit", "WHO #kit", f"WHO {b}", "TOPIC #kit", "LIST",
+                    "NAMES #nowhere", delivery=delivery)
+    assert got == msgs(
+        f":{name} 353 {a} = #kit :{a} {b}", f":{name} 366 {a} #kit :{TEXT['366']}",
+        f":{name} 352 {a} #kit {alice.user} {HOST} {name} {a} H :0 Real {a}",
+        f":{name} 352 {a} #kit {bob.user} {HOST} {name} {b} H :0 Real {b}",
+        f":{name} 315 {a} #kit :{TEXT['315']}",
+        f":{name} 352 {a} * {bob.user} {HOST} {name} {b} H :0 Real {b}",
+        f":{name} 315 {a} {b} :{TEXT['315']}",
+        f":{name} 331 {a} #kit :{TEXT['331']}",
+        f":{name} 322 {a} #kit 2 :", f":{name} 323 {a} :{TEXT['323']}",
+        f":{name} 366 {a} #nowhere :{TEXT['366']}")
+    topic = "a topic: with colons  and  spaces "
+    bob.ask(f"TOPIC #kit :{topic}")
+    assert alice.ask("LIST #kit", delivery=delivery) == msgs(
+        f":{bob.source} TOPIC #kit :{topic}",
+        f":{name} 322 {a} #kit 2 :{topic}", f":{name} 323 {a} :{TEXT['323']}")
+
+
+def test_mode_replies(lab, delivery):
+    (alice,) = lab.room("alice")
+    got = alice.ask("MODE #kit", "MODE #kit b", "MODE #kit +b", f"MODE {alice.nick}",
+                    f"MODE {alice.nick} +i", f"MODE {alice.nick}", delivery=delivery)
+    name, a = lab.name, alice.nick
+    created = got[1].params[-1]  # 329: when the channel was made, in Unix time
+    assert created.isdigit() and abs(int(created) - time.time()) < 60
+    assert got == msgs(
+        f":{name} 324 {a} #kit +n", f":{name} 329 {a} #kit {created}",
+        f":{name} 368 {a} #kit :{TEXT['368']}", f":{name} 368 {a} #kit :{TEXT['368']}",
+        f":{name} 221 {a} +", f":{alice.source} MODE {a} +i", f":{name} 221 {a} +i")
+    got = alice.ask("MODE #nowhere", "MODE nobody", delivery=delivery)
+    assert got == [lab.numeric(alice, "403", "#nowhere"), lab.numeric(alice, "401", "nobody")]
+
+
+# ---------------------------------------------------------------- messages
+
+def test_channel_message_reaches_every_other_member_only(lab, delivery):
+    alice, bob, carol = lab.room("alice", "bob", "carol")
+    outsider = lab.user("dave", "#other")
+    text = lab.session.text()
+    assert alice.ask(f"PRIVMSG #kit :{text}", delivery=delivery) == []  # never back
+    said = msgs(f":{alice.source} PRIVMSG #kit :{text}")
+    assert bob.ask() == said and carol.ask() == said
+    assert outsider.ask() == [] and alice.ask() == []
+
+
+def test_notice_to_a_channel_and_messages_to_a_nick(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    carol = lab.user("carol")
+    text = lab.session.text()
+    assert alice.ask(f"NOTICE #kit :{text}", f"PRIVMSG {carol.nick.upper()} :{text}",
+                     f"NOTICE {bob.nick} :{text}", delivery=delivery) == []
+    assert bob.ask() == msgs(f":{alice.source} NOTICE #kit :{text}",
+                             f":{alice.source} NOTICE {bob.nick} :{text}")
+    assert carol.ask() == msgs(f":{alice.source} PRIVMSG {carol.nick} :{text}")
+    assert alice.ask() == []
+
+
+def test_message_errors_401_403_404_411_412(lab, delivery):
+    alice = lab.user("alice")
+    lab.user("bob", "#kit")
+    got = alice.ask("PRIVMSG nobody :hi", "PRIVMSG #nowhere :hi", "PRIVMSG #kit :hi",
+                    "PRIVMSG", "PRIVMSG #kit", "PRIVMSG #kit :", delivery=delivery)
+    assert got == [lab.numeric(alice, "401", "nobody"), lab.numeric(alice, "403", "#nowhere"),
+                   lab.numeric(alice, "404", "#kit"), lab.numeric(alice, "411"),
+                   lab.numeric(alice, "412"), lab.numeric(alice, "412")]
+
+
+def test_a_notice_never_gets_an_error(lab, delivery):
+    alice = lab.user("alice")
+    lab.user("bob", "#kit")
+    assert alice.ask("NOTICE nobody :hi", "NOTICE #nowhere :hi", "NOTICE #kit :hi",
+                     "NOTICE", "NOTICE #kit", delivery=delivery) == []
+
+
+def test_prefix_ignored_trailing_kept_colours_passed(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    text = "::-)  two  spaces \x02bold\x02 \x0304red\x03 \x01ACTION waves\x01 "
+    alice.ask(f":forged!x@y PRIVMSG #kit :{text}", delivery=delivery)
+    assert bob.next_raw() == f":{alice.source} PRIVMSG #kit :{text}".encode()
+
+
+def test_lf_only_lines_are_accepted(lab, delivery):
+    alice = lab.peer("alice")
+    alice.send_raw(f"NICK {alice.nick}\nUSER {alice.user} 0 * :Real {alice.nick}\n"
+                   "PING :lf\n".encode(), delivery)
+    welcome, _ = alice.read_until(is_("PONG"))
+    lab.learn(welcome)
+    assert welcome == lab.welcome(alice)
+
+
+def test_nick_change_seen_by_channel_peers_and_the_user(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    outsider = lab.user("carol", "#other")
+    old_nick, old = alice.nick, alice.source
+    alice.nick = lab.session.name("alice, renamed")
+    assert alice.ask(f"NICK {alice.nick}", delivery=delivery) == msgs(
+        f":{old} NICK {alice.nick}")
+    assert bob.ask() == msgs(f":{old} NICK {alice.nick}")
+    assert outsider.ask() == []
+    assert bob.ask("NAMES #kit")[0].params[-1] == f"{alice.nick} {bob.nick}"
+    assert outsider.ask(f"NICK {old_nick}") == msgs(  # the old nick is free again
+        f":{outsider.source} NICK {old_nick}")
+
+
+def test_quit_seen_by_peers_then_error_and_close(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    outsider = lab.user("carol", "#other")
+    bob.send("QUIT :see you", delivery=delivery)
+    assert bob.closed_after() == msgs(f"ERROR :Closing Link: {HOST} (Quit: see you)")
+    assert alice.ask() == msgs(f":{bob.source} QUIT :Quit: see you")
+    assert outsider.ask() == []
+    assert alice.ask(f"PRIVMSG {bob.nick} :x") == [lab.numeric(alice, "401", bob.nick)]
+
+
+def test_a_lost_connection_is_a_quit_too(lab):
+    alice, bob = lab.room("alice", "bob")
+    bob.sock.close()
+    _, quit_ = alice.read_until(is_("QUIT"))
+    assert quit_ == Msg(bob.source, "QUIT", ("Connection closed",))
+
+
+# ---------------------------------------------------------------- timers
+
+def test_an_idle_client_is_pinged_and_dropped_if_it_does_not_answer(lab):
+    lab.start("--ping-interval", "0.3", "--ping-timeout", "0.6")
+    alice, bob = lab.room("alice", "bob")
+    bob.answers_pings = False
+    _, quit_ = alice.read_until(is_("QUIT"))  # meanwhile alice answers every PING
+    assert quit_ == Msg(bob.source, "QUIT", ("Ping timeout: 0.6 seconds",))
+    assert bob.closed_after() == msgs(
+        f"PING :{lab.name}", f"ERROR :Closing Link: {HOST} (Ping timeout: 0.6 seconds)")
+    assert alice.pinged >= 1 and alice.ask() == []  # pinged, answered, still in
+
+
+def test_a_connection_that_never_registers_is_closed(lab):
+    lab.start("--join-timeout", "0.5")
+    silent, dribbling, nearly = lab.peer("silent"), lab.peer("dribbling"), lab.peer("nearly")
+    nearly.send("CAP LS 302", f"NICK {nearly.nick}", "USER x 0 * :never ends CAP")
+    closing = msgs(f"ERROR :Closing Link: {HOST} (Registration timed out)")
+    deadline = time.monotonic() + TIMEOUT
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # closed meanwhile
+        while dribbling.receive(0.05) and not dribbling.inbox:  # a byte each 50 ms...
+            assert time.monotonic() < deadline, "a dribbling connection is never closed"
+            dribbling.send_raw(b"N")  # (the test's input, not a sync)
+    assert dribbling.closed_after() == closing  # ...never a whole line: closed in time
+    assert silent.closed_after() == closing
+    assert nearly.closed_after()[1:] == closing  # after its CAP * LS
+
+
+# ---------------------------------------------------------------- limits, bad input
+
+def test_a_512_byte_line_is_taken_and_513_gets_417(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    head = "PRIVMSG #kit :"
+    fits, too_long = head + "x" * (510 - len(head)), head + "y" * (511 - len(head))
+    assert alice.ask(fits, delivery=delivery) == []  # 512 bytes with its CR LF
+    # Relayed with alice's prefix it would be longer: cut to 512 bytes, CR LF included.
+    relayed = f":{alice.source} {fits}"[:510]
+    assert bob.ask() == msgs(relayed)
+    assert alice.ask(too_long, delivery=delivery) == [lab.numeric(alice, "417")]
+    assert bob.ask() == []  # nothing of the long line went anywhere
+
+
+def test_a_huge_line_costs_one_417_however_it_arrives(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    huge = "PRIVMSG #kit :" + "z" * (1_500 if delivery == "bytes" else 300_000)
+    assert alice.ask(huge, "PRIVMSG #kit :after", delivery=delivery) == [
+        lab.numeric(alice, "417")]
+    assert bob.ask() == msgs(f":{alice.source} PRIVMSG #kit :after")
+
+
+def test_relayed_lines_are_cut_between_characters(lab):
+    alice, bob = lab.room("alice", "bob")
+    alice.ask("PRIVMSG #kit :" + "é" * 248)  # 510 bytes: too long once prefixed
+    line = bob.next_raw()
+    assert len(line) + 2 <= 512 and line.decode("utf-8").endswith("é")
+
+
+def test_bad_bytes_pass_through_and_harm_nothing(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    text = b"caf\xe9 \xff\xfe \xed\xa0\x80 \x00 \xc3"  # Latin-1, junk, surrogate, NUL, half
+    got = alice.ask(b"PRIVMSG #kit :" + text, b"\xff\xfe", delivery=delivery)
+    assert got == [Msg(lab.name, "421", (alice.nick, "\udcff\udcfe", TEXT["421"]))]
+    assert bob.next_raw() == f":{alice.source} PRIVMSG #kit :".encode() + text
+    got = alice.ask(b"JOIN #caf\xe9", delivery=delivery)
+    channel = "#caf\udce9"
+    assert got == msgs(f":{alice.source} JOIN {channel}",
+                       f":{lab.name} 331 {alice.nick} {channel} :{TEXT['331']}",
+                       f":{lab.name} 353 {alice.nick} = {channel} :{alice.nick}",
+                       f":{lab.name} 366 {alice.nick} {channel} :{TEXT['366']}")
+
+
+def test_a_bare_cr_ends_a_line(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    # Relayed whole, a client that splits on CR would read a line from the server.
+    forged = f"PRIVMSG #kit :hi\r:{lab.name} 001 {bob.nick} :forged"
+    assert alice.ask(forged, delivery=delivery) == [lab.numeric(alice, "421", "001")]
+    assert bob.ask() == msgs(f":{alice.source} PRIVMSG #kit :hi")
+
+
+def test_a_reader_that_stops_is_dropped_and_the_others_get_everything(lab):
+    talker, listener = lab.room("talker", "listener")
+    stuck = lab.register(lab.peer("stuck", receive_buffer=4096))
+    stuck.ask("JOIN #kit")  # and never reads again
+    talker.ask(), listener.ask()
+    dropped = msgs(f":{stuck.source} QUIT :Max SendQ exceeded")[0]
+    heard = []  # what the listener got besides the messages
+    for batch in range(200):  # 100 lines of 450 bytes each: 9 MB at most
+        talker.send(*(f"PRIVMSG #kit :{'w' * 400} {batch}-{n}" for n in range(100)),
+                    delivery="batched")
+        for n in range(100):  # the listener reads as it goes, as clients do
+            before, said = listener.read_until(is_("PRIVMSG"))
+            assert said.params[-1].endswith(f" {batch}-{n}"), said  # each, in order
+            heard += before
+        if dropped in heard:
+            break
+    # Past its share (1 MiB) and what the kernel holds for it, stuck was dropped; the
+    # others got every message before, and get every one after.
+    assert heard == [dropped] and 1 < batch < 199, (heard, batch)
+    talker.send("PRIVMSG #kit :after")
+    assert listener.ask() == msgs(f":{talker.source} PRIVMSG #kit :after")
+    assert talker.ask() == [dropped]
+
+
+# ---------------------------------------------------------------- the program
+
+def test_ctrl_c_tells_every_client_and_exits_0(lab):
+    server = lab.start()
+    alice, bob = lab.room("alice", "bob")
+    waiting = lab.peer("unregistered")
+    server.ctrl_c()
+    for peer in (alice, bob, waiting):
+        assert peer.closed_after() == msgs(
+            f"ERROR :Closing Link: {HOST} (Server shutting down)")
+    server.expect(contract.PROGRAMS["stopped"]())
+    server.expect_exit(0)
+
+
+@pytest.mark.parametrize("option", ["--port 99999", "--port x", "--ping-interval 0",
+                                    "--ping-timeout -1", "--join-timeout nan"])
+def test_a_bad_argument_is_one_line_and_exit_1(lab, option):
+    term = lab.session.run("server", sys.executable, str(SERVER_PY), *option.split())
+    term.expect_error_exit(option.split()[0])
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(lab):
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        term = lab.session.run("server", sys.executable, str(SERVER_PY), "--port", port)
+        term.expect_error_exit(port)
+
+
+# ---------------------------------------------------------------- irssi, a real client
+
+IRSSI = shutil.which("irssi")
+needs_irssi = pytest.mark.skipif(IRSSI is None, reason="irssi is not installed (Debian: "
+                                 "apt-get install irssi, as .ci/run should)")
+# irssi's throwaway settings. Its flood control sends one command per 2.2 s after the
+# first five (CAP LS, JOIN :, CAP END, NICK, USER): a real server would drop a client
+# that floods it. Off here, or every check would wait 2.2 s per command.
+IRSSI_CONFIG = """settings = {
+  core = { settings_autosave = "no"; real_name = "Real {nick}"; user_name = "{user}"; };
+  "irc/core" = { cmd_queue_speed = "0msec"; cmds_max_at_once = "1000"; };
+};
+"""
+
+
+class Irssi:
+    """irssi in a pty of its own, with a throwaway --home, its screen read by pyte."""
+
+    def __init__(self, lab, role):
+        self.lab, self.nick = lab, lab.session.name(role)
+        home = Path(lab.session.workdir) / f"irssi-{self.nick}"
+        home.mkdir()
+        user = self.nick.lower()[:10]
+        (home / "config").write_text(IRSSI_CONFIG.replace("{nick}", self.nick)
+                                     .replace("{user}", user))
+        self.source = f"{self.nick}!{user}@{HOST}"
+        self.term = ScreenTerminal(lab.session, f"irssi {self.nick}",
+                                   [IRSSI, "--home", str(home), "--noconnect", "-n", self.nick])
+        lab.session.terminals.append(self.term)  # killed at the end, shown on failure
+
+    def type(self, line):
+        self.term.type(line + "\r")
+
+    def wait_for_screen(self, pattern):
+        """Wait until a row of irssi's screen matches `pattern` (irssi's own words)."""
+        regex = re.compile(pattern)
+        self.term.wait_for(lambda: any(regex.search(row) for row in self.term.lines()),
+                           repr(pattern))
+
+    def connect(self):
+        self.type(f"/connect {HOST} {self.lab.port}")
+        self.wait_for_screen(r"MOTD File is missing")  # our 422: registered
+
+    def join(self, channel, members):
+        self.type(f"/join {channel}")
+        self.wait_for_screen(rf"{re.escape(channel)}: Total of {members} nick")
+
+
+def irssi_pair(lab):
+    lab.start()
+    alice, bob = Irssi(lab, "alice"), Irssi(lab, "bob")
+    for irssi in (alice, bob):
+        irssi.connect()
+    alice.join("#kit", 1)
+    bob.join("#kit", 2)
+    alice.wait_for_screen(rf"{bob.nick} \[{re.escape(bob.source.split('!')[1])}\] "
+                          r"has joined #kit")
+    return alice, bob
+
+
+@needs_irssi
+def test_two_irssi_users_chat_in_a_channel_and_in_private(lab):
+    alice, bob = irssi_pair(lab)
+    text, reply, secret, answer = (lab.session.text() for _ in range(4))
+    alice.type(text)
+    bob.wait_for_screen(rf"<.?{alice.nick}> {text}")
+    bob.type(reply)
+    alice.wait_for_screen(rf"<.?{bob.nick}> {reply}")
+    # In private: each opens a query window with the other (/query), and types there.
+    for me, other in ((alice, bob), (bob, alice)):
+        me.type(f"/query {other.nick}")
+        me.wait_for_screen(rf"Starting query in \S+ with {other.nick}")
+    bob.type(secret)
+    alice.wait_for_screen(rf"<{bob.nick}> {secret}")
+    alice.type(answer)
+    bob.wait_for_screen(rf"<{alice.nick}> {answer}")
+
+
+@needs_irssi
+def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
+    alice, bob = irssi_pair(lab)
+    new_nick = lab.session.name("bob, renamed")
+    bob.type(f"/nick {new_nick}")
+    alice.wait_for_screen(rf"{bob.nick} is now known as {new_nick}")
+    bob.wait_for_screen(rf"You're now known as {new_nick}")
+    host = re.escape(bob.source.split("!")[1])
+    bob.type("/part #kit")
+    alice.wait_for_screen(rf"{new_nick} \[{host}\] has left #kit")
+    bob.join("#kit", 2)
+    alice.wait_for_screen(rf"{new_nick} \[{host}\] has joined #kit")
+    bob.type("/quit off to bed")
+    alice.wait_for_screen(rf"{new_nick} \[{host}\] has quit \[Quit: off to bed\]")
+    bob.term.expect_exit(0)
