@@ -34,14 +34,10 @@ VERSION = "kit-10"
 # RFC 1459 2.3: a line is at most 512 bytes, CR LF included, both ways.
 MAX_LINE = 512
 NICKLEN, CHANNELLEN, MAX_CHANNELS = 30, 50, 50
-ISUPPORT = (  # 005: what clients may assume about us (modern.ircdocs.horse)
-    "CHANTYPES=#",
-    f"NICKLEN={NICKLEN}",
-    f"CHANNELLEN={CHANNELLEN}",
-    f"CHANLIMIT=#:{MAX_CHANNELS}",
-    "PREFIX=(o)@",  # the usual prefix; nobody is made operator here
-    "CASEMAPPING=rfc1459",
-)
+# 005: what clients may assume about us (modern.ircdocs.horse). PREFIX is the usual
+# one, though nobody is made operator here.
+ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
+    CHANLIMIT=#:{MAX_CHANNELS} PREFIX=(o)@ CASEMAPPING=rfc1459""".split()
 MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 05)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
@@ -226,7 +222,6 @@ def fold(name):
 # --8<-- [end:wire]
 
 
-# --8<-- [start:client]
 class Outbox:
     """Stage 08's outbox: bytes for one client's writer task. No lock: only the
     loop's one thread touches it."""
@@ -315,9 +310,6 @@ class Client:
     # --8<-- [end:read_line]
 
 
-# --8<-- [end:client]
-
-
 class Channel:
     def __init__(self, name):
         self.name = name  # as its creator spelled it
@@ -343,7 +335,6 @@ class IrcServer:
     def now(self):
         return asyncio.get_running_loop().time()
 
-    # --8<-- [start:serve_client]
     async def serve_client(self, reader, writer):
         """One client, from connection to goodbye: stage 08's, with IRC's goodbye."""
         client = Client(reader, writer, self.now() + self.join_timeout)
@@ -363,8 +354,6 @@ class IrcServer:
         except (asyncio.TimeoutError, ConnectionError, OSError):
             writing.cancel()
         writer.close()
-
-    # --8<-- [end:serve_client]
 
     async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
@@ -548,18 +537,14 @@ class IrcServer:
             return self.reply(client, "409", "No origin specified")
         self.send(client, message(SERVER, "PONG", SERVER, params[0]))
 
-    def pong(self, client, params):
-        pass  # any line resets the ping timer (read_loop): nothing else to do
-
-    def password(self, client, params):
-        pass  # PASS: no password is needed here
+    def ignore(self, client, params):
+        pass  # PONG: any line resets the ping timer (read_loop); PASS: none needed
 
     def quit(self, client, params):
         return f"Quit: {params[0]}" if params else "Quit"
 
     # ---------------------------------------------------------------- channels
 
-    # --8<-- [start:join]
     def join(self, client, params):
         if params[0] == "0":  # RFC 2812: JOIN 0 leaves every channel
             return self.part(client, [",".join(c.name for c in client.channels)])
@@ -572,11 +557,8 @@ class IrcServer:
             elif len(client.channels) >= MAX_CHANNELS:
                 self.reply(client, "405", name, "You have joined too many channels")
             else:
-                self.enter(client, channel or self.open_channel(name))
-
-    def open_channel(self, name):
-        channel = self.channels[fold(name)] = Channel(name)
-        return channel
+                channel = channel or self.channels.setdefault(fold(name), Channel(name))
+                self.enter(client, channel)
 
     def enter(self, client, channel):
         channel.members[client] = None
@@ -586,14 +568,13 @@ class IrcServer:
         self.send_names(client, channel)
         log(f"{client.nick} joined {channel.name!r}")
 
-    # --8<-- [end:join]
-
     def part(self, client, params):
         for name in filter(None, params[0].split(",")):
             if channel := self.member_channel(client, name):
                 why = params[1:2]  # PART #kit :reason, the reason optional
                 self.relay(channel.members, client.source, "PART", channel.name, *why)
                 self.leave(client, channel)
+                log(f"{client.nick} left {channel.name!r}")
 
     def member_channel(self, client, name):
         """The channel `name` if the client is in it, else None and the error said."""
@@ -716,6 +697,8 @@ class IrcServer:
             self.deliver(client, command, target, params[1], say)
 
     def deliver(self, client, command, target, text, say):
+        # Not logged, unlike stage 08's messages: the log records who came and went;
+        # one line per message would flood it the moment a channel is busy.
         if target.startswith("#"):
             channel = self.channels.get(fold(target))
             if channel is None:
@@ -737,25 +720,15 @@ class IrcServer:
     def notice(self, client, params):
         return self.privmsg(client, params, "NOTICE")
 
-    # command -> (handler, how many parameters it needs); 461 if fewer
-    HANDLERS = {
-        "CAP": (cap, 1),
-        "NICK": (nick, 0),
-        "USER": (user, 4),
-        "PASS": (password, 0),
-        "PING": (ping, 0),
-        "PONG": (pong, 0),
-        "QUIT": (quit, 0),
-        "JOIN": (join, 1),
-        "PART": (part, 1),
-        "NAMES": (names, 0),
-        "WHO": (who, 0),
-        "TOPIC": (topic, 1),
-        "LIST": (list_channels, 0),
-        "MODE": (mode, 1),
-        "PRIVMSG": (privmsg, 0),
+    # fmt: off
+    HANDLERS = {  # command -> (its handler, how many parameters it needs: 461 if fewer)
+        "CAP": (cap, 1), "NICK": (nick, 0), "USER": (user, 4), "PASS": (ignore, 0),
+        "PING": (ping, 0), "PONG": (ignore, 0), "QUIT": (quit, 0), "JOIN": (join, 1),
+        "PART": (part, 1), "NAMES": (names, 0), "WHO": (who, 0), "TOPIC": (topic, 1),
+        "LIST": (list_channels, 0), "MODE": (mode, 1), "PRIVMSG": (privmsg, 0),
         "NOTICE": (notice, 0),
     }
+    # fmt: on
 
     # ---------------------------------------------------------------- goodbye
 
@@ -821,7 +794,6 @@ def describe(error):
     return error.strerror or str(error)
 
 
-# --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(report_accept_errors)
@@ -852,9 +824,6 @@ def main():
         asyncio.run(serve(args))
     finally:
         CONSOLE.close()
-
-
-# --8<-- [end:main]
 
 
 if __name__ == "__main__":
