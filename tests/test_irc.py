@@ -20,8 +20,11 @@ not the stage's: it is not in tests/contract.py, and the waits are named so.
 
 import contextlib
 import re
+import select
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import deque
@@ -181,10 +184,10 @@ class Peer:
                 if not self.answered(message):
                     before.append(message)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"[{self.label}] waited {timeout:g} s; got {before}")
-            if not self.receive(remaining):
-                raise AssertionError(f"[{self.label}] closed by the server; got {before}")
+            if remaining <= 0 or not self.receive(remaining):
+                why = "closed by the server" if remaining > 0 else f"waited {timeout:g} s"
+                raise AssertionError(f"[{self.label}] {why}; before it, {len(before)} "
+                                     f"other messages, the last: {before[-5:]}")
 
     def answered(self, message):
         """A PING from the server, answered: True. Anything else: False."""
@@ -663,6 +666,30 @@ def test_a_reader_that_stops_is_dropped_and_the_others_get_everything(lab):
     talker.send("PRIVMSG #kit :after")
     assert listener.ask() == msgs(f":{talker.source} PRIVMSG #kit :after")
     assert talker.ask() == [dropped]
+
+
+def test_a_log_nobody_reads_never_stops_the_room(lab):
+    """stdout a pipe that is never read (server.py | less, left on its first page):
+    past the pipe's 64 KiB and the log's own queue, log lines are dropped, not
+    waited for."""
+    server = subprocess.Popen([sys.executable, str(SERVER_PY), "--port", "0"],
+                              stdout=subprocess.PIPE, cwd=lab.session.workdir)
+    try:
+        assert select.select([server.stdout], [], [], TIMEOUT)[0], "no listening line"
+        lab.port = int(LISTENING.match(server.stdout.readline().decode()).group(2))
+        lab.server = server  # (from here on, nobody reads its stdout)
+        alice, bob = lab.room("alice", "bob")
+        for _ in range(40):  # 8,000 log lines, about 300 KB
+            assert alice.ask(*["JOIN #churn", "PART #churn"] * 100)[-1].command == "PART"
+        text = lab.session.text()
+        alice.ask(f"PRIVMSG #kit :{text}")
+        assert bob.ask() == msgs(f":{alice.source} PRIVMSG #kit :{text}")
+        server.send_signal(signal.SIGINT)  # and it still stops, at once
+        assert server.wait(timeout=TIMEOUT) == 0
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
 
 
 # ---------------------------------------------------------------- the program
