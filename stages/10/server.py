@@ -29,15 +29,15 @@ from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6667
-SERVER = "kit.irc"  # our name: the prefix of everything the server itself says
+DEFAULT_NAME = "kit.irc"  # our name: the prefix of everything the server says
 VERSION = "kit-10"
 # RFC 1459 2.3: a line is at most 512 bytes, CR LF included, both ways.
 MAX_LINE = 512
 NICKLEN, CHANNELLEN, MAX_CHANNELS = 30, 50, 50
-# 005: what clients may assume about us (modern.ircdocs.horse). PREFIX is the usual
-# one, though nobody is made operator here.
+# 005: what clients may assume about us (modern.ircdocs.horse). PREFIX is empty:
+# nobody is channel operator (@) or voiced (+) here.
 ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
-    CHANLIMIT=#:{MAX_CHANNELS} PREFIX=(o)@ CASEMAPPING=rfc1459""".split()
+    CHANLIMIT=#:{MAX_CHANNELS} PREFIX= CASEMAPPING=rfc1459""".split()
 MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 05)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
@@ -68,6 +68,12 @@ def port_number(text):
     return port
 
 
+def server_name(text):
+    if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", text):  # a host name
+        raise ValueError(text)
+    return text
+
+
 def seconds(text):
     number = float(text)
     if not (number > 0 and math.isfinite(number)):
@@ -77,6 +83,7 @@ def seconds(text):
 
 OPTIONS = {  # option -> (its type, default, what it does)
     "--host": (str, DEFAULT_HOST, "address to listen on"),
+    "--name": (server_name, DEFAULT_NAME, "the server's name, as clients see it"),
     "--port": (port_number, DEFAULT_PORT, "port to listen on, 0 picks a free one"),
     "--join-timeout": (seconds, 60, "close a connection not registered by then"),
     "--ping-interval": (seconds, 120, "PING a client that has been silent this long"),
@@ -219,6 +226,15 @@ def fold(name):
     return name.translate(FOLD)
 
 
+def glob(mask):
+    """A test for folded names: does it match the mask? Only * and ? are wildcards
+    (nicks hold [ and ], which fnmatch would read as a set)."""
+    parts = {"*": ".*", "?": "."}
+    return re.compile(
+        "".join(parts.get(c) or re.escape(c) for c in fold(mask))
+    ).fullmatch
+
+
 # --8<-- [end:wire]
 
 
@@ -324,7 +340,7 @@ class Closing(Exception):
 
 class IrcServer:
     def __init__(self, args):
-        self.join_timeout = args.join_timeout
+        self.name, self.join_timeout = args.name, args.join_timeout
         self.ping_interval, self.ping_timeout = args.ping_interval, args.ping_timeout
         self.clients = set()  # no lock: only the event loop's one thread touches these
         self.nicks = {}  # fold(nick) -> Client, registered or not
@@ -392,7 +408,7 @@ class IrcServer:
                     waited = f"{self.ping_timeout:g} seconds"
                     raise Closing(f"Ping timeout: {waited}") from None
                 client.pinged, client.deadline = True, self.now() + self.ping_timeout
-                self.send(client, message(None, "PING", SERVER))
+                self.send(client, message(None, "PING", self.name))
 
     # --8<-- [end:next_line]
 
@@ -450,7 +466,7 @@ class IrcServer:
 
     def reply(self, client, numeric, *params):
         """A numeric reply: from the server, to the client's nick ("*" before NICK)."""
-        self.send(client, message(SERVER, numeric, client.nick or "*", *params))
+        self.send(client, message(self.name, numeric, client.nick or "*", *params))
 
     def relay(self, clients, source, command, *params):
         data = message(source, command, *params)  # encoded once for everyone
@@ -474,10 +490,10 @@ class IrcServer:
         sub, nick = params[0].upper(), client.nick or "*"
         if sub in ("LS", "LIST"):
             client.negotiating |= sub == "LS" and not client.registered
-            self.send(client, message(SERVER, "CAP", nick, sub, ""))
+            self.send(client, message(self.name, "CAP", nick, sub, ""))
         elif sub == "REQ":
             client.negotiating = not client.registered
-            self.send(client, message(SERVER, "CAP", nick, "NAK", params[-1]))
+            self.send(client, message(self.name, "CAP", nick, "NAK", params[-1]))
         elif sub == "END":
             client.negotiating = False
             self.register_if_ready(client)
@@ -509,6 +525,8 @@ class IrcServer:
     def user(self, client, params):
         if client.registered:
             return self.reply(client, "462", "You may not reregister")
+        if not params[0] or not params[3]:  # (modern.ircdocs.horse: empty is missing)
+            return self.reply(client, "461", "USER", "Not enough parameters")
         # The user name goes into nick!user@host: keep it to safe characters.
         client.user = re.sub(r"[^A-Za-z0-9._-]", "", params[0])[:10] or "user"
         client.realname = params[3]
@@ -521,9 +539,9 @@ class IrcServer:
         client.deadline = self.now() + self.ping_interval
         for numeric, *params in (
             ("001", f"Welcome to the kit IRC network, {client.source}"),
-            ("002", f"Your host is {SERVER}, running version {VERSION}"),
+            ("002", f"Your host is {self.name}, running version {VERSION}"),
             ("003", f"This server was created {self.created}"),
-            ("004", SERVER, VERSION, "i", "bn"),  # user modes, channel modes
+            ("004", self.name, VERSION, "i", "bn"),  # user modes, channel modes
             ("005", *ISUPPORT, "are supported by this server"),
             ("422", "MOTD File is missing"),  # no MOTD: the short ending clients know
         ):
@@ -535,7 +553,7 @@ class IrcServer:
     def ping(self, client, params):
         if not params:
             return self.reply(client, "409", "No origin specified")
-        self.send(client, message(SERVER, "PONG", SERVER, params[0]))
+        self.send(client, message(self.name, "PONG", self.name, params[0]))
 
     def ignore(self, client, params):
         pass  # PONG: any line resets the ping timer (read_loop); PASS: none needed
@@ -564,7 +582,8 @@ class IrcServer:
         channel.members[client] = None
         client.channels.add(channel)
         self.relay(channel.members, client.source, "JOIN", channel.name)
-        self.send_topic(client, channel)
+        if channel.topic:  # RFC 2812 3.2.1: the topic if there is one (331: on TOPIC)
+            self.reply(client, "332", channel.name, channel.topic)
         self.send_names(client, channel)
         log(f"{client.nick} joined {channel.name!r}")
 
@@ -602,7 +621,7 @@ class IrcServer:
 
     def send_names(self, client, channel):
         """353 lines with every member, as many as 512-byte lines need, then 366."""
-        empty = message(SERVER, "353", client.nick, "=", channel.name, "")
+        empty = message(self.name, "353", client.nick, "=", channel.name, "")
         room = MAX_LINE - len(empty)
         chunk = []
         for nick in (member.nick for member in channel.members):
@@ -614,32 +633,37 @@ class IrcServer:
         self.reply(client, "366", channel.name, "End of /NAMES list.")
 
     def who(self, client, params):
+        """WHO #channel, WHO nick, or WHO mask (* and ? as wildcards, on nicks). A
+        mask does not find +i users, unless they share a channel with the asker."""
         mask = params[0] if params else "*"
-        channel = self.channels.get(fold(mask))
-        if channel:
+        if channel := self.channels.get(fold(mask)):
             found = [(channel.name, member) for member in channel.members]
+        elif fold(mask) in self.nicks:
+            found = [("*", self.nicks[fold(mask)])]
         else:
-            found = [("*", self.nicks[fold(mask)])] if fold(mask) in self.nicks else []
+            matches, near = glob(mask), self.peers_of(client)
+            found = [
+                ("*", other)
+                for other in self.clients
+                if matches(fold(other.nick or ""))
+                and (not other.invisible or other in near or other is client)
+            ]
         for name, other in found:
             if other.registered:  # "H": here (nobody is away), then hops and name
-                fields = (other.user, other.host, SERVER, other.nick, "H")
+                fields = (other.user, other.host, self.name, other.nick, "H")
                 self.reply(client, "352", name, *fields, f"0 {other.realname}")
         self.reply(client, "315", mask, "End of /WHO list.")
 
     def topic(self, client, params):
         if len(params) == 1:  # a question: anyone may ask, as LIST shows it anyway
-            if channel := self.channels.get(fold(params[0])):
-                return self.send_topic(client, channel)
-            return self.reply(client, "403", params[0], "No such channel")
+            if not (channel := self.channels.get(fold(params[0]))):
+                return self.reply(client, "403", params[0], "No such channel")
+            if channel.topic:
+                return self.reply(client, "332", channel.name, channel.topic)
+            return self.reply(client, "331", channel.name, "No topic is set")
         if channel := self.member_channel(client, params[0]):
             channel.topic = params[1]
             self.relay(channel.members, client.source, "TOPIC", channel.name, params[1])
-
-    def send_topic(self, client, channel):
-        if channel.topic:
-            self.reply(client, "332", channel.name, channel.topic)
-        else:
-            self.reply(client, "331", channel.name, "No topic is set")
 
     def list_channels(self, client, params):
         names = params[0].split(",") if params else list(self.channels)
