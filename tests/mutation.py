@@ -426,7 +426,7 @@ def render(results):
                      "or a mutant listed as equivalent)",
                      [m for m in results["mutants"] if m["outcome"] == "killed"
                       and (m.get("suspicious") or m.get("listed_equivalent"))],
-                     lambda m: f"`{m['killed_by']}`, then on the rerun `{m.get('rerun', '-')}`")
+                     rerun_note)
     checks = {}
     for m in results["mutants"]:
         if m["outcome"] == "killed":
@@ -434,6 +434,16 @@ def render(results):
     lines += ["## The checks that killed them", "", "| First failing check | Mutants |", "| --- | ---: |"]
     lines += [f"| `{check}` | {n} |" for check, n in sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))]
     return "\n".join(lines) + "\n"
+
+
+def rerun_note(mutant):
+    """Which check killed the mutant, and which on its rerun: by test name alone, short enough for a
+    table cell (tests/test_robustness.py::test_x[02] -> test_x: the row's Where gives the stage)."""
+    first, again = mutant["killed_by"], mutant.get("rerun", "-")
+    short = lambda check: check.rsplit("::", 1)[-1].split("[")[0]
+    if again == first:
+        return f"`{short(first)}`, on the first run and on the rerun"
+    return f"`{short(first)}`, then on the rerun `{short(again)}`"
 
 
 def score_table(results):

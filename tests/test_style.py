@@ -36,8 +36,9 @@ def too_wide(paths, width=WIDTH):
 
 
 def stage_files():
-    files = sorted(STAGES.glob("**/*.py"))
-    assert len(files) >= 17, f"found only {len(files)} stage programs under {STAGES}"
+    """The stages' programs and scripts (the site shows both); not their READMEs' tables."""
+    files = sorted([*STAGES.glob("**/*.py"), *STAGES.glob("**/*.sh")])
+    assert len(files) >= 18, f"found only {len(files)} stage programs under {STAGES}"
     return files
 
 
