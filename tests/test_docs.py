@@ -481,3 +481,34 @@ def test_the_search_index_has_the_lessons_prose_and_no_diff(site):
                 if "sendall" in re.sub(r"<pre>.*?</pre>", "", entry["text"], flags=re.DOTALL)]
     assert any(location.startswith("lessons/01-") for location in in_prose), \
         f"lesson 01's prose, which introduces sendall(), is not among the hits: {in_prose}"
+
+
+@pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
+def test_the_exercises_render_as_one_numbered_list(site, stage_id):
+    """Lesson 09's exercise 4 once rendered as "a." inside exercise 3: a list broken by its
+    indentation. Each lesson's exercises are one <ol>, with one item per numbered line."""
+    numbered = re.findall(r"^\d+\. ", section(lesson_for(stage_id).read_text(), "Exercises"),
+                          re.MULTILINE)
+    page = (site / "lessons" / lesson_for(stage_id).stem / "index.html").read_text()
+    built = re.search(r'<h2 id="exercises">.*?(?=<h2 )', page, re.DOTALL).group(0)
+    lists, items, depth = 0, 0, 0  # top-level lists, and the items of the top-level list
+    for tag in re.findall(r"</?(?:ol|ul|li)\b", built):
+        if tag in ("<ol", "<ul"):
+            lists += depth == 0
+            depth += 1
+        elif tag in ("</ol", "</ul"):
+            depth -= 1
+        else:
+            items += tag == "<li" and depth == 1
+    assert lists == 1, f"the exercises are {lists} lists, not one numbered list"
+    assert items == len(numbered), f"{len(numbered)} exercises in the lesson, {items} items in its list"
+
+
+def test_no_stray_pages_are_built(site):
+    """Tables that pages include (docs/bench/*.md, docs/mutation/score.md) and the theme's
+    templates are not pages of their own."""
+    built = {path.parent.relative_to(site).as_posix() for path in site.rglob("index.html")}
+    stray = sorted(path for path in built
+                   if path.startswith(("bench", "overrides", "hooks")) or path == "mutation/score")
+    assert not stray, f"built as pages of their own: {stray}"
+    assert not list(site.glob("overrides/**/*.html")), "the theme's templates were copied into the site"
