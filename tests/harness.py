@@ -113,17 +113,22 @@ class Terminal:
     """One program running in its own pty, with everything it printed kept."""
 
     # --8<-- [start:spawn]
-    def __init__(self, session, label, argv, env=None, preexec_fn=None, dimensions=(24, 200)):
+    def __init__(
+        self, session, label, argv, env=None, preexec_fn=None, dimensions=(24, 200)
+    ):
         self.session = session
         self.label = label
         self.transcript = io.StringIO()
         self.pressed_again = False  # ctrl_c() pressed more than once (see expect_exit)
-        self.forgotten_at = 0  # where forget_unread() last drew its line in the transcript
+        self.forgotten_at = 0  # where forget_unread() last drew its line
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", **(env or {})}
         self.child = pexpect.spawn(
-            argv[0], argv[1:], cwd=session.workdir, encoding="utf-8", codec_errors="replace",
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", **(env or {})},
-            timeout=TIMEOUT, dimensions=dimensions, preexec_fn=lambda: as_in_a_terminal(preexec_fn))
-        # pexpect sleeps 50 ms before every send and ptyprocess 100 ms in every close: pure waste here.
+            argv[0], argv[1:], cwd=session.workdir, env=env, timeout=TIMEOUT,
+            encoding="utf-8", codec_errors="replace", dimensions=dimensions,
+            preexec_fn=lambda: as_in_a_terminal(preexec_fn),
+        )
+        # pexpect sleeps 50 ms before every send and ptyprocess 100 ms in every
+        # close: pure waste here.
         self.child.delaybeforesend = None
         self.child.ptyproc.delayafterclose = 0.01
         self.child.logfile_read = self.transcript
@@ -690,10 +695,12 @@ class Session:
     }
 
     def gate(self, gate, wait):
-        """Run `wait`, a step that most checks need. If it fails, and fails again when tried alone
-        with twice the patience, it is the cause: this check reports it, and every later
-        check that reaches the same gate ends at once as not run (CodeCrafters stops at the first
-        failing stage for the same reason: one cause, reported once, costing no time)."""
+        """Run `wait`, a step that most checks need.
+
+        If it fails, and fails again when tried alone with twice the patience, it is
+        the cause: this check reports it, and every later check that reaches the same
+        gate ends at once as not run (CodeCrafters stops at the first failing stage
+        for the same reason: one cause, reported once, costing no time)."""
         __tracebackhide__ = True
         self.not_run_if_broken(gate)
         try:

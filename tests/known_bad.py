@@ -46,7 +46,7 @@ BUGS = [
         '''            line = client.inbox[:end].decode("utf-8")''',
         "odd_bytes_do_no_harm and invalid"),
     Bug("a server that blocks on a slow client", "02",
-        "            sent = client.sock.send(client.outbox)  # may take only part of it: a partial send",
+        "            sent = client.sock.send(client.outbox)",
         "            client.sock.setblocking(True)\n            client.sock.sendall(client.outbox)\n"
         "            sent = len(client.outbox)",
         "never_reads_is_dropped"),
@@ -62,8 +62,7 @@ BUGS = [
         "        if client in self.clients and len(client.inbox) > MAX_LINE:",
         "        if False:", "too_long_line_disconnects"),
     Bug("bad JSON closes the connection", "03",
-        "            self.send_error(client, error.code, str(error))  # answer, and keep the connection open\n"
-        "            return",
+        "            self.send_error(client, error.code, str(error))\n            return",
         "            self.send_error(client, error.code, str(error))\n            self.disconnect(client, \"lost\")\n"
         "            return",
         "bad_message_gets_an_error and not-json"),
@@ -113,7 +112,7 @@ BUGS = [
         'open_new_file(self.downloads, safe_name(offer["name"]))', 'open_new_file(self.downloads, str(offer["name"]))',
         "hostile_file_names and parent", program="client.py"),
     Bug("a file kept without checking its SHA-256", "09",
-        " or download.digest.hexdigest() != download.sha256:", ":", "damaged_file_is_not_kept and hash",
+        "            or download.digest.hexdigest() != download.sha256\n", "", "damaged_file_is_not_kept and hash",
         program="client.py"),
     Bug("a client that checks the certificate but not the host name", "09",
         "        return await asyncio.open_connection(",
@@ -157,8 +156,8 @@ VARIANTS = [
         ("client.py", "[direct] {get('from')}", "(private) {get('from')}"),
         ("client.py", '"* online: " + ", ".join(', '"here now: " + " ".join('),
         ("client.py", "* the server is shutting down", "!! shutting down, bye"),
-        ("client.py", '"! unknown command: commands start with C, as in C PM (C HELP lists them)"',
-         '"?? no such command; see C HELP"'),
+        ("client.py", '"! unknown command: commands start with C, as in C PM "\n'
+                      '                "(C HELP lists them)"', '"?? no such command; see C HELP"'),
         ("server.py", 'stamp = f"{datetime.now():%H:%M:%S}"', 'stamp = f"[{datetime.now():%H:%M}]"'),
         ("server.py", 'log(f"{name} joined from {client.address}")', 'log(f"{name} joined ({client.address})")'),
         ("server.py", "f\"{client.name} said {len(line)} bytes: {message['text']!r}\"",

@@ -24,6 +24,7 @@ The whole run is niced. It never writes docs/ unless asked (--write-docs, or --r
 
 import argparse
 import datetime
+import io
 import json
 import os
 import random
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -343,8 +345,24 @@ def load_equivalents(path=EQUIVALENTS):
 
 
 def key(entry):
-    """What identifies a mutant across runs and edits elsewhere in the file: not its occurrence number."""
-    return entry["stage"], entry["program"], entry["operator"], entry["before"], entry["after"]
+    """What identifies a mutant across runs and edits elsewhere in the file: not its occurrence number,
+    and not the layout of its lines (see code_only)."""
+    return entry["stage"], entry["program"], entry["operator"], code_only(entry["before"]), code_only(entry["after"])
+
+
+def code_only(lines):
+    """Mutated lines as bare code: no comments, no whitespace, no line breaks. The stages are formatted
+    with ruff, which moves a long line's comment above it, wraps a long call over several lines and
+    spaces slices (`[: end + 1]`): the same mutant must stay the same entry."""
+    rows = lines.split("\n")
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(lines).readline):
+            if token.type == tokenize.COMMENT:
+                row, column = token.start
+                rows[row - 1] = rows[row - 1][:column]
+    except (tokenize.TokenError, SyntaxError):
+        pass  # a statement's first or last line alone leaves a bracket open or closes one: the comments before are cut
+    return re.sub(r"\s+", "", "\n".join(rows))
 
 
 def judge(results, equivalents):
@@ -408,7 +426,7 @@ def render(results):
                      "or a mutant listed as equivalent)",
                      [m for m in results["mutants"] if m["outcome"] == "killed"
                       and (m.get("suspicious") or m.get("listed_equivalent"))],
-                     lambda m: f"`{m['killed_by']}`, then on the rerun `{m.get('rerun', '-')}`")
+                     rerun_note)
     checks = {}
     for m in results["mutants"]:
         if m["outcome"] == "killed":
@@ -416,6 +434,16 @@ def render(results):
     lines += ["## The checks that killed them", "", "| First failing check | Mutants |", "| --- | ---: |"]
     lines += [f"| `{check}` | {n} |" for check, n in sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))]
     return "\n".join(lines) + "\n"
+
+
+def rerun_note(mutant):
+    """Which check killed the mutant, and which on its rerun: by test name alone, short enough for a
+    table cell (tests/test_robustness.py::test_x[02] -> test_x: the row's Where gives the stage)."""
+    first, again = mutant["killed_by"], mutant.get("rerun", "-")
+    short = lambda check: check.rsplit("::", 1)[-1].split("[")[0]
+    if again == first:
+        return f"`{short(first)}`, on the first run and on the rerun"
+    return f"`{short(first)}`, then on the rerun `{short(again)}`"
 
 
 def score_table(results):

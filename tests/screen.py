@@ -60,8 +60,10 @@ class ScreenTerminal(Terminal):
     """A Terminal whose output is also played through a terminal emulator."""
 
     def __init__(self, session, label, argv, env=None, **kwargs):
-        super().__init__(session, label, argv, env={**ENVIRONMENT, **(env or {})}, dimensions=(ROWS, COLUMNS),
-                         **kwargs)
+        env = {**ENVIRONMENT, **(env or {})}
+        super().__init__(
+            session, label, argv, env=env, dimensions=(ROWS, COLUMNS), **kwargs
+        )
         self.screen = Screen(COLUMNS, ROWS)
         self.stream = Stream(self.screen)
         self.played = 0  # how much of the transcript the emulator has seen
@@ -80,13 +82,16 @@ class ScreenTerminal(Terminal):
         return self.lines()[number]
 
     def report(self):
-        """In a failure report: the screen as it is now, framed, rather than a soup of escape codes."""
-        lines = self.lines()
-        frame = "+" + "-" * self.screen.columns + "+"
-        return "\n".join([frame, *(f"|{line.ljust(self.screen.columns)}|" for line in lines), frame])
+        """In a failure report: the screen as it is now, framed, rather than a soup
+        of escape codes."""
+        width = self.screen.columns
+        frame = "+" + "-" * width + "+"
+        rows = [f"|{line.ljust(width)}|" for line in self.lines()]
+        return "\n".join([frame, *rows, frame])
 
     def wait_for(self, check, what, timeout=TIMEOUT):
-        """Wait until check() is true of the screen, re-checking each time the program draws."""
+        """Wait until check() is true of the screen, re-checking each time the
+        program draws."""
         __tracebackhide__ = True
         deadline = time.monotonic() + timeout
         while True:
@@ -95,9 +100,12 @@ class ScreenTerminal(Terminal):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.child.isalive():
-                raise self.session.failure(f"[{self.label}] expected the screen to show {what}",
-                                           f"after {timeout:g} s, the screen is:\n{self.report()}")
-            select.select([self.child.child_fd], [], [], remaining)  # sleep until it draws something
+                raise self.session.failure(
+                    f"[{self.label}] expected the screen to show {what}",
+                    f"after {timeout:g} s, the screen is:\n{self.report()}",
+                )
+            # Sleep until it draws something.
+            select.select([self.child.child_fd], [], [], remaining)
 
     # --8<-- [end:terminal]
 

@@ -149,7 +149,8 @@ class RoomClient(EchoClient):
         return ()
 
     def wait_until_in(self):
-        # Until the server has registered us, what we type could be lost: wait for its welcome.
+        # Until the server has registered us, what we type could be lost: wait for its
+        # welcome.
         self.session.gate("in", lambda: self.term.expect(self.welcome(self.name)))
 
     def sync(self):
@@ -379,25 +380,39 @@ class Stage:
 # --8<-- [start:stages]
 CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck"}
 PROTOCOL = CHAT | {"json_wire", "max_clients"}
-COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command", "shutdown_notice"}
+COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command"}
+COMPLETE |= {"shutdown_notice"}
 TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
+ECHO = {"server", "echo", "one_at_a_time"}
 
 STAGES = [
-    Stage("01", "blocking echo, one client at a time", EchoClient, frozenset({"server", "echo", "one_at_a_time"}), "echo"),
-    Stage("02", "select-based chat room", RoomClient, frozenset(CHAT), "text", crowd=300, full_crowd=1000),
-    Stage("03", "a real protocol: JSON Lines", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=1000),
-    # Threaded stages: two threads per client. Every join is announced to everyone, and each of
-    # those deliveries wakes a writer thread, so a crowd of threads is much slower to fill
-    # (compare: python -m pytest -n 0 --stage 02,04 -k crowd --durations=2).
-    Stage("04", "a thread per client", JsonRoomClient, frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=500),
-    Stage("05", "the complete chat", CommandClient, frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
-    Stage("06", "a terminal UI", SlashClient, frozenset(TUI), "json-2", crowd=100, full_crowd=500),
-    Stage("07", "peer-to-peer", Peer, frozenset({"p2p"}), "p2p", programs=("peer.py",)),
-    # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle connections in the slow tier.
-    Stage("08", "asyncio", CommandClient, frozenset(COMPLETE | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
-    # 08 over TLS, plus files: every connection (and every raw test peer) does a TLS handshake first.
-    Stage("09", "secure chat (TLS) and file transfer", FileClient, frozenset(COMPLETE | {"tls", "file_transfer"}),
-          "json-2-tls", crowd=100, full_crowd=1000),
+    Stage("01", "blocking echo, one client at a time", EchoClient,
+          frozenset(ECHO), "echo"),
+    Stage("02", "select-based chat room", RoomClient,
+          frozenset(CHAT), "text", crowd=300, full_crowd=1000),
+    Stage("03", "a real protocol: JSON Lines", JsonRoomClient,
+          frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=1000),
+    # Threaded stages: two threads per client. Every join is announced to everyone,
+    # and each of those deliveries wakes a writer thread, so a crowd of threads is
+    # much slower to fill (compare: python -m pytest -n 0 --stage 02,04 -k crowd
+    # --durations=2).
+    Stage("04", "a thread per client", JsonRoomClient,
+          frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=500),
+    Stage("05", "the complete chat", CommandClient,
+          frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
+    Stage("06", "a terminal UI", SlashClient,
+          frozenset(TUI), "json-2", crowd=100, full_crowd=500),
+    Stage("07", "peer-to-peer", Peer,
+          frozenset({"p2p"}), "p2p", programs=("peer.py",)),
+    # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle
+    # connections in the slow tier.
+    Stage("08", "asyncio", CommandClient,
+          frozenset(COMPLETE | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
+    # 08 over TLS, plus files: every connection (and every raw test peer) does a TLS
+    # handshake first.
+    Stage("09", "secure chat (TLS) and file transfer", FileClient,
+          frozenset(COMPLETE | {"tls", "file_transfer"}), "json-2-tls",
+          crowd=100, full_crowd=1000),
 ]
 
 # --8<-- [end:stages]

@@ -15,16 +15,19 @@ pytestmark = pytest.mark.needs("chat")
 # --8<-- [start:broadcast]
 @pytest.mark.points(3, "a message reaches everyone but its sender")
 def test_message_goes_to_everyone_but_the_sender(session):
-    alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
-    hi_all, answer = session.text(), session.text()  # random, so no program can know them in advance
+    alice, bob = session.client("alice"), session.client("bob")
+    carol = session.client("carol")
+    # Random texts, so that no program can know them in advance.
+    hi_all, answer = session.text(), session.text()
     alice.say(hi_all)
     bob.sees(bob.said(alice.name, hi_all))
     carol.sees(carol.said(alice.name, hi_all))
-    # Sync point: bob answers only after he has alice's line, so anything the server sent
-    # alice about her own line reached her before bob's answer does.
+    # Sync point: bob answers only after he has alice's line, so anything the
+    # server sent alice about her own line reached her before bob's answer does.
     bob.say(answer)
     alice.sees(alice.said(bob.name, answer))
-    alice.never_saw(alice.said(alice.name, hi_all), "a sender does not get its own message back")
+    own_line = alice.said(alice.name, hi_all)
+    alice.never_saw(own_line, "a sender does not get its own message back")
 # --8<-- [end:broadcast]
 
 

@@ -1,6 +1,8 @@
 """The site cannot drift from the code: lessons, included code, recorded transcripts, rendering."""
 
+import fcntl
 import html
+import importlib.util
 import json
 import os
 import re
@@ -14,11 +16,12 @@ import bench
 import contract
 import known_bad
 import record
-import screenshot
 from stages import BY_ID, REPO, STAGES
 
 TEMPLATE = ["Goal", "Run it", "What changed", "Walk-through", "Message flow",
-            "Pitfalls this stage handles", "What the tests check", "Exercises", "Check your work"]
+            "Pitfalls this stage handles", "What the tests check", "Exercises", "Check your work",
+            "Recap"]
+OPTIONAL = {"Going further": "Pitfalls this stage handles"}  # an optional section, and the one it follows
 
 
 def lesson_for(stage_id):
@@ -49,6 +52,11 @@ def test_every_stage_has_a_lesson_in_the_nav():
 def test_lesson_follows_the_template(stage_id):
     text = lesson_for(stage_id).read_text()
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    for optional, after in OPTIONAL.items():
+        if optional in headings:
+            assert headings.index(optional) == headings.index(after) + 1, \
+                f"'{optional}' belongs right after '{after}': {headings}"
+            headings.remove(optional)
     assert headings == TEMPLATE, f"the lesson's sections are {headings}, the template's {TEMPLATE}"
     assert f'--8<-- "stages/{stage_id}/' in text, "the walk-through includes no code from the stage"
     assert f'--8<-- "docs/transcripts/{stage_id}/' in text, "'Run it' shows no recorded transcript"
@@ -57,6 +65,48 @@ def test_lesson_follows_the_template(stage_id):
     before = [stage for stage in STAGES if stage.id < stage_id][-1:]
     if before and before[0].programs == BY_ID[stage_id].programs:  # a new kind of program (07's peer) has no diff
         assert f"<!-- diff stages/" in text and f"stages/{stage_id}/" in text, "'What changed' has no generated diff"
+
+
+def section(text, heading):
+    """The body of a lesson's `## heading` section, up to the next `## `."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"no '## {heading}' section"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
+def test_lesson_teaches_in_order(stage_id):
+    """A recap of 3-5 points at the end, a step the student runs, prose in every walk-through part."""
+    text = lesson_for(stage_id).read_text()
+    points = re.findall(r"^[-*] ", section(text, "Recap"), re.MULTILINE)
+    assert 3 <= len(points) <= 5, f"the recap has {len(points)} points, not 3 to 5"
+    tries = re.findall(r'^!!! example "Try it[^"]*"\n((?:    .*\n|\n)+)', text, re.MULTILINE)
+    assert tries, 'no `!!! example "Try it: ..."` step'
+    assert all("```" in body or "`python " in body for body in tries), \
+        "every 'Try it' step gives a command to run"
+    walk = section(text, "Walk-through")
+    for part in re.split(r"^### ", walk, flags=re.MULTILINE)[1:]:
+        title, _, body = part.partition("\n")
+        prose = re.sub(r"```.*?```", "", body, flags=re.DOTALL)
+        prose = re.sub(r"^(!!!|\?\?\?).*$|^<!--.*-->$", "", prose, flags=re.MULTILINE)
+        assert len(prose.split()) >= 12, f"walk-through part '{title}' is code with no prose"
+    changed = section(text, "What changed")
+    links = re.findall(r"^[-*] .*\]\(#[\w-]+\)", changed, re.MULTILINE)
+    assert links, "'What changed' opens with no list of changes linked to the walk-through"
+    if stage_id in ("01", "02"):
+        assert "concepts.md" in text, "lessons 01 and 02 link to the concepts page"
+    assert "https://docs.python.org/3/" in text, "the lesson links no API to the Python docs"
+
+
+def test_the_concepts_page_comes_before_lesson_01():
+    nav = list(nav_pages(load_config(str(REPO / "mkdocs.yml"))["nav"]))
+    assert nav.index("concepts.md") == nav.index(f"lessons/{lesson_for('01').name}") - 1
+    text = (REPO / "docs" / "concepts.md").read_text()
+    assert text.startswith("# 00 · Sockets, ports and TCP\n")
+    for topic in ("socket", "port", "localhost", "UDP", "TIME_WAIT", "backlog", "ephemeral",
+                  "buffer", "nc ", "ss -tnp", "tcpdump", "Glossary", "Linux", "macOS", "WSL"):
+        assert topic in text, f"the concepts page never mentions {topic!r}"
+    assert "```mermaid\nsequenceDiagram" in text, "no sequence diagram of a connection's life"
 
 
 def test_no_python_is_pasted_into_the_docs():
@@ -164,22 +214,301 @@ def test_recorded_grading_example_matches_what_grade_py_prints():
         "docs/transcripts/grading-summary.txt is out of date: run python tests/record.py"
 
 
-def test_site_builds_strictly(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="session")
+def site_build(tmp_path_factory):
+    """`mkdocs build --strict`, once for the whole run: the xdist workers share one build (a lock
+    file lets the first one build, the others wait for it and read its result)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # every worker's basetemp sits in the run's own folder
+    folder, outcome = shared / "site", shared / "site-build.json"
+    with open(shared / "site-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not outcome.exists():
+            result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(folder)],
+                                    cwd=REPO, capture_output=True, text=True, timeout=120,
+                                    env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+            outcome.write_text(json.dumps({"returncode": result.returncode, "stderr": result.stderr}))
+    return folder, json.loads(outcome.read_text())
+
+
+@pytest.fixture
+def site(site_build):
+    folder, outcome = site_build
+    assert outcome["returncode"] == 0, f"the site does not build:\n{outcome['stderr']}"
+    return folder
+
+
+def test_site_builds_strictly(site_build):
+    folder, outcome = site_build
+    assert outcome["returncode"] == 0, outcome["stderr"]
     for stage in STAGES:  # each lesson, as built, states every term of its stage's contract
-        page = (tmp_path / "site" / "lessons" / lesson_for(stage.id).stem / "index.html").read_text()
+        page = (folder / "lessons" / lesson_for(stage.id).stem / "index.html").read_text()
         missing = [key for key, term in stage.client_class.terms.items()
                    if html.escape(contract.shown(term.text).strip(), quote=False) not in page]
         assert not missing, f"lesson {stage.id}'s page does not show these contract terms: {missing}"
 
 
-@pytest.mark.slow  # about 20 s of browser time: CI runs it in its second step, python -m pytest --slow -m slow
-@pytest.mark.skipif(screenshot.chromium() is None, reason="chromium is not installed (apt-get install chromium)")
-def test_pages_render_and_every_diagram_draws_in_chromium():
-    results = screenshot.check_site()  # no screenshots: python tests/screenshot.py makes them
-    problems = {page: problems for page, (_, _, problems) in results.items() if problems}
-    assert not problems, f"pages that did not render right: {problems}"
-    assert all(total >= 1 for _, total, _ in results.values()), "a page lost its diagram"
+def load_hook():
+    """docs/hooks/lessons.py, the mkdocs hook, as a module (it is not on the import path)."""
+    spec = importlib.util.spec_from_file_location("lessons_hook", REPO / "docs" / "hooks" / "lessons.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hook = load_hook()
+
+# A highlighted block with a title, and each of its lines (pymdownx.highlight with line_spans, linenums).
+TITLED_BLOCK = re.compile(r'<div class="highlight">(?:<table class="highlighttable"><tr><th colspan="2" '
+                          r'class="filename">)?<span class="filename">(?P<title>[^<]+)</span>(?P<body>.*?)</code>',
+                          re.DOTALL)
+CODE_LINE = re.compile(r'<span id="__span-\d+-(?P<number>\d+)"><a id="__codelineno-\d+-(?P=number)"[^>]*></a>'
+                       r'(?P<text>.*?)</span>(?=<span id="__span-|$)', re.DOTALL)
+WHOLE_FILE_LINK = re.compile(r'<a class="chat-whole-file" href="(?P<href>[^"#]+)#__codelineno-0-(?P<line>\d+)">')
+
+
+def shown_lines(body):
+    """[(line number, text)] of a highlighted block's HTML: the numbers are the ones the reader sees."""
+    return [(int(match["number"]), html.unescape(re.sub(r"<[^>]+>", "", match["text"])).rstrip("\n"))
+            for match in CODE_LINE.finditer(body)]
+
+
+def built_pages(site):
+    return sorted(site.rglob("index.html"))
+
+
+def test_every_included_snippet_names_its_file_and_shows_its_real_line_numbers(site):
+    """Every included block of stage code is titled with its file, and each line it shows carries
+    that line's number in the file; under it, a link to the same line of the whole file."""
+    stages_shown = set()
+    for page in built_pages(site):
+        if page.relative_to(site).parts[0] == "code":
+            continue
+        text = page.read_text()
+        blocks = [match for match in TITLED_BLOCK.finditer(text) if (REPO / match["title"]).is_file()]
+        for block in blocks:
+            path = block["title"]
+            lines = (REPO / path).read_text().splitlines()
+            shown = shown_lines(block["body"])
+            assert shown, f"{page.relative_to(site)}: the block from {path} shows no line numbers"
+            for number, line in shown:
+                assert line == lines[number - 1], (
+                    f"{page.relative_to(site)}: line {number} of {path} is shown as {line!r}, "
+                    f"but the file's line {number} is {lines[number - 1]!r}")
+            if path.startswith("stages/"):
+                stages_shown.add(path.split("/")[1])
+                after = text[block.end():]
+                link = WHOLE_FILE_LINK.search(after[:after.find('<div class="highlight">')
+                                                     if '<div class="highlight">' in after else None])
+                assert link, f"{page.relative_to(site)}: no link to the whole of {path} under its snippet"
+                assert int(link["line"]) == shown[0][0], "the link goes to another line than the snippet's first"
+                target = (page.parent / link["href"]).resolve() / "index.html"
+                assert target.is_file(), f"{page.relative_to(site)} links to {link['href']}, which was not built"
+                assert f'id="__codelineno-0-{link["line"]}"' in target.read_text(), \
+                    f"{target.relative_to(site)} has no anchor for line {link['line']}"
+    assert stages_shown == {stage.id for stage in STAGES}, \
+        f"stages with no titled, numbered snippet on the site: {sorted({s.id for s in STAGES} - stages_shown)}"
+
+
+def test_each_stage_file_has_a_whole_file_page_out_of_the_nav_and_the_search(site):
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    assert not [entry["location"] for entry in index["docs"] if entry["location"].startswith("code/")], \
+        "a whole-file page is in the search index"
+    nav = list(nav_pages(load_config(str(REPO / "mkdocs.yml"))["nav"]))
+    for path in hook.stage_files(REPO):
+        page = site / "code" / path / "index.html"
+        assert page.is_file(), f"no whole-file page for {path}"
+        assert hook.code_page(path) not in nav
+        blocks = list(TITLED_BLOCK.finditer(page.read_text()))
+        assert [block["title"] for block in blocks] == [path]
+        lines = (REPO / path).read_text().splitlines()
+        assert shown_lines(blocks[0]["body"]) == list(enumerate(lines, 1)), \
+            f"the whole-file page of {path} does not show the file line for line (section markers included)"
+
+
+def test_a_section_is_included_with_its_real_line_numbers(tmp_path):
+    """The hook's line numbers for an include: a section, a section with another one inside (two
+    runs: snippets leaves the inner markers out), a range, the whole file."""
+    (tmp_path / "x.py").write_text(
+        "import os\n"                    # 1
+        "# --8<-- [start:outer]\n"       # 2
+        "def f():\n"                     # 3
+        "    # --8<-- [start:inner]\n"   # 4
+        "    return 1\n"                 # 5
+        "    # --8<-- [end:inner]\n"     # 6
+        "# --8<-- [end:outer]\n"         # 7
+        "x = 2\n")                       # 8
+    assert hook.included_runs(tmp_path, "x.py:inner") == [(5, 5)]
+    assert hook.included_runs(tmp_path, "x.py:outer") == [(3, 3), (5, 5)]
+    assert hook.included_runs(tmp_path, "x.py:3:5") == [(3, 3), (5, 5)]
+    assert hook.included_runs(tmp_path, "x.py") == [(1, 1), (3, 3), (5, 5), (8, 8)]
+    with pytest.raises(ValueError, match="no section 'missing'"):
+        hook.included_runs(tmp_path, "x.py:missing")
+
+
+OLD = '''"""A module."""
+
+import os
+
+LIMIT = 10
+
+
+def same(x):
+    """Says hello."""
+    # a comment
+    return x + 1
+
+
+def reflowed(items):
+    return sorted(items, key=len)
+
+
+def changed(x):
+    y = x * 2
+    return y
+
+
+def gone():
+    pass
+
+
+class Box:
+    size = 1
+
+    def put(self, item):
+        return item
+'''
+
+NEW = '''"""A module, now with a longer docstring.
+
+It says more.
+"""
+
+import os
+
+LIMIT = 10
+
+
+def same(x):
+    """Says hello, in other words."""
+
+    # a comment, reworded
+    return x + 1  # and a new trailing comment
+
+
+def reflowed(items):
+    return sorted(
+        items,
+        key=len,
+    )
+
+
+def changed(x):
+    y = x * 3
+    return y
+
+
+def added():
+    return 0
+
+
+class Box:
+    size = 1
+
+    def put(self, item):
+        return [item]
+'''
+
+
+def test_the_focused_diff_leaves_out_comment_only_changes_and_shows_changed_code():
+    result = hook.focused_diff(OLD, NEW)
+    changed = {part.name: hunks for _, part, hunks in result.changed}
+    assert sorted(changed) == ["Box.put", "changed"], \
+        "comments, docstrings, blank lines and line wrapping are not changes of the code"
+    assert [part.name for part in result.added] == ["added"]
+    assert [part.name for part in result.removed] == ["gone"]
+    (hunk,) = changed["changed"]
+    new_lines = NEW.splitlines()
+    assert hunk.header() == "@@ -18,3 +25,3 @@", "the hunk's numbers are the lines in the two files"
+    assert "-    y = x * 2" in hunk.lines and "+    y = x * 3" in hunk.lines
+    assert new_lines[hunk.new_start - 1] == "def changed(x):"
+    assert [line for line in changed["Box.put"][0].lines if line[0] in "+-"] == \
+        ["-        return item", "+        return [item]"]
+
+
+def test_the_focused_diff_counts_module_level_code_as_a_part():
+    result = hook.focused_diff(OLD, OLD.replace("LIMIT = 10", "LIMIT = 20"))
+    assert [(part.name, [line for hunk in hunks for line in hunk.lines if line[0] in "+-"])
+            for _, part, hunks in result.changed] == [("module level", ["-LIMIT = 10", "+LIMIT = 20"])]
+    assert not result.added and not result.removed
+    assert not hook.focused_diff(OLD, OLD.replace("# a comment", "# another comment")).changed
+
+
+def test_the_focused_diff_of_a_comment_only_change_has_no_part(tmp_path):
+    """Rendered as a lesson gets it: two files that differ only in comments give an empty diff."""
+    (tmp_path / "a.py").write_text(OLD)
+    (tmp_path / "b.py").write_text(OLD.replace("# a comment", "# another comment\n    # and more"))
+    block = hook.diff_block(tmp_path, "lessons/x.md", "a.py", "b.py")
+    assert "no change in the code" in block and "```diff" not in block
+    (tmp_path / "c.py").write_text(NEW)
+    block = hook.diff_block(tmp_path, "lessons/x.md", "a.py", "c.py")
+    assert "2 parts changed, 1 added, 1 removed" in block
+    assert block.count("```diff") == 2 and "data-search-exclude" in block
+
+
+def test_the_search_index_has_the_lessons_prose_and_no_diff(site):
+    """The "What changed" diffs are on the pages but not in the search index, so a search for an
+    API finds the lessons that explain it."""
+    index = json.loads((site / "search" / "search_index.json").read_text())["docs"]
+    diffs = []  # what only the diffs carry: their @@ lines
+    for page in (site / "lessons").glob("*/index.html"):
+        for block in re.findall(r'<details class="abstract chat-diff">(.*?)</details>', page.read_text(), re.DOTALL):
+            diffs += [html.unescape(line) for line in re.findall(r'<span class="gu">(@@ [^<]+)</span>', block)]
+    assert len(diffs) > 50, "the lessons' pages lost their diffs (or this test its way of finding them)"
+    indexed = "\n".join(html.unescape(entry["text"]) for entry in index)
+    assert not [line for line in diffs if line in indexed], "diff lines in the search index"
+    assert "@@ -" not in indexed
+    for stage in STAGES:  # the lessons' own prose is still there
+        location = f"lessons/{lesson_for(stage.id).stem}/#goal"
+        goal = [entry for entry in index if entry["location"] == location]
+        assert goal and len(goal[0]["text"].split()) > 10, f"{location} is not in the search index"
+    hits = [entry for entry in index if "sendall" in entry["text"]]
+    assert hits, "no page of the site explains sendall()"
+    assert all(entry["location"].startswith(("lessons/", "concepts/", "")) and "chat-diff" not in entry["text"]
+               for entry in hits)
+    in_prose = [entry["location"] for entry in hits
+                if "sendall" in re.sub(r"<pre>.*?</pre>", "", entry["text"], flags=re.DOTALL)]
+    assert any(location.startswith("lessons/01-") for location in in_prose), \
+        f"lesson 01's prose, which introduces sendall(), is not among the hits: {in_prose}"
+
+
+@pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
+def test_the_exercises_render_as_one_numbered_list(site, stage_id):
+    """Lesson 09's exercise 4 once rendered as "a." inside exercise 3: a list broken by its
+    indentation. Each lesson's exercises are one <ol>, with one item per numbered line."""
+    numbered = re.findall(r"^\d+\. ", section(lesson_for(stage_id).read_text(), "Exercises"),
+                          re.MULTILINE)
+    page = (site / "lessons" / lesson_for(stage_id).stem / "index.html").read_text()
+    built = re.search(r'<h2 id="exercises">.*?(?=<h2 )', page, re.DOTALL).group(0)
+    lists, items, depth = 0, 0, 0  # top-level lists, and the items of the top-level list
+    for tag in re.findall(r"</?(?:ol|ul|li)\b", built):
+        if tag in ("<ol", "<ul"):
+            lists += depth == 0
+            depth += 1
+        elif tag in ("</ol", "</ul"):
+            depth -= 1
+        else:
+            items += tag == "<li" and depth == 1
+    assert lists == 1, f"the exercises are {lists} lists, not one numbered list"
+    assert items == len(numbered), f"{len(numbered)} exercises in the lesson, {items} items in its list"
+
+
+def test_no_stray_pages_are_built(site):
+    """Tables that pages include (docs/bench/*.md, docs/mutation/score.md) and the theme's
+    templates are not pages of their own."""
+    built = {path.parent.relative_to(site).as_posix() for path in site.rglob("index.html")}
+    stray = sorted(path for path in built
+                   if path.startswith(("bench", "overrides", "hooks")) or path == "mutation/score")
+    assert not stray, f"built as pages of their own: {stray}"
+    assert not list(site.glob("overrides/**/*.html")), "the theme's templates were copied into the site"

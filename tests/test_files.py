@@ -19,6 +19,7 @@ from harness import JsonLine, json_message
 pytestmark = pytest.mark.needs("file_transfer")
 
 CHUNK = 16 * 1024  # how the raw test peer splits what it sends
+MAX_CHUNK = 32 * 1024  # the most file a client may put in one chunk (its spec says so)
 
 RED = "\x1b[31m"  # a hostile file name starts with this colour escape
 
@@ -103,7 +104,8 @@ def test_the_client_sends_bounded_chunks(session):
         line = bob.expect_line(lambda line: '"chunk"' in line or '"done"' in line)
         if '"chunk"' in line:
             block = base64.b64decode(json.loads(line)["data"])
-            assert len(block) <= 64 * 1024, f"a chunk of {len(block)} bytes: chunks must be bounded (64 KiB at most)"
+            assert len(block) <= MAX_CHUNK, \
+                f"a chunk of {len(block)} bytes of file: at most {MAX_CHUNK} (32 KiB), so its line fits the 64 KiB limit"
             received, chunks = received + block, chunks + 1
     assert received == path.read_bytes(), "the chunks put together are not the file"
     assert chunks >= 16, f"1 MiB came in {chunks} chunks"

@@ -16,7 +16,8 @@ DEFAULT_PORT = 65432
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -29,9 +30,15 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 01: echo client.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     return parser.parse_args()
 
 
@@ -55,7 +62,7 @@ class LineReader:
         self.buffer = b""
 
     def read_line(self):
-        """Return the next line without its newline, or None once the server has closed."""
+        """The next line without its newline, or None once the server has closed."""
         while b"\n" not in self.buffer:
             data = self.sock.recv(4096)
             if not data:
@@ -63,6 +70,8 @@ class LineReader:
             self.buffer += data
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode("utf-8", errors="replace")
+
+
 # --8<-- [end:lines]
 
 
@@ -77,6 +86,8 @@ def chat(sock):
             print("connection closed by server")
             return
         print(reply)
+
+
 # --8<-- [end:loop]
 
 
@@ -87,7 +98,8 @@ def main():
             print(f"connected to {args.host}:{args.port} (Ctrl+D or Ctrl+C to quit)")
             chat(sock)
     except (EOFError, KeyboardInterrupt):
-        print()  # end the "> " prompt line, so the shell's prompt starts on a fresh line
+        # End the "> " prompt line, so the shell's prompt starts on a fresh line.
+        print()
     except ConnectionError:
         print("connection closed by server")
 

@@ -20,7 +20,8 @@ MAX_LINE = 8192  # bytes; a longer line is refused, so one client cannot fill ou
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -32,10 +33,20 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 01: blocking echo server, one client at a time.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser = ArgumentParser(
+        description="Stage 01: blocking echo server, one client at a time."
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
     return parser.parse_args()
 
 
@@ -52,6 +63,8 @@ def open_listener(host, port):
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
     listener.listen()
     return listener
+
+
 # --8<-- [end:listen]
 
 
@@ -88,8 +101,11 @@ def echo_line(conn, who, line):
     text = line.decode("utf-8", errors="replace").rstrip("\r")
     # Our console is a terminal too: a client's ESC ] 2 ; ... BEL would retitle it.
     print(f"[{who}] {printable(text)}", flush=True)
-    # sendall(), not send(): send() may write only part of the bytes and tell us how many.
+    # sendall(), not send(): send() may write only part of the bytes
+    # and tell us how many.
     conn.sendall(f"echo: {text}\n".encode("utf-8"))
+
+
 # --8<-- [end:serve]
 
 
@@ -111,7 +127,8 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for exactly this line
+    # The tests wait for exactly this line.
+    print(f"listening on {host}:{port}", flush=True)
     try:
         serve_forever(listener)
     except KeyboardInterrupt:

@@ -21,7 +21,8 @@ DEFAULT_PORT = 65432
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -34,9 +35,15 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 02: chat client.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
@@ -71,12 +78,15 @@ class LineBuffer:
         *lines, rest = self.pending.split(b"\n")
         self.pending = bytearray(rest)
         return [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+
+
 # --8<-- [end:lines]
 
 
 def printable(text):
-    # Others choose what we print. An escape sequence in a message could recolour, retitle or
-    # scramble our terminal: show every control or format character as visible \uXXXX instead.
+    # Others choose what we print. An escape sequence in a message could
+    # recolour, retitle or scramble our terminal: show every control or format
+    # character as visible \uXXXX instead.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
@@ -117,7 +127,8 @@ def chat(sock):
     from_server, from_keyboard = LineBuffer(), LineBuffer()
     print("> ", end="", flush=True)
     while True:
-        for key, _ in selector.select():  # sleeps until the server or you have something
+        # select() sleeps until the server or you have something.
+        for key, _ in selector.select():
             if key.fileobj is sock:
                 data = sock.recv(4096)
                 if not data:
@@ -126,7 +137,8 @@ def chat(sock):
                 for line in from_server.feed(data):
                     show(line)
             else:
-                typed = os.read(keyboard, 4096)  # read what is there; never more than that
+                # Read what is there; never more than that.
+                typed = os.read(keyboard, 4096)
                 if not typed:  # Ctrl+D at the start of a line
                     print()
                     return
@@ -134,6 +146,8 @@ def chat(sock):
                     if line.strip():
                         sock.sendall(line.encode("utf-8") + b"\n")
                 print("> ", end="", flush=True)
+
+
 # --8<-- [end:loop]
 
 
@@ -145,7 +159,8 @@ def main():
     try:
         with connect(args.host, args.port) as sock:
             name = args.name or ask_name()
-            # The server takes the first line as our name, and says "welcome" once we are in the room.
+            # The server takes the first line as our name, and says
+            # "welcome" once we are in the room.
             sock.sendall(name.encode("utf-8") + b"\n")
             chat(sock)
     except (EOFError, KeyboardInterrupt):

@@ -4,7 +4,8 @@ Run it:    python stages/02/server.py [--host HOST] [--port PORT]
                                       [--join-timeout SECONDS]
 
 Protocol (plain text lines, UTF-8, each ending in "\\n"):
-  client -> server   the first line is the client's name; every later line is a chat message
+  client -> server   the first line is the client's name;
+                     every later line is a chat message
   server -> client   "* welcome, NAME (N online)"   once, when the name is registered
                      "* NAME joined" / "* NAME left" to the others
                      "NAME: text"                    a chat message from someone else
@@ -39,7 +40,8 @@ DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to send its name
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -60,18 +62,33 @@ def seconds(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 02: select-based chat server.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
-                        help="seconds a connection may take to send its name "
-                             f"(default {DEFAULT_JOIN_TIMEOUT})")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=DEFAULT_JOIN_TIMEOUT,
+        help=(
+            "seconds a connection may take to send its name "
+            f"(default {DEFAULT_JOIN_TIMEOUT})"
+        ),
+    )
     return parser.parse_args()
 
 
 def open_listener(host, port):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR, a restarted server cannot bind the port while old connections sit in TIME_WAIT.
+    # Without SO_REUSEADDR, a restarted server cannot bind the port while old
+    # connections sit in TIME_WAIT.
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
@@ -122,8 +139,10 @@ class Log:
                 batch.append(self.lines.get_nowait())
             dropped = self.dropped
             if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(f"({dropped - self.reported} log lines dropped: "
-                             "nobody was reading the log)")
+                batch.append(
+                    f"({dropped - self.reported} log lines dropped: "
+                    "nobody was reading the log)"
+                )
                 self.reported = dropped
             text = "".join(f"{line}\n" for line in batch if line is not None)
             try:
@@ -157,7 +176,7 @@ def encode(text):
 
 
 def printable(text):
-    """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX text."""
+    """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX."""
     if text.isprintable():
         return text  # the usual case, checked in one call instead of one per character
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
@@ -172,8 +191,11 @@ class Client:
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by the first line the client sends
         self.inbox = bytearray()  # bytes received that do not make a whole line yet
-        self.outbox = bytearray()  # bytes queued for this client that the kernel has not taken yet
+        # Bytes queued for this client that the kernel has not taken yet.
+        self.outbox = bytearray()
         self.watching_writes = False
+
+
 # --8<-- [end:client]
 
 
@@ -185,9 +207,11 @@ class ChatServer:
         # Connections that have not sent their name yet -> when they must have sent it
         # by. Oldest first: a dict keeps the order in which its keys were added.
         self.joining = {}
-        self.queued = set()  # clients whose outbox got something during this turn of the loop
+        # Clients whose outbox got something during this turn of the loop.
+        self.queued = set()
         self.accepting = True  # False while we are out of file descriptors
-        # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
+        # DefaultSelector is epoll on Linux: unlike select.select(), it
+        # has no 1024-descriptor limit.
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
 
@@ -205,6 +229,7 @@ class ChatServer:
                 if events & selectors.EVENT_WRITE and client in self.clients:
                     self.flush(client)
             self.flush_queued()
+
     # --8<-- [end:loop]
 
     def accept(self):
@@ -212,9 +237,11 @@ class ChatServer:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return  # the client gave up between select() and accept(): nothing to do
-        except OSError as error:  # EMFILE: this process may not open more files (ulimit -n)
-            # The connection stays queued, so select() would say "ready" again at once, for
-            # ever: a busy loop. Stop watching the listener until a client leaves and frees a file.
+        except OSError as error:
+            # EMFILE: this process may not open more files (ulimit -n).
+            # The connection stays queued, so select() would say "ready" again at
+            # once, for ever: a busy loop. Stop watching the listener until a
+            # client leaves and frees a file.
             log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
             self.selector.unregister(self.listener)
             self.accepting = False
@@ -242,13 +269,15 @@ class ChatServer:
             self.send(client, encode("* error: join timeout"))
             self.disconnect(client)  # which takes it out of self.joining
         return None  # nobody is joining: sleep until something happens
+
     # --8<-- [end:join_timeout]
 
     # --8<-- [start:receive]
     def receive(self, client):
         try:
-            # Up to 64 KiB: when a client sends fast, its lines pile up in the kernel. Taking them all
-            # at once means one turn of the loop, and one send() per listener, for all of them.
+            # Up to 64 KiB: when a client sends fast, its lines pile up in the
+            # kernel. Taking them all at once means one turn of the loop, and one
+            # send() per listener, for all of them.
             data = client.sock.recv(65536)
         except ConnectionError:
             data = b""
@@ -261,13 +290,14 @@ class ChatServer:
             if end > MAX_LINE:
                 break  # a whole line, but too long: refused below, like the rest of one
             line = client.inbox[:end].decode("utf-8", errors="replace")
-            del client.inbox[:end + 1]
+            del client.inbox[: end + 1]
             self.handle_line(client, line.strip())
         if client in self.clients and len(client.inbox) > MAX_LINE:
             # Without a limit, a client that never sends "\n" would make us buffer for
             # ever. It holds on whole lines too: one recv() can bring 30 KB and a "\n".
             self.send(client, encode("* error: line too long"))  # disconnect() sends it
             self.disconnect(client)
+
     # --8<-- [end:receive]
 
     def handle_line(self, client, text):
@@ -281,15 +311,19 @@ class ChatServer:
 
     def register(self, client, name):
         if not name.isprintable():
-            # A name appears in everyone's terminal: an escape sequence in it could recolour,
-            # retitle or scramble all of them. (Messages are made safe by the clients.)
-            self.send(client, encode("* error: a name may not contain control characters"))
+            # A name appears in everyone's terminal: an escape sequence in
+            # it could recolour, retitle or scramble all of them. (Messages
+            # are made safe by the clients.)
+            self.send(
+                client, encode("* error: a name may not contain control characters")
+            )
             self.disconnect(client)
             return
         client.name = name
         del self.joining[client]
         online = sum(1 for other in self.clients if other.name)
-        # The welcome tells the client it is in the room: messages it sends from now on are delivered.
+        # The welcome tells the client it is in the room: messages it
+        # sends from now on are delivered.
         self.send(client, encode(f"* welcome, {name} ({online} online)"))
         self.broadcast(f"* {name} joined", sender=client)
         log(f"{name} joined from {client.address}")
@@ -303,24 +337,29 @@ class ChatServer:
 
     # --8<-- [start:send]
     def send(self, client, data):
-        """Put data in the client's outbox. It goes out at the end of this turn of the loop."""
+        """Put data in the client's outbox.
+
+        It goes out at the end of this turn of the loop."""
         client.outbox += data
         if len(client.outbox) > self.share():
             # A client that never reads would make us buffer its messages forever.
             log(f"{client.name} is not reading: dropping it")
             self.disconnect(client)
-        elif not client.watching_writes:  # if it is, the selector will tell us when it can take more
+        elif not client.watching_writes:
+            # If it were, the selector would tell us when the socket can take more.
             self.queued.add(client)
 
     def share(self):
         """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
         that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
-        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
 
     def flush_queued(self):
-        # Why wait for the end of the turn: one recv() can bring many lines, and each client then gets
-        # all of them in one send(). A system call costs far more than copying bytes: with 1,000
-        # clients, that is 1,000 send() calls per turn instead of 1,000 per message.
+        # Why wait for the end of the turn: one recv() can bring many lines, and each
+        # client then gets all of them in one send(). A system call costs far more than
+        # copying bytes: with 1,000 clients, that is 1,000 send() calls per turn
+        # instead of 1,000 per message.
         while self.queued:
             client = self.queued.pop()
             if client in self.clients:
@@ -329,19 +368,23 @@ class ChatServer:
     def flush(self, client):
         """Give the kernel as much of the outbox as it will take right now."""
         try:
-            sent = client.sock.send(client.outbox)  # may take only part of it: a partial send
+            # May take only part of it: a partial send.
+            sent = client.sock.send(client.outbox)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.disconnect(client)
             return
         del client.outbox[:sent]
-        # Ask the selector to tell us when the socket can take more, but only while we have more.
+        # Ask the selector to tell us when the socket can take more,
+        # but only while we have more.
         want_writes = bool(client.outbox)
         if want_writes != client.watching_writes:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_writes else 0)
+            writes = selectors.EVENT_WRITE if want_writes else 0
+            events = selectors.EVENT_READ | writes
             self.selector.modify(client.sock, events, client)
             client.watching_writes = want_writes
+
     # --8<-- [end:send]
 
     def disconnect(self, client):
@@ -350,7 +393,8 @@ class ChatServer:
         self.clients.remove(client)
         self.joining.pop(client, None)
         with contextlib.suppress(OSError):
-            client.sock.send(client.outbox)  # a last try, so an error we just queued reaches it
+            # A last try, so an error we just queued reaches it.
+            client.sock.send(client.outbox)
         self.selector.unregister(client.sock)
         client.sock.close()
         if not self.accepting:  # a file descriptor is free again
@@ -368,7 +412,8 @@ class ChatServer:
 
 
 def main():
-    # A program started in the background by a script may inherit "ignore Ctrl+C"; ask for KeyboardInterrupt.
+    # A program started in the background by a script may inherit "ignore
+    # Ctrl+C"; ask for KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     listener = open_listener(args.host, args.port)

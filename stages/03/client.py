@@ -24,7 +24,8 @@ DEFAULT_PORT = 65432
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -37,9 +38,15 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 03: chat client speaking JSON Lines.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
@@ -64,19 +71,20 @@ class Connection:
         self.unread = []  # whole messages received but not handed out yet
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which is fine for
-        # a client: it only ever talks to one server.
+        # sendall(): send() may write only part of the bytes. The socket blocks, which
+        # is fine for a client: it only ever talks to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
-        """Read once from the socket; return every message that is now complete (maybe none)."""
+        """Read once from the socket; return the messages now complete (maybe none)."""
         data = self.sock.recv(4096)
         if not data:
             raise ServerClosed()
         self.pending += data
         *lines, rest = self.pending.split(b"\n")
         self.pending = bytearray(rest)
-        messages, self.unread = self.unread + [parse(line) for line in lines if line.strip()], []
+        messages = self.unread + [parse(line) for line in lines if line.strip()]
+        self.unread = []
         return messages
 
     def next_message(self):
@@ -92,20 +100,26 @@ def parse(line):
     except ValueError:
         message = None
     if not isinstance(message, dict):  # a broken server must not crash us either
-        return {"type": "error", "code": "bad-json", "message": "the server sent a line that is not a message"}
+        return {
+            "type": "error",
+            "code": "bad-json",
+            "message": "the server sent a line that is not a message",
+        }
     return message
 
 
 # --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour, retitle or scramble our
-    # terminal. Show every control or format character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour,
+    # retitle or scramble our terminal. Show every control or format
+    # character as a visible \uXXXX instead.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
 def clock(stamp):
     try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")  # the server's UTC, our local time
+        # The server's UTC, our local time.
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")
     except (TypeError, ValueError):
         return "--:--"
 
@@ -127,11 +141,14 @@ def render(message):
     if kind == "bye":
         return None
     return f"? {printable(json.dumps(message))}"
+
+
 # --8<-- [end:render]
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -144,7 +161,8 @@ def show_all(messages):
 # --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
-    client_id = uuid.uuid4().hex  # lets the server tell apart two connections with the same name
+    # Lets the server tell apart two connections with the same name.
+    client_id = uuid.uuid4().hex
     while True:
         name = name or input("name: ").strip()
         conn.send({"type": "hello", "name": name, "client_id": client_id})
@@ -155,6 +173,8 @@ def join(conn, name):
             sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
         print(render(reply))
         name = None  # bad-name: ask again
+
+
 # --8<-- [end:join]
 
 
@@ -189,7 +209,8 @@ def chat(conn):
     show_all(conn.unread)  # anything that came in right behind the welcome
     conn.unread = []
     while True:
-        for key, _ in selector.select():  # sleeps until the server or you have something
+        # select() sleeps until the server or you have something.
+        for key, _ in selector.select():
             if key.fileobj is conn.sock:
                 show_all(conn.receive())
                 continue
@@ -207,7 +228,8 @@ def chat(conn):
 
 # --8<-- [start:leave]
 def leave(conn):
-    """Say bye, and wait (briefly) for the server's answer, so that it knows we quit on purpose."""
+    """Say bye, and wait (briefly) for the server's answer,
+    so that it knows we quit on purpose."""
     try:
         conn.send({"type": "bye"})
         conn.sock.settimeout(2)
@@ -215,6 +237,8 @@ def leave(conn):
             pass
     except (OSError, ServerClosed, ValueError):
         pass  # the server is gone or slow: we are leaving anyway
+
+
 # --8<-- [end:leave]
 
 

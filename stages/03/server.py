@@ -48,7 +48,8 @@ FIELDS = {  # what each client message must carry, and of which type
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -76,19 +77,36 @@ def seconds(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 03: chat server speaking JSON Lines.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
-    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
-                        help="seconds a connection may take to be welcomed "
-                             f"(default {DEFAULT_JOIN_TIMEOUT})")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=100, help="room size (default 100)"
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=DEFAULT_JOIN_TIMEOUT,
+        help=(
+            "seconds a connection may take to be welcomed "
+            f"(default {DEFAULT_JOIN_TIMEOUT})"
+        ),
+    )
     return parser.parse_args()
 
 
 def open_listener(host, port):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR, a restarted server cannot bind the port while old connections sit in TIME_WAIT.
+    # Without SO_REUSEADDR, a restarted server cannot bind the port while old
+    # connections sit in TIME_WAIT.
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
@@ -142,8 +160,10 @@ class Log:
                 batch.append(self.lines.get_nowait())
             dropped = self.dropped
             if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(f"({dropped - self.reported} log lines dropped: "
-                             "nobody was reading the log)")
+                batch.append(
+                    f"({dropped - self.reported} log lines dropped: "
+                    "nobody was reading the log)"
+                )
                 self.reported = dropped
             text = "".join(f"{line}\n" for line in batch if line is not None)
             try:
@@ -172,7 +192,7 @@ log = Log()  # every line the server prints goes through log: no other print()
 
 # --8<-- [start:codec]
 def encode(message):
-    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    """One server message on the wire: a JSON object, time-stamped, on one line."""
     message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (json.dumps(message) + "\n").encode("utf-8")
 
@@ -184,7 +204,9 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message.
+
+    Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
     # ValueError: not JSON, not UTF-8, or a number too long to convert. RecursionError:
@@ -192,14 +214,23 @@ def decode(line):
     except (ValueError, RecursionError):
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+        raise ProtocolError(
+            "bad-message", 'a message is a JSON object with a "type" string'
+        )
     fields = FIELDS.get(message["type"])
     if fields is None:
-        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {message['type'][:40]!r}"
+        )
     for field, kind in fields.items():
         if not isinstance(message.get(field), kind):
-            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+            raise ProtocolError(
+                "bad-message",
+                f"{message['type']} needs a {kind.__name__} field {field!r}",
+            )
     return message
+
+
 # --8<-- [end:codec]
 
 
@@ -211,7 +242,8 @@ class Client:
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
         self.inbox = bytearray()  # bytes received that do not make a whole line yet
-        self.outbox = bytearray()  # bytes queued for this client that the kernel has not taken yet
+        # Bytes queued for this client that the kernel has not taken yet.
+        self.outbox = bytearray()
         self.watching_writes = False
 
 
@@ -224,9 +256,11 @@ class ChatServer:
         # Connections not welcomed yet -> when they must have been by. Oldest first: a
         # dict keeps the order in which its keys were added.
         self.joining = {}
-        self.queued = set()  # clients whose outbox got something during this turn of the loop
+        # Clients whose outbox got something during this turn of the loop.
+        self.queued = set()
         self.accepting = True  # False while we are out of file descriptors
-        # DefaultSelector is epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
+        # DefaultSelector is epoll on Linux: unlike select.select(), it
+        # has no 1024-descriptor limit.
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
 
@@ -249,9 +283,11 @@ class ChatServer:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return  # the client gave up between select() and accept(): nothing to do
-        except OSError as error:  # EMFILE: this process may not open more files (ulimit -n)
-            # The connection stays queued, so select() would say "ready" again at once, for
-            # ever: a busy loop. Stop watching the listener until a client leaves and frees a file.
+        except OSError as error:
+            # EMFILE: this process may not open more files (ulimit -n).
+            # The connection stays queued, so select() would say "ready" again at
+            # once, for ever: a busy loop. Stop watching the listener until a
+            # client leaves and frees a file.
             log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
             self.selector.unregister(self.listener)
             self.accepting = False
@@ -272,15 +308,19 @@ class ChatServer:
             if deadline > now:
                 return deadline - now
             log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
-            self.send_error(client, "join-timeout",
-                            f"not in the room {self.join_timeout:g} s after connecting")
+            self.send_error(
+                client,
+                "join-timeout",
+                f"not in the room {self.join_timeout:g} s after connecting",
+            )
             self.disconnect(client, "lost")  # which takes it out of self.joining
         return None
 
     def receive(self, client):
         try:
-            # Up to 64 KiB: when a client sends fast, its lines pile up in the kernel. Taking them all
-            # at once means one turn of the loop, and one send() per listener, for all of them.
+            # Up to 64 KiB: when a client sends fast, its lines pile up in the
+            # kernel. Taking them all at once means one turn of the loop, and one
+            # send() per listener, for all of them.
             data = client.sock.recv(65536)
         except ConnectionError:
             data = b""
@@ -292,13 +332,15 @@ class ChatServer:
             if end > MAX_LINE:
                 break  # a whole line, but too long: refused below, like the rest of one
             line = bytes(client.inbox[:end])
-            del client.inbox[:end + 1]
+            del client.inbox[: end + 1]
             if line.strip():
                 self.handle_line_safely(client, line)
         if client in self.clients and len(client.inbox) > MAX_LINE:
             # Without a limit, a client that never sends "\n" would make us buffer for
             # ever. It holds on whole lines too: one recv() can bring 30 KB and a "\n".
-            self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+            self.send_error(
+                client, "line-too-long", f"a message may be at most {MAX_LINE} bytes"
+            )
             self.disconnect(client, "lost")
 
     def handle_line_safely(self, client, line):
@@ -307,8 +349,10 @@ class ChatServer:
         except Exception as error:  # a bug, or an input we did not foresee
             # It must cost this one connection, not the room: without this, the
             # exception would end run(), and the server with it.
-            log(f"dropping {client.name or client.address}: "
-                f"{type(error).__name__} while handling its line")
+            log(
+                f"dropping {client.name or client.address}: "
+                f"{type(error).__name__} while handling its line"
+            )
             self.disconnect(client, "lost")
 
     # --8<-- [start:handle]
@@ -316,35 +360,51 @@ class ChatServer:
         try:
             message = decode(line)
         except ProtocolError as error:
-            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            # Answer, and keep the connection open.
+            self.send_error(client, error.code, str(error))
             return
         kind = message["type"]
         if kind == "hello":
             self.hello(client, message["name"])
         elif kind == "bye":
-            self.send(client, encode({"type": "bye"}))  # the acknowledgement: the client may now close
+            # The acknowledgement: the client may now close.
+            self.send(client, encode({"type": "bye"}))
             self.disconnect(client, "quit")
         elif client.name is None:
             self.send_error(client, "not-joined", "send hello first")
         elif kind == "say":
             log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
-            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
+            self.broadcast(
+                encode({"type": "said", "from": client.name, "text": message["text"]}),
+                sender=client,
+            )
 
     def hello(self, client, name):
         if client.name is not None:
-            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+            self.send_error(
+                client,
+                "already-joined",
+                f"you are already in the room as {client.name}",
+            )
         elif not NAME.fullmatch(name):
-            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+            self.send_error(
+                client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
+            )
         elif sum(1 for other in self.clients if other.name) >= self.max_clients:
-            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            self.send_error(
+                client, "server-full", f"the room is full ({self.max_clients} clients)"
+            )
             self.disconnect(client, "full")
         else:
             client.name = name
             del self.joining[client]
             online = sum(1 for other in self.clients if other.name)
-            self.send(client, encode({"type": "welcome", "name": name, "online": online}))
+            self.send(
+                client, encode({"type": "welcome", "name": name, "online": online})
+            )
             self.broadcast(encode({"type": "joined", "name": name}), sender=client)
             log(f"{name} joined from {client.address}")
+
     # --8<-- [end:handle]
 
     def send_error(self, client, code, message):
@@ -357,24 +417,29 @@ class ChatServer:
                 self.send(other, data)
 
     def send(self, client, data):
-        """Put data in the client's outbox. It goes out at the end of this turn of the loop."""
+        """Put data in the client's outbox.
+
+        It goes out at the end of this turn of the loop."""
         client.outbox += data
         if len(client.outbox) > self.share():
             # A client that never reads would make us buffer its messages forever.
             log(f"{client.name} is not reading: dropping it")
             self.disconnect(client, "lost")
-        elif not client.watching_writes:  # if it is, the selector will tell us when it can take more
+        elif not client.watching_writes:
+            # If it were, the selector would tell us when the socket can take more.
             self.queued.add(client)
 
     def share(self):
         """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
         that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
-        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
 
     def flush_queued(self):
-        # Why wait for the end of the turn: one recv() can bring many lines, and each client then gets
-        # all of them in one send(). A system call costs far more than copying bytes: with 1,000
-        # clients, that is 1,000 send() calls per turn instead of 1,000 per message.
+        # Why wait for the end of the turn: one recv() can bring many lines, and each
+        # client then gets all of them in one send(). A system call costs far more than
+        # copying bytes: with 1,000 clients, that is 1,000 send() calls per turn
+        # instead of 1,000 per message.
         while self.queued:
             client = self.queued.pop()
             if client in self.clients:
@@ -383,17 +448,20 @@ class ChatServer:
     def flush(self, client):
         """Give the kernel as much of the outbox as it will take right now."""
         try:
-            sent = client.sock.send(client.outbox)  # may take only part of it: a partial send
+            # May take only part of it: a partial send.
+            sent = client.sock.send(client.outbox)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.disconnect(client, "lost")
             return
         del client.outbox[:sent]
-        # Ask the selector to tell us when the socket can take more, but only while we have more.
+        # Ask the selector to tell us when the socket can take more,
+        # but only while we have more.
         want_writes = bool(client.outbox)
         if want_writes != client.watching_writes:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_writes else 0)
+            writes = selectors.EVENT_WRITE if want_writes else 0
+            events = selectors.EVENT_READ | writes
             self.selector.modify(client.sock, events, client)
             client.watching_writes = want_writes
 
@@ -403,7 +471,8 @@ class ChatServer:
         self.clients.remove(client)
         self.joining.pop(client, None)
         with contextlib.suppress(OSError):
-            client.sock.send(client.outbox)  # a last try, so a goodbye or an error we just queued reaches it
+            # A last try, so a goodbye or an error we just queued reaches it.
+            client.sock.send(client.outbox)
         self.selector.unregister(client.sock)
         client.sock.close()
         if not self.accepting:  # a file descriptor is free again
@@ -411,7 +480,10 @@ class ChatServer:
             self.accepting = True
         if client.name:
             log(f"{client.name} left ({reason})")
-            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+            self.broadcast(
+                encode({"type": "left", "name": client.name, "reason": reason}),
+                sender=client,
+            )
 
     def close(self):
         for client in list(self.clients):
@@ -421,7 +493,8 @@ class ChatServer:
 
 
 def main():
-    # A program started in the background by a script may inherit "ignore Ctrl+C"; ask for KeyboardInterrupt.
+    # A program started in the background by a script may inherit "ignore
+    # Ctrl+C"; ask for KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     listener = open_listener(args.host, args.port)

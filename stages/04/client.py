@@ -1,4 +1,5 @@
-"""Stage 04 client: stage 03's client, with a thread for the network instead of a selector.
+"""Stage 04 client: stage 03's client, with a thread for the network instead of a
+selector.
 
 Run it:    python stages/04/client.py [--host HOST] [--port PORT] [--name NAME]
 
@@ -23,7 +24,8 @@ DEFAULT_PORT = 65432
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -36,9 +38,15 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 04: threaded chat client.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
@@ -61,22 +69,24 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        self.leaving = False  # set once we have said bye: the server closing is then expected
+        # Set once we have said bye: the server closing is then expected.
+        self.leaving = False
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which is fine for
-        # a client: it only ever talks to one server.
+        # sendall(): send() may write only part of the bytes. The socket blocks, which
+        # is fine for a client: it only ever talks to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
-        """Read once from the socket; return every message that is now complete (maybe none)."""
+        """Read once from the socket; return the messages now complete (maybe none)."""
         data = self.sock.recv(4096)
         if not data:
             raise ServerClosed()
         self.pending += data
         *lines, rest = self.pending.split(b"\n")
         self.pending = bytearray(rest)
-        messages, self.unread = self.unread + [parse(line) for line in lines if line.strip()], []
+        messages = self.unread + [parse(line) for line in lines if line.strip()]
+        self.unread = []
         return messages
 
     def next_message(self):
@@ -92,20 +102,26 @@ def parse(line):
     except ValueError:
         message = None
     if not isinstance(message, dict):  # a broken server must not crash us either
-        return {"type": "error", "code": "bad-json", "message": "the server sent a line that is not a message"}
+        return {
+            "type": "error",
+            "code": "bad-json",
+            "message": "the server sent a line that is not a message",
+        }
     return message
 
 
 # --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour, retitle or scramble our
-    # terminal. Show every control or format character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour,
+    # retitle or scramble our terminal. Show every control or format
+    # character as a visible \uXXXX instead.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
 def clock(stamp):
     try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")  # the server's UTC, our local time
+        # The server's UTC, our local time.
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")
     except (TypeError, ValueError):
         return "--:--"
 
@@ -127,11 +143,14 @@ def render(message):
     if kind == "bye":
         return None
     return f"? {printable(json.dumps(message))}"
+
+
 # --8<-- [end:render]
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -144,7 +163,8 @@ def show_all(messages):
 # --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
-    client_id = uuid.uuid4().hex  # lets the server tell apart two connections with the same name
+    # Lets the server tell apart two connections with the same name.
+    client_id = uuid.uuid4().hex
     while True:
         name = name or input("name: ").strip()
         conn.send({"type": "hello", "name": name, "client_id": client_id})
@@ -155,12 +175,15 @@ def join(conn, name):
             sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
         print(render(reply))
         name = None  # bad-name: ask again
+
+
 # --8<-- [end:join]
 
 
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye):
-    """The receiver thread: print what the server sends, until it says bye or goes away."""
+    """The receiver thread: print what the server sends,
+    until it says bye or goes away."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -182,14 +205,18 @@ def receive_forever(conn, said_bye):
 def chat(conn):
     """The main thread: read what you type and send it."""
     while True:
-        text = input("> ").strip()  # raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C
+        # input() raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C.
+        text = input("> ").strip()
         if text:
             conn.send({"type": "say", "text": text})
+
+
 # --8<-- [end:receiver]
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer, so that it knows we quit on purpose."""
+    """Say bye, and wait (briefly) for the server's answer,
+    so that it knows we quit on purpose."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
@@ -205,11 +232,14 @@ def main():
     with connect(args.host, args.port) as sock:
         conn = Connection(sock)
         said_bye = threading.Event()
-        receiver = threading.Thread(target=receive_forever, args=(conn, said_bye), daemon=True)
-        # Everything from here on is inside the try, starting the thread included: Ctrl+C can
-        # arrive at any moment, even while Thread.start() is still running.
+        receiver = threading.Thread(
+            target=receive_forever, args=(conn, said_bye), daemon=True
+        )
+        # Everything from here on is inside the try, starting the thread included:
+        # Ctrl+C can arrive at any moment, even while Thread.start() is still running.
         try:
-            print(render(join(conn, args.name)))  # no prompt here: input() below draws it
+            # No prompt here: input() below draws it.
+            print(render(join(conn, args.name)))
             receiver.start()
             chat(conn)
         except (EOFError, KeyboardInterrupt):
@@ -219,6 +249,8 @@ def main():
             return
         print()
         leave(conn, said_bye, receiver)
+
+
 # --8<-- [end:main]
 
 

@@ -4,7 +4,8 @@ Run it:    python stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
 
 Commands start with "C ", message data with "D ":
   C PM     a public message: the client then asks for  D <message>
-  C DM     a direct message: it lists who is online, asks for  C <name>,  then  D <message>
+  C DM     a direct message: it lists who is online, asks for  C <name>,
+           then  D <message>
   C LS     list the users online
   C EX     leave (so do Ctrl+D and Ctrl+C)
   C HELP   list the commands
@@ -29,7 +30,8 @@ DEFAULT_PORT = 65432
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -42,9 +44,15 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 05: chat client with commands.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
@@ -67,22 +75,24 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        self.leaving = False  # set once we have said bye: the server closing is then expected
+        # Set once we have said bye: the server closing is then expected.
+        self.leaving = False
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which is fine for
-        # a client: it only ever talks to one server.
+        # sendall(): send() may write only part of the bytes. The socket blocks, which
+        # is fine for a client: it only ever talks to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
-        """Read once from the socket; return every message that is now complete (maybe none)."""
+        """Read once from the socket; return the messages now complete (maybe none)."""
         data = self.sock.recv(4096)
         if not data:
             raise ServerClosed()
         self.pending += data
         *lines, rest = self.pending.split(b"\n")
         self.pending = bytearray(rest)
-        messages, self.unread = self.unread + [parse(line) for line in lines if line.strip()], []
+        messages = self.unread + [parse(line) for line in lines if line.strip()]
+        self.unread = []
         return messages
 
     def next_message(self):
@@ -98,20 +108,26 @@ def parse(line):
     except ValueError:
         message = None
     if not isinstance(message, dict):  # a broken server must not crash us either
-        return {"type": "error", "code": "bad-json", "message": "the server sent a line that is not a message"}
+        return {
+            "type": "error",
+            "code": "bad-json",
+            "message": "the server sent a line that is not a message",
+        }
     return message
 
 
 # --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour, retitle or scramble our
-    # terminal. Show every control or format character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour,
+    # retitle or scramble our terminal. Show every control or format
+    # character as a visible \uXXXX instead.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
 def clock(stamp):
     try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")  # the server's UTC, our local time
+        # The server's UTC, our local time.
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")
     except (TypeError, ValueError):
         return "--:--"
 
@@ -132,7 +148,9 @@ def render(message):
         return f"{stamp} [direct] {get('from')}: {get('text')}"
     if kind == "users":
         names = message.get("names")
-        return "* online: " + ", ".join(map(printable, names if isinstance(names, list) else []))
+        return "* online: " + ", ".join(
+            map(printable, names if isinstance(names, list) else [])
+        )
     if kind == "shutdown":
         return f"{stamp} * the server is shutting down"
     if kind == "error":
@@ -140,11 +158,14 @@ def render(message):
     if kind == "bye":
         return None
     return f"? {printable(json.dumps(message))}"
+
+
 # --8<-- [end:render]
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -157,7 +178,8 @@ def show_all(messages):
 # --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
-    client_id = uuid.uuid4().hex  # lets the server tell apart two connections with the same name
+    # Lets the server tell apart two connections with the same name.
+    client_id = uuid.uuid4().hex
     while True:
         name = name or input("name: ").strip()
         conn.send({"type": "hello", "name": name, "client_id": client_id})
@@ -168,12 +190,15 @@ def join(conn, name):
             sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
         print(render(reply))
         name = None  # bad-name: ask again
+
+
 # --8<-- [end:join]
 
 
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye, user_lists):
-    """The receiver thread: print what the server sends, until it says bye or goes away."""
+    """The receiver thread: print what the server sends,
+    until it says bye or goes away."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -183,7 +208,8 @@ def receive_forever(conn, said_bye, user_lists):
                     said_bye.set()  # the main thread is waiting for this in leave()
                     return
                 if message.get("type") == "users":
-                    user_lists.put(message)  # the main thread asked for it, and prints it itself
+                    # The main thread asked for it, and prints it itself.
+                    user_lists.put(message)
                 else:
                     show_all([message])
     except (ServerClosed, OSError):
@@ -204,15 +230,21 @@ HELP = """commands:
 
 
 def ask(prefix, what):
-    """Read the next line, which must start with `prefix` (C or D). None if it does not."""
-    print(f"\r{what}: type {prefix} <{what}>")  # "\r": start over a "> " the receiver may have drawn
+    """Read the next line, which must start with `prefix` (C or D).
+
+    None if it does not."""
+    # "\r": start over a "> " the receiver may have drawn.
+    print(f"\r{what}: type {prefix} <{what}>")
     line = input("> ").strip()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
     if line.upper() == prefix == "D":  # a D and nothing after it
         print("! an empty message is not sent: back to command mode")
         return None
-    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    print(
+        f"! expected {prefix} <{what}>: back to command mode "
+        "(C HELP lists the commands)"
+    )
     return None
 
 
@@ -243,15 +275,19 @@ def direct_message(conn, user_lists):
     # We have just fetched the list: say at once that nobody has the name, rather than
     # after the message is typed. Compared as the server does, without regard to case.
     if name.lower() not in {online.lower() for online in names}:
-        print(f"! nobody called {printable(name)} is online (no-such-user): "
-              "back to command mode")
+        print(
+            f"! nobody called {printable(name)} is online (no-such-user): "
+            "back to command mode"
+        )
         return
     if (text := ask("D", "message")) is not None:
         conn.send({"type": "dm", "to": name, "text": text})
 
 
 def chat(conn, user_lists):
-    """The main thread: read commands until C EX. Ctrl+D raises EOFError and Ctrl+C KeyboardInterrupt."""
+    """The main thread: read commands until C EX.
+
+    Ctrl+D raises EOFError and Ctrl+C KeyboardInterrupt."""
     print("type C HELP for the commands")
     while True:
         command = input("> ").strip().upper()
@@ -268,12 +304,18 @@ def chat(conn, user_lists):
         elif command.startswith("C"):
             print(f"! unknown command {printable(command)}: C HELP lists the commands")
         elif command:
-            print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
+            print(
+                "! unknown command: commands start with C, as in C PM "
+                "(C HELP lists them)"
+            )
+
+
 # --8<-- [end:receiver]
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer, so that it knows we quit on purpose."""
+    """Say bye, and wait (briefly) for the server's answer,
+    so that it knows we quit on purpose."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
@@ -284,9 +326,11 @@ def leave(conn, said_bye, receiver):
 
 
 def start_without_interruption(thread):
-    """Start a thread with Ctrl+C held back until it runs. A KeyboardInterrupt raised inside
-    Thread.start() (it waits for the new thread) escaped our except under load and printed a
-    traceback; blocked for that moment, the signal is delivered just after, and handled."""
+    """Start a thread with Ctrl+C held back until it runs.
+
+    A KeyboardInterrupt raised inside Thread.start() (it waits for the new thread)
+    escaped our except under load and printed a traceback; blocked for that moment,
+    the signal is delivered just after, and handled."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         thread.start()
@@ -300,10 +344,13 @@ def main():
     with connect(args.host, args.port) as sock:
         conn = Connection(sock)
         said_bye, user_lists = threading.Event(), queue.Queue()
-        receiver = threading.Thread(target=receive_forever, args=(conn, said_bye, user_lists), daemon=True)
+        receiver = threading.Thread(
+            target=receive_forever, args=(conn, said_bye, user_lists), daemon=True
+        )
         # Everything from here on is inside the try: Ctrl+C can arrive at any moment.
         try:
-            print(render(join(conn, args.name)))  # no prompt here: input() below draws it
+            # No prompt here: input() below draws it.
+            print(render(join(conn, args.name)))
             start_without_interruption(receiver)
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):
@@ -313,6 +360,8 @@ def main():
             return
         print()
         leave(conn, said_bye, receiver)
+
+
 # --8<-- [end:main]
 
 

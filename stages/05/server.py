@@ -28,8 +28,10 @@ from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
-MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 03
+# Bytes in one message; past this without a newline, the client is disconnected.
+MAX_LINE = 8192
+# Bytes waiting to go out to one client before we drop it, as in stage 03.
+MAX_PENDING = 1024 * 1024
 # ...and for all clients together: in a crowd, each one's share is smaller (share()).
 MAX_PENDING_TOTAL = 64 * 1024 * 1024
 # ...but never less than this: a room of N clients sends each a burst of N join notices.
@@ -49,7 +51,8 @@ FIELDS = {  # what each client message must carry, and of which type
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -77,27 +80,45 @@ def seconds(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 05: the complete chat server.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
-    parser.add_argument("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT,
-                        help="seconds a connection may take to be welcomed "
-                             f"(default {DEFAULT_JOIN_TIMEOUT})")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=100, help="room size (default 100)"
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=DEFAULT_JOIN_TIMEOUT,
+        help=(
+            "seconds a connection may take to be welcomed "
+            f"(default {DEFAULT_JOIN_TIMEOUT})"
+        ),
+    )
     return parser.parse_args()
 
 
 def open_listener(host, port):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR, a restarted server cannot bind the port while old connections sit in TIME_WAIT.
+    # Without SO_REUSEADDR, a restarted server cannot bind the port while old
+    # connections sit in TIME_WAIT.
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
-    # The backlog is how many connections the kernel queues for us until accept() takes them.
-    # Starting a thread per client makes accept() slower, so a burst of clients needs a longer queue.
+    # The backlog is how many connections the kernel queues for us until accept()
+    # takes them. Starting a thread per client makes accept() slower, so a burst of
+    # clients needs a longer queue.
     listener.listen(1024)
     return listener
 
@@ -150,8 +171,10 @@ class Log:
                 batch.append(self.lines.get_nowait())
             dropped = self.dropped
             if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(f"({dropped - self.reported} log lines dropped: "
-                             "nobody was reading the log)")
+                batch.append(
+                    f"({dropped - self.reported} log lines dropped: "
+                    "nobody was reading the log)"
+                )
                 self.reported = dropped
             text = "".join(f"{line}\n" for line in batch if line is not None)
             try:
@@ -181,7 +204,7 @@ log = Log()  # every line the server prints goes through log: no other print()
 
 # --8<-- [start:codec]
 def encode(message):
-    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    """One server message on the wire: a JSON object, time-stamped, on one line."""
     message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (json.dumps(message) + "\n").encode("utf-8")
 
@@ -193,7 +216,9 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message.
+
+    Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
     # ValueError: not JSON, not UTF-8, or a number too long to convert.
@@ -201,23 +226,33 @@ def decode(line):
     except (ValueError, RecursionError):
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+        raise ProtocolError(
+            "bad-message", 'a message is a JSON object with a "type" string'
+        )
     fields = FIELDS.get(message["type"])
     if fields is None:
-        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {message['type'][:40]!r}"
+        )
     for field, kind in fields.items():
         if not isinstance(message.get(field), kind):
-            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+            raise ProtocolError(
+                "bad-message",
+                f"{message['type']} needs a {kind.__name__} field {field!r}",
+            )
     return message
+
+
 # --8<-- [end:codec]
 
 
 # --8<-- [start:outbox]
 class Outbox:
-    """The bytes waiting to go out to one client: stage 03's outbox, now shared between threads.
+    """The bytes waiting for one client: stage 03's outbox, now shared between threads.
 
-    Any client's reader thread may add to it; only this client's writer thread takes from it. A
-    Condition is a lock plus a way to sleep until another thread says "there is something for you"."""
+    Any client's reader thread may add to it; only this client's writer thread takes
+    from it. A Condition is a lock plus a way to sleep until another thread says
+    "there is something for you"."""
 
     def __init__(self, sock, share):
         self.sock = sock
@@ -230,25 +265,31 @@ class Outbox:
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer. False if the client is too far behind."""
+        """Add data, never waiting for the writer.
+
+        False if the client is too far behind."""
         with self.changed:
             if not self.data and not self.sending and not self.closing:
-                # Nothing is ahead of these bytes, so we may hand them to the kernel ourselves, and
-                # it usually takes them all: no thread to wake, no turn to wait for the GIL.
-                # MSG_DONTWAIT: if the kernel's buffer is full, take what fits and never block.
+                # Nothing is ahead of these bytes, so we may hand them to the kernel
+                # ourselves, and it usually takes them all: no thread to wake, no turn
+                # to wait for the GIL. MSG_DONTWAIT: if the kernel's buffer is full,
+                # take what fits and never block.
                 # Not once closing: the client's thread closes the socket after close().
                 try:
-                    data = data[self.sock.send(data, socket.MSG_DONTWAIT):]
+                    data = data[self.sock.send(data, socket.MSG_DONTWAIT) :]
                 except BlockingIOError:
                     pass
                 except OSError:
-                    return True  # a broken connection: its reader thread sees the end and cleans up
+                    # A broken connection: its reader thread sees the end and cleans up.
+                    return True
                 if not data:
                     return True
             if self.sending + len(self.data) + len(data) > self.share():
-                return False  # a client that stops reading must not grow our memory for ever
+                # A client that stops reading must not grow our memory for ever.
+                return False
             self.data += data
-            self.changed.notify()  # wakes the writer if it sleeps in take(); if it is busy, no cost
+            # Wakes the writer if it sleeps in take(); if it is busy, no cost.
+            self.changed.notify()
             return True
 
     def close(self):
@@ -257,14 +298,19 @@ class Outbox:
             self.changed.notify()
 
     def take(self):
-        """Sleep until there is something to send, then take all of it. b"" once closed and empty."""
+        """Sleep until there is something to send, then take all of it.
+
+        b"" once closed and empty."""
         with self.changed:
             self.sending = 0  # what we took last time has been sent
             while not self.data and not self.closing:
-                self.changed.wait()  # releases the lock while it sleeps, so put() can get in
+                # wait() releases the lock while it sleeps, so put() can get in.
+                self.changed.wait()
             data, self.data = bytes(self.data), bytearray()
             self.sending = len(data)
             return data
+
+
 # --8<-- [end:outbox]
 
 
@@ -276,17 +322,18 @@ class Client:
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
         self.deadline = deadline  # time.monotonic() by which it must have been welcomed
-        self.said = []  # (log line, message) said in the last recv(), not yet handed out (pass_on)
-        # Messages for this client wait here until its writer thread has sent them. The outbox is
-        # bounded: a client that stops reading fills its own, and we drop it.
+        # (log line, message) said in the last recv(), not yet handed out (pass_on).
+        self.said = []
+        # Messages for this client wait here until its writer thread has sent them. The
+        # outbox is bounded: a client that stops reading fills its own, and we drop it.
         self.outbox = Outbox(sock, share)
         self.writer = threading.Thread(target=write_loop, args=(self,), daemon=True)
 
 
 def write_loop(client):
     """The client's writer thread: the only thread that ever sends on its socket."""
-    # One sendall() for everything that piled up while the last one was going out: a system
-    # call costs far more than joining bytes, and a busy room sends many.
+    # One sendall() for everything that piled up while the last one was going out: a
+    # system call costs far more than joining bytes, and a busy room sends many.
     while data := client.outbox.take():
         try:
             client.sock.sendall(data)
@@ -299,12 +346,14 @@ class ChatServer:
         self.max_clients = max_clients
         self.join_timeout = join_timeout
         self.clients = set()
-        # Every client's thread reads and changes self.clients. Without a lock, two threads could
-        # check "is there room?" at the same moment and both say yes, or one could loop over the
-        # set while another changes it ("Set changed size during iteration").
+        # Every client's thread reads and changes self.clients. Without a lock,
+        # two threads could check "is there room?" at the same moment and both say
+        # yes, or one could loop over the set while another changes it ("Set
+        # changed size during iteration").
         self.lock = threading.Lock()
         self.client_left = threading.Event()  # set when a client's socket is closed
-        self.stopping = False  # once set, clients that go are not "leaving": the server is
+        # Once set, clients that go are not "leaving": the server is.
+        self.stopping = False
 
     # --8<-- [start:accept]
     def serve(self, listener):
@@ -314,9 +363,13 @@ class ChatServer:
             except OSError as error:
                 if error.errno not in (errno.EMFILE, errno.ENFILE):
                     raise
-                # Out of file descriptors (ulimit -n). Trying again at once would fail again at
-                # once, for ever: a busy loop. Wait until a client leaves and frees one.
-                log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
+                # Out of file descriptors (ulimit -n). Trying again at once
+                # would fail again at once, for ever: a busy loop. Wait until a
+                # client leaves and frees one.
+                log(
+                    f"cannot accept a client: {error.strerror}; "
+                    "waiting for one to leave"
+                )
                 self.client_left.wait()
                 self.client_left.clear()
                 continue
@@ -325,6 +378,7 @@ class ChatServer:
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
+
     # --8<-- [end:accept]
 
     # --8<-- [start:threads]
@@ -338,13 +392,16 @@ class ChatServer:
         except Exception as error:  # a bug, or input we did not foresee
             # The last resort: one line in the log, and this client goes, as if its
             # connection broke. Without it the thread would die and leave a ghost.
-            log(f"dropping {client.name or client.address}: "
-                f"{type(error).__name__} while handling its input")
+            log(
+                f"dropping {client.name or client.address}: "
+                f"{type(error).__name__} while handling its input"
+            )
             reason = "lost"
         self.disconnect(client, reason)
         client.outbox.close()  # the writer sends what is queued, then stops
         client.writer.join(timeout=2)
-        # shutdown() wakes a writer still blocked in sendall(), before we close the socket under it.
+        # shutdown() wakes a writer still blocked in sendall(), before
+        # we close the socket under it.
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.sock.close()
@@ -358,14 +415,15 @@ class ChatServer:
         while True:
             if client.name is None and not self.wait_to_join(client):
                 return "timeout"
-            # Up to 64 KiB: a client that sends fast has many lines waiting; take them in one call.
+            # Up to 64 KiB: a client that sends fast has many lines
+            # waiting; take them in one call.
             data = client.sock.recv(65536)  # blocks this thread only
             if not data:
                 return "lost"
             inbox += data
             while (end := inbox.find(b"\n")) >= 0:
                 line = bytes(inbox[:end])
-                del inbox[:end + 1]
+                del inbox[: end + 1]
                 # Every complete line too: one recv() may bring a 30 KB line whole.
                 if len(line) > MAX_LINE:
                     return self.too_long(client)
@@ -373,13 +431,15 @@ class ChatServer:
                     return reason
             self.pass_on(client)
             if len(inbox) > MAX_LINE:
-                # Without a limit, a client that never sends "\n" would make us buffer forever.
+                # Without a limit, a client that never sends "\n"
+                # would make us buffer forever.
                 return self.too_long(client)
 
     def too_long(self, client):
         self.pass_on(client)  # what came before the long line goes out; it does not
-        self.send_error(client, "line-too-long",
-                        f"a message may be at most {MAX_LINE} bytes")
+        self.send_error(
+            client, "line-too-long", f"a message may be at most {MAX_LINE} bytes"
+        )
         return "lost"
 
     def wait_to_join(self, client):
@@ -395,27 +455,36 @@ class ChatServer:
         # Silent, dribbling or still trying names: idle connections must not hold their
         # descriptors for ever, or enough of them lock every real user out (ulimit -n).
         log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
-        self.send_error(client, "join-timeout",
-                        f"not in the room {self.join_timeout:g} s after connecting")
+        self.send_error(
+            client,
+            "join-timeout",
+            f"not in the room {self.join_timeout:g} s after connecting",
+        )
         return False
 
     def handle_line(self, client, line):
-        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        """Act on one message.
+
+        Returns a reason to end the connection, or None to go on."""
         try:
             message = decode(line)
         except ProtocolError as error:
-            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            # Answer, and keep the connection open.
+            self.send_error(client, error.code, str(error))
             return None
         kind = message["type"]
         if kind == "say" and client.name is not None:
-            client.said.append((f"{client.name} said {len(line)} bytes: {message['text']!r}",
-                                encode({"type": "said", "from": client.name, "text": message["text"]})))
+            log_line = f"{client.name} said {len(line)} bytes: {message['text']!r}"
+            said = {"type": "said", "from": client.name, "text": message["text"]}
+            client.said.append((log_line, encode(said)))
             return None
-        self.pass_on(client)  # anything else goes out after what was said before it, in the order sent
+        # Anything else goes out after what was said before it, in the order sent.
+        self.pass_on(client)
         if kind == "hello":
             return self.hello(client, message["name"])
         if kind == "bye":
-            self.send(client, encode({"type": "bye"}))  # the acknowledgement: the client may now close
+            # The acknowledgement: the client may now close.
+            self.send(client, encode({"type": "bye"}))
             return "quit"
         if client.name is None:
             self.send_error(client, "not-joined", "send hello first")
@@ -423,7 +492,9 @@ class ChatServer:
             self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
             with self.lock:
-                names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+                names = sorted(
+                    (other.name for other in self.clients if other.name), key=str.lower
+                )
             self.send(client, encode({"type": "users", "names": names}))
         return None
 
@@ -432,24 +503,41 @@ class ChatServer:
         """Send `text` to `to` alone. `size`: the bytes of the line it came in, which
         the log counts as for a say (text.encode() raises at a lone surrogate)."""
         with self.lock:
-            recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
+            recipient = next(
+                (
+                    other
+                    for other in self.clients
+                    if other.name and other.name.lower() == to.lower()
+                ),
+                None,
+            )
         if recipient is None:
-            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            self.send_error(
+                sender, "no-such-user", f"nobody called {to[:40]!r} is online"
+            )
             return
         log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
+
     # --8<-- [end:dm]
 
     # --8<-- [start:hello]
     def hello(self, client, name):
         if client.name is not None:
-            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+            self.send_error(
+                client,
+                "already-joined",
+                f"you are already in the room as {client.name}",
+            )
             return None
         if not NAME.fullmatch(name):
-            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+            self.send_error(
+                client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
+            )
             return None
-        # Check the names and the room and take a place in it in one step, under the lock. Checked
-        # without it, two clients asking for "alice" at the same moment could both be told it is free.
+        # Check the names and the room and take a place in it in one step, under the
+        # lock. Checked without it, two clients asking for "alice" at the same moment
+        # could both be told it is free.
         with self.lock:
             names = [other.name.lower() for other in self.clients if other.name]
             taken = name.lower() in names
@@ -458,15 +546,20 @@ class ChatServer:
                 client.name = name
         online = len(names) + 1
         if taken:
-            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+            self.send_error(
+                client, "name-taken", f"{name} is already taken, choose another name"
+            )
             return None
         if full:
-            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            self.send_error(
+                client, "server-full", f"the room is full ({self.max_clients} clients)"
+            )
             return "full"
         self.send(client, encode({"type": "welcome", "name": name, "online": online}))
         self.broadcast(encode({"type": "joined", "name": name}), sender=client)
         log(f"{name} joined from {client.address}")
         return None
+
     # --8<-- [end:hello]
 
     def send_error(self, client, code, message):
@@ -476,20 +569,24 @@ class ChatServer:
     def pass_on(self, client):
         """Hand the room what the client said in its last recv(): all of it at once.
 
-        Why not one message at a time: a fast client's recv() can bring hundreds of lines. Each
-        message put in an outbox wakes that listener's writer thread, and every woken thread then
-        waits its turn for the GIL. All at once, each writer wakes once and sends all of it in one
-        sendall()."""
+        Why not one message at a time: a fast client's recv() can bring hundreds of
+        lines. Each message put in an outbox wakes that listener's writer thread,
+        and every woken thread then waits its turn for the GIL. All at once, each
+        writer wakes once and sends all of it in one sendall()."""
         if client.said:
             lines, messages = zip(*client.said)
             client.said = []
             log(*lines)
             self.broadcast(b"".join(messages), sender=client)
+
     # --8<-- [end:pass_on]
 
     def broadcast(self, data, sender):
-        with self.lock:  # a snapshot: we must not hold the lock while we hand out messages
-            others = [other for other in self.clients if other is not sender and other.name]
+        # A snapshot: we must not hold the lock while we hand out messages.
+        with self.lock:
+            others = [
+                other for other in self.clients if other is not sender and other.name
+            ]
         for other in others:
             self.send(other, data)
 
@@ -497,14 +594,18 @@ class ChatServer:
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
         # Every connection counts, joined or not: each has an outbox (len(): no lock).
-        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
 
     def send(self, client, data):
-        """Queue a message for the client's writer thread. Never blocks the thread that calls it."""
+        """Queue a message for the client's writer thread.
+
+        Never blocks the thread that calls it."""
         if not client.outbox.put(data):
             log(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
-                client.sock.shutdown(socket.SHUT_RDWR)  # its own thread wakes up, sees the end, cleans up
+                # Its own thread wakes up, sees the end, cleans up.
+                client.sock.shutdown(socket.SHUT_RDWR)
 
     def disconnect(self, client, reason):
         with self.lock:
@@ -513,11 +614,14 @@ class ChatServer:
             self.clients.remove(client)
         if client.name and not self.stopping:
             log(f"{client.name} left ({reason})")
-            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+            self.broadcast(
+                encode({"type": "left", "name": client.name, "reason": reason}),
+                sender=client,
+            )
 
     # --8<-- [start:shutdown]
     def shut_down(self):
-        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        """Tell everyone we stop, give the writers a moment to say so, then hang up."""
         with self.lock:
             self.stopping = True
             clients = list(self.clients)
@@ -525,17 +629,21 @@ class ChatServer:
         for client in clients:
             client.outbox.put(notice)
             client.outbox.close()  # the writer thread stops once the notice is sent
-        deadline = time.monotonic() + 2  # a stuck client must not hold up the shutdown for long
+        # A stuck client must not hold up the shutdown for long.
+        deadline = time.monotonic() + 2
         for client in clients:
             if client.writer.is_alive():
                 client.writer.join(timeout=max(0, deadline - time.monotonic()))
             with contextlib.suppress(OSError):
-                client.sock.shutdown(socket.SHUT_RDWR)  # wakes the client's reader thread
+                # Wakes the client's reader thread.
+                client.sock.shutdown(socket.SHUT_RDWR)
+
     # --8<-- [end:shutdown]
 
 
 def main():
-    # A program started in the background by a script may inherit "ignore Ctrl+C"; ask for KeyboardInterrupt.
+    # A program started in the background by a script may inherit "ignore
+    # Ctrl+C"; ask for KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     listener = open_listener(args.host, args.port)

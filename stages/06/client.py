@@ -1,6 +1,7 @@
 """Stage 06 client: a terminal UI, with IRC-style slash commands.
 
-Run it:    python stages/06/client.py [--host HOST] [--port PORT] [--name NAME] [--plain]
+Run it:    python stages/06/client.py [--host HOST] [--port PORT] [--name NAME]
+                                      [--plain]
 
 Plain text is a public message. Commands start with "/":
   /msg NAME TEXT   a direct message        /list   who is online
@@ -29,13 +30,18 @@ from datetime import datetime
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-HELP = ["* /msg NAME TEXT  a direct message", "* /list  who is online", "* /quit  leave (or Ctrl+D, Ctrl+C)",
-        "* /help  this list; plain text goes to everyone; PgUp/PgDn scroll, Up/Down recall"]
+HELP = [
+    "* /msg NAME TEXT  a direct message",
+    "* /list  who is online",
+    "* /quit  leave (or Ctrl+D, Ctrl+C)",
+    "* /help  this list; plain text goes to everyone; PgUp/PgDn scroll, Up/Down recall",
+]
 
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -48,10 +54,19 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 06: chat client with a terminal UI.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
-    parser.add_argument("--plain", action="store_true", help="plain lines instead of the full-screen UI")
+    parser.add_argument(
+        "--plain", action="store_true", help="plain lines instead of the full-screen UI"
+    )
     return parser.parse_args()
 
 
@@ -67,7 +82,8 @@ class ServerClosed(Exception):
 
 
 class Lines:
-    """Whole lines from a file descriptor that delivers bytes in any pieces: the socket, or the keyboard.
+    """Whole lines from a file descriptor that delivers bytes in any pieces:
+    the socket, or the keyboard.
 
     The same framing as the server's: keep what has no newline yet, hand out what has.
     """
@@ -90,7 +106,8 @@ class Connection:
         self.sock, self.lines = sock, Lines(lambda: sock.recv(65536))
 
     def send(self, message):
-        self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))  # sendall: send() may write only part
+        # sendall(): send() may write only part of it.
+        self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
         try:
@@ -104,46 +121,62 @@ def parse(line):
         message = json.loads(line)
     except ValueError:
         message = None
-    return message if isinstance(message, dict) else {"type": "error", "code": "bad-json", "message": "a broken line"}
+    return (
+        message
+        if isinstance(message, dict)
+        else {"type": "error", "code": "bad-json", "message": "a broken line"}
+    )
 
 
 def printable(text):
-    # Names and messages may hold escape sequences that would take over our terminal: show them as \uXXXX.
+    # Names and messages may hold escape sequences that would take over our
+    # terminal: show them as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
 def clock(stamp=None):
     try:
-        return (datetime.fromisoformat(stamp).astimezone() if stamp else datetime.now()).strftime("%H:%M")
+        when = datetime.fromisoformat(stamp).astimezone() if stamp else datetime.now()
+        return when.strftime("%H:%M")
     except (TypeError, ValueError):
         return "--:--"
 
 
 # --8<-- [start:describe]
 def describe(message):
-    """(text, style) for one server message, or None. The style is a meaning; each UI decides its look."""
+    """(text, style) for one server message, or None.
+
+    The style is a meaning; each UI decides its look."""
     kind, get = message.get("type"), lambda field: printable(message.get(field, ""))
     stamp = f"[{clock(message.get('time'))}]"
     if kind == "said":
-        return f"{stamp} {get('from')}: {get('text')}", "history" if message.get("history") else "normal"
+        style = "history" if message.get("history") else "normal"
+        return f"{stamp} {get('from')}: {get('text')}", style
     if kind == "dm":
         return f"{stamp} [direct] {get('from')}: {get('text')}", "dm"
     if kind == "users":
         names = message.get("names") if isinstance(message.get("names"), list) else []
         return "* online: " + ", ".join(map(printable, names)), "notice"
-    notices = {"welcome": f"* welcome, {get('name')} ({get('online')} online)", "joined": f"* {get('name')} joined",
-               "left": f"* {get('name')} left ({get('reason')})", "shutdown": "* the server is shutting down"}
+    notices = {
+        "welcome": f"* welcome, {get('name')} ({get('online')} online)",
+        "joined": f"* {get('name')} joined",
+        "left": f"* {get('name')} left ({get('reason')})",
+        "shutdown": "* the server is shutting down",
+    }
     if kind in notices:
         return f"{stamp} {notices[kind]}", "notice"
     if kind == "error":
         return f"! {get('message')} ({get('code')})", "error"
     return None  # bye, or a message type from a newer server
+
+
 # --8<-- [end:describe]
 
 
 # --8<-- [start:chat]
 class Chat:
-    """The chat itself, whatever draws it: typed lines become protocol messages, server messages become lines."""
+    """The chat itself, whatever draws it: typed lines become protocol messages,
+    server messages become lines."""
 
     def __init__(self, conn, welcome, ui):
         self.conn, self.ui, self.running = conn, ui, True
@@ -181,7 +214,10 @@ class Chat:
             for line in HELP:
                 self.ui.show(line, "notice")
         else:
-            self.ui.show(f"! unknown command /{printable(name)}: /help lists the commands", "error")
+            self.ui.show(
+                f"! unknown command /{printable(name)}: /help lists the commands",
+                "error",
+            )
 
     def received(self, message):
         kind = message.get("type")
@@ -199,6 +235,8 @@ class Chat:
                 line = (dm, "mine") if dm else None
         if line is not None:
             self.ui.show(*line)
+
+
 # --8<-- [end:chat]
 
 
@@ -221,10 +259,12 @@ class PlainUI:
 
 # --8<-- [start:curses]
 class CursesUI:
-    """A scrolling message pane above a one-line input box, redrawn from our own state after every event.
+    """A scrolling message pane above a one-line input box,
+    redrawn from our own state after every event.
 
-    Because we redraw everything, a message that arrives while you type cannot clobber your line:
-    the pane and the input box are drawn separately, and curses sends only what changed.
+    Because we redraw everything, a message that arrives while you type cannot
+    clobber your line: the pane and the input box are drawn separately, and
+    curses sends only what changed.
     """
 
     STATUS, SEPARATOR_AND_INPUT = 1, 2
@@ -238,7 +278,8 @@ class CursesUI:
         self.screen.nodelay(True)  # get_wch() never blocks: select() does the waiting
         self.styles = make_styles()
         self.messages = collections.deque(maxlen=1000)
-        self.typing, self.past, self.recall, self.scrolled, self.chat = "", [], 0, 0, None
+        self.typing, self.past, self.recall = "", [], 0
+        self.scrolled, self.chat = 0, None
         return self
 
     def __exit__(self, *error):
@@ -259,7 +300,8 @@ class CursesUI:
                 break
             if key in ("\n", "\r", curses.KEY_ENTER):
                 done.append(self.typing)
-                self.past, self.recall, self.typing = self.past + [self.typing], len(self.past) + 1, ""
+                self.past, self.recall = self.past + [self.typing], len(self.past) + 1
+                self.typing = ""
             elif key == "\x04" and not self.typing:  # Ctrl+D on an empty line: leave
                 raise EOFError()
             else:
@@ -272,10 +314,12 @@ class CursesUI:
         if key in (curses.KEY_BACKSPACE, "\x7f", "\b"):
             self.typing = self.typing[:-1]
         elif key in (curses.KEY_UP, curses.KEY_DOWN) and self.past:
-            self.recall = max(0, min(len(self.past), self.recall + (-1 if key == curses.KEY_UP else 1)))
+            step = -1 if key == curses.KEY_UP else 1
+            self.recall = max(0, min(len(self.past), self.recall + step))
             self.typing = (self.past + [""])[self.recall]
         elif key in (curses.KEY_PPAGE, curses.KEY_NPAGE):
-            self.scrolled += pane - 1 if key == curses.KEY_PPAGE else 1 - pane  # draw() keeps it in range
+            # draw() keeps it in range.
+            self.scrolled += pane - 1 if key == curses.KEY_PPAGE else 1 - pane
         elif key == curses.KEY_RESIZE:
             self.resize()
         elif isinstance(key, str) and key.isprintable():
@@ -283,32 +327,47 @@ class CursesUI:
 
     def resize(self):
         columns, rows = os.get_terminal_size(sys.stdout.fileno())
-        # resizeterm() also queues a KEY_RESIZE, which brings us back here: only call it when the size
-        # really changed, or each KEY_RESIZE would queue the next one, forever.
+        # resizeterm() also queues a KEY_RESIZE, which brings us back here:
+        # only call it when the size really changed, or each KEY_RESIZE would
+        # queue the next one, forever.
         if curses.is_term_resized(rows, columns):
             curses.resizeterm(rows, columns)
-        self.screen.clearok(True)  # the next refresh repaints every cell, not just the changes
+        # The next refresh repaints every cell, not just the changes.
+        self.screen.clearok(True)
 
     def draw(self):
         rows, columns = self.screen.getmaxyx()
         self.screen.erase()
         if rows < 4 or columns < 20:
-            self.screen.addstr(0, 0, "too small"[:columns - 1])
+            self.screen.addstr(0, 0, "too small"[: columns - 1])
             self.screen.refresh()
             return
         pane = rows - self.STATUS - self.SEPARATOR_AND_INPUT
-        lines = [(part, style) for text, style in self.messages
-                 for part in textwrap.wrap(text, columns - 1, subsequent_indent="  ") or [""]]
+        lines = [
+            (part, style)
+            for text, style in self.messages
+            for part in textwrap.wrap(text, columns - 1, subsequent_indent="  ") or [""]
+        ]
         self.scrolled = max(0, min(self.scrolled, len(lines) - pane))
         end = len(lines) - self.scrolled
-        for row, (text, style) in enumerate(lines[max(0, end - pane):end], start=self.STATUS):
+        shown = lines[max(0, end - pane) : end]
+        for row, (text, style) in enumerate(shown, start=self.STATUS):
             self.screen.addstr(row, 0, text, self.styles[style])
-        status = f" {self.chat.name} | {self.chat.online} online | /help for commands" if self.chat else " chat"
+        status = (
+            f" {self.chat.name} | {self.chat.online} online | /help for commands"
+            if self.chat
+            else " chat"
+        )
         status += " | scrolled up: PgDn" if self.scrolled else ""
-        self.screen.addstr(0, 0, status[:columns - 1].ljust(columns - 1), curses.A_REVERSE)
+        self.screen.addstr(
+            0, 0, status[: columns - 1].ljust(columns - 1), curses.A_REVERSE
+        )
         self.screen.hline(rows - 2, 0, curses.ACS_HLINE, columns)
-        self.screen.addstr(rows - 1, 0, ("> " + self.typing)[-(columns - 1):])  # the end of a long line
+        # A line too long for the screen shows its end.
+        self.screen.addstr(rows - 1, 0, ("> " + self.typing)[-(columns - 1) :])
         self.screen.refresh()
+
+
 # --8<-- [end:curses]
 
 
@@ -317,15 +376,32 @@ def make_styles():
     if colour:
         curses.start_color()
         curses.use_default_colors()  # -1 below: the terminal's own background
-        for number, ink in enumerate((curses.COLOR_GREEN, curses.COLOR_MAGENTA, curses.COLOR_CYAN, curses.COLOR_RED), 1):
+        inks = (
+            curses.COLOR_GREEN,
+            curses.COLOR_MAGENTA,
+            curses.COLOR_CYAN,
+            curses.COLOR_RED,
+        )
+        for number, ink in enumerate(inks, 1):
             curses.init_pair(number, ink, -1)
-    pair = lambda number: curses.color_pair(number) if colour else curses.A_NORMAL  # noqa: E731
-    return {"normal": curses.A_NORMAL, "history": curses.A_DIM, "mine": pair(1) | curses.A_BOLD, "dm": pair(2),
-            "notice": pair(3), "error": pair(4) | curses.A_BOLD}
+
+    def pair(number):
+        return curses.color_pair(number) if colour else curses.A_NORMAL
+
+    return {
+        "normal": curses.A_NORMAL,
+        "history": curses.A_DIM,
+        "mine": pair(1) | curses.A_BOLD,
+        "dm": pair(2),
+        "notice": pair(3),
+        "error": pair(4) | curses.A_BOLD,
+    }
 
 
 def join(conn, name, keyboard):
-    """Say hello until the server welcomes us (asking for a name on the plain terminal). Returns the welcome."""
+    """Say hello until the server welcomes us (asking for a name on the plain terminal).
+
+    Returns the welcome."""
     client_id, asked = uuid.uuid4().hex, []
     while True:
         while not name:
@@ -343,14 +419,17 @@ def join(conn, name, keyboard):
         if replies[0].get("type") == "welcome":
             return replies[0], replies[1:], asked
         if replies[0].get("code") == "server-full":
-            sys.exit(f"error: {printable(replies[0].get('message', 'the server is full'))}")
+            sys.exit(
+                f"error: {printable(replies[0].get('message', 'the server is full'))}"
+            )
         print(describe(replies[0])[0])
         name = None  # bad-name or name-taken: ask again
 
 
 # --8<-- [start:loop]
 def run(conn, chat, ui, keyboard):
-    """One thread waits for both the keyboard and the server: whichever is ready is handled."""
+    """One thread waits for both the keyboard and the server:
+    whichever is ready is handled."""
     selector = selectors.DefaultSelector()
     selector.register(conn.sock, selectors.EVENT_READ, "server")
     try:
@@ -360,16 +439,17 @@ def run(conn, chat, ui, keyboard):
         # epoll refuses a regular file (< file.txt, < /dev/null). A file is always ready
         # to read anyway: read some of it at every turn, and never wait for the server.
         from_file = True
-    # A resized terminal sends SIGWINCH, which would not wake select(). set_wakeup_fd makes every
-    # signal also write a byte to a socket we watch, so a resize is one more event in the loop.
+    # A resized terminal sends SIGWINCH, which would not wake select().
+    # set_wakeup_fd makes every signal also write a byte to a socket we watch, so a
+    # resize is one more event in the loop.
     wake_read, wake_write = socket.socketpair()
     wake_write.setblocking(False)
     signal.set_wakeup_fd(wake_write.fileno())
     signal.signal(signal.SIGWINCH, lambda *_: None)
     selector.register(wake_read, selectors.EVENT_READ, "signal")
     if isinstance(ui, CursesUI):
-        # A resize before our handler was in place reached curses' own handler, which queues a
-        # KEY_RESIZE where select() cannot see it: read what curses holds now.
+        # A resize before our handler was in place reached curses' own handler, which
+        # queues a KEY_RESIZE where select() cannot see it: read what curses holds now.
         for line in ui.keys(keyboard):
             chat.typed(line)
     try:
@@ -389,6 +469,8 @@ def run(conn, chat, ui, keyboard):
                         ui.draw()
     finally:
         signal.set_wakeup_fd(-1)
+
+
 # --8<-- [end:loop]
 
 
@@ -410,12 +492,19 @@ def leave(conn, chat=None):
 
 
 def main():
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with Ctrl+C ignored
+    # Ctrl+C raises KeyboardInterrupt, even if we were started with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
-    # No full screen in a pipe, or on a terminal that cannot move its cursor (TERM=dumb: Emacs, some CI logs).
-    plain = args.plain or not (sys.stdin.isatty() and sys.stdout.isatty()) or os.environ.get("TERM", "dumb") == "dumb"
+    # No full screen in a pipe, or on a terminal that cannot move its cursor
+    # (TERM=dumb: Emacs, some CI logs).
+    plain = (
+        args.plain
+        or not (sys.stdin.isatty() and sys.stdout.isatty())
+        or os.environ.get("TERM", "dumb") == "dumb"
+    )
     with connect(args.host, args.port) as sock:
-        conn, keyboard = Connection(sock), Lines(lambda: os.read(sys.stdin.fileno(), 4096))
+        conn = Connection(sock)
+        keyboard = Lines(lambda: os.read(sys.stdin.fileno(), 4096))
         chat = None
         try:
             welcome, early, typed_ahead = join(conn, args.name, keyboard)

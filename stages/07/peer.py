@@ -1,12 +1,17 @@
 """Stage 07: peer-to-peer chat. No server: every peer listens, and can also connect out.
 
-Run it:    python stages/07/peer.py [--host HOST] [--port PORT]      or simply:  python stages/07/peer.py 8080
+Run it:    python stages/07/peer.py [--host HOST] [--port PORT]
+or simply: python stages/07/peer.py 8080
 
 Commands at the "> " prompt:
-  help                    the commands              myip      where others reach us
-  myport                  the port we listen on     list      our connections: id, address, port
-  connect HOST PORT       connect to a peer         terminate ID      close a connection
-  send ID MESSAGE         send to one peer          exit      close every connection and quit
+  help                the commands
+  myip                where others reach us
+  myport              the port we listen on
+  list                our connections: id, address, port
+  connect HOST PORT   connect to a peer
+  terminate ID        close a connection
+  send ID MESSAGE     send to one peer
+  exit                close every connection and quit
 
 On the wire, JSON Lines as in stage 03: {"type": "hello", "port": P} first (so the other
 side knows where we listen), then {"type": "message", "text": ...}, and {"type": "bye"}.
@@ -24,7 +29,8 @@ import sys
 DEFAULT_HOST = "0.0.0.0"  # every interface: other machines must be able to reach a peer
 DEFAULT_PORT = 65433
 MAX_LINE = 8192
-COMMANDS = {  # each command, how it is typed, and what it does: the help text and the argument check
+# Each command, how it is typed, and what it does: the help text and the argument check.
+COMMANDS = {
     "help": ("help", "this list"),
     "myip": ("myip", "the address other machines reach this peer at"),
     "myport": ("myport", "the port this peer listens on"),
@@ -38,7 +44,8 @@ COMMANDS = {  # each command, how it is typed, and what it does: the help text a
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -51,23 +58,45 @@ def port_number(text):
 
 def parse_args():
     parser = ArgumentParser(description="Stage 07: a peer-to-peer chat.")
-    parser.add_argument("bare_port", nargs="?", type=port_number, metavar="PORT", help="the same as --port PORT")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "bare_port",
+        nargs="?",
+        type=port_number,
+        metavar="PORT",
+        help="the same as --port PORT",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
     args = parser.parse_args()
-    if args.bare_port is not None and args.port is not None and args.bare_port != args.port:
+    if (
+        args.bare_port is not None
+        and args.port is not None
+        and args.bare_port != args.port
+    ):
         parser.error("two different ports given")
-    args.port = next((port for port in (args.port, args.bare_port) if port is not None), DEFAULT_PORT)
+    args.port = next(
+        (port for port in (args.port, args.bare_port) if port is not None), DEFAULT_PORT
+    )
     return args
 
 
 def my_ip():
-    """The address other machines reach us at. Connecting a UDP socket sends nothing: it only makes
-    the kernel choose the outgoing interface, whose address we then read."""
+    """The address other machines reach us at.
+
+    Connecting a UDP socket sends nothing: it only makes the kernel choose the outgoing
+    interface, whose address we then read."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address works; no packet leaves
+            # TEST-NET-1: any routable address works; no packet leaves.
+            probe.connect(("192.0.2.1", 9))
             return probe.getsockname()[0]
         except OSError:
             return "127.0.0.1"  # no network at all: only this machine can reach us
@@ -85,11 +114,12 @@ class Peer:
         return f"{self.ip}:{self.port if self.port is not None else '?'}"
 
     def send(self, **message):
-        self.sock.sendall((json.dumps(message) + "\n").encode())  # sendall: send() may write only part
+        # sendall(): send() may write only part of it.
+        self.sock.sendall((json.dumps(message) + "\n").encode())
 
 
 class Node:
-    """This peer: its listening socket, its connections, and the loop that serves them all."""
+    """This peer: its listening socket, its connections, and the loop serving them."""
 
     def __init__(self, listener):
         self.listener, (self.host, self.port) = listener, listener.getsockname()
@@ -112,24 +142,28 @@ class Node:
 
     # --8<-- [start:connections]
     def add(self, sock, address):
-        # A timeout on each peer's socket: a peer that stops reading can stall sendall() 5 s at most.
+        # A timeout on each peer's socket: a peer that stops reading can
+        # stall sendall() 5 s at most.
         sock.settimeout(5)
         peer = Peer(self.next_id, sock, address)
         self.next_id += 1
         self.peers[peer.id] = peer
         self.selector.register(sock, selectors.EVENT_READ, lambda: self.read_peer(peer))
-        peer.send(type="hello", port=self.port)  # both sides say hello: the connection is symmetric
+        # Both sides say hello: the connection is symmetric.
+        peer.send(type="hello", port=self.port)
         return peer
 
     def accept(self):
         sock, address = self.listener.accept()
-        self.add(sock, address)  # announced once its hello says where it listens: see handle()
+        # Announced once its hello says where it listens: see handle().
+        self.add(sock, address)
 
     def drop(self, peer, why):
         self.selector.unregister(peer.sock)
         peer.sock.close()
         del self.peers[peer.id]
         self.say(f"* connection {peer.id} ({peer}) {why}")
+
     # --8<-- [end:connections]
 
     # --8<-- [start:receive]
@@ -152,23 +186,32 @@ class Node:
             message = json.loads(line)
             kind = message["type"]
         except (ValueError, TypeError, KeyError, RecursionError):  # [[[[... too deep
-            return self.say(f"! connection {peer.id} sent a line that is not a message: ignored")
-        if kind == "hello" and isinstance(message.get("port"), int) and peer.port is None:
+            return self.say(
+                f"! connection {peer.id} sent a line that is not a message: ignored"
+            )
+        if (
+            kind == "hello"
+            and isinstance(message.get("port"), int)
+            and peer.port is None
+        ):
             peer.port = message["port"]
             self.say(f"* connection {peer.id} from {peer}")
-        elif kind == "message" and not (isinstance(message.get("text"), str)
-                                        and message["text"].strip()):
+        elif kind == "message" and not (
+            isinstance(message.get("text"), str) and message["text"].strip()
+        ):
             self.say(f"! connection {peer.id} sent a message with no text: not shown")
         elif kind == "message":
             text = printable(message["text"])
             self.say(f"message from {peer} (connection {peer.id}): {text}")
         elif kind == "bye":
             self.drop(peer, "closed by the peer")
+
     # --8<-- [end:receive]
 
     # --8<-- [start:commands]
     def read_keyboard(self):
-        data = os.read(sys.stdin.fileno(), 4096)  # not input(): it would block, and the peers with it
+        # Not input(): it would block, and the peers with it.
+        data = os.read(sys.stdin.fileno(), 4096)
         self.typed(data)
 
     def typed(self, data):
@@ -186,11 +229,14 @@ class Node:
             print("> ", end="", flush=True)
 
     def command(self, line):
-        """Check the command and its number of arguments, then call do_<command> (as the cmd module does)."""
+        """Check the command and its number of arguments,
+        then call do_<command> (as the cmd module does)."""
         name, _, rest = line.partition(" ")
         if name not in COMMANDS:
             if name:
-                print(f"! unknown command {printable(name)!r}: type help for the commands")
+                print(
+                    f"! unknown command {printable(name)!r}: type help for the commands"
+                )
             return
         usage = COMMANDS[name][0]
         # A message may hold spaces: it is all the rest of the line.
@@ -210,18 +256,30 @@ class Node:
 
     def do_myport(self):
         print(self.port)
+
     # --8<-- [end:commands]
 
     def do_connect(self, host, port):
         if not port.isdigit() or not 0 < int(port) <= 65535:
-            return print(f"! the port must be a number from 1 to 65535, not {printable(port)!r}")
+            return print(
+                f"! the port must be a number from 1 to 65535, not {printable(port)!r}"
+            )
         try:
             ip = socket.gethostbyname(host)
         except OSError:
             return print(f"! cannot find the host {printable(host)!r}")
-        if int(port) == self.port and (ip.startswith("127.") or ip in (my_ip(), "0.0.0.0")):
+        if int(port) == self.port and (
+            ip.startswith("127.") or ip in (my_ip(), "0.0.0.0")
+        ):
             return print("! that is this peer: you cannot connect to yourself")
-        if same := next((peer for peer in self.peers.values() if (peer.ip, peer.port) == (ip, int(port))), None):
+        if same := next(
+            (
+                peer
+                for peer in self.peers.values()
+                if (peer.ip, peer.port) == (ip, int(port))
+            ),
+            None,
+        ):
             return print(f"! already connected to {ip}:{port} (connection {same.id})")
         try:
             sock = socket.create_connection((ip, int(port)), timeout=5)
@@ -236,7 +294,8 @@ class Node:
             return print("no connections")
         print("id  address          port")
         for peer in self.peers.values():
-            print(f"{peer.id:<3} {peer.ip:<16} {peer.port if peer.port is not None else '?'}")
+            port = peer.port if peer.port is not None else "?"
+            print(f"{peer.id:<3} {peer.ip:<16} {port}")
 
     def peer(self, number):
         if not number.isdigit() or int(number) not in self.peers:
@@ -264,7 +323,8 @@ class Node:
 
     def do_exit(self):
         for peer in list(self.peers.values()):
-            self.tell(peer, type="bye")  # so that each peer hears we left, rather than finding out later
+            # So that each peer hears we left, rather than finding out later.
+            self.tell(peer, type="bye")
             peer.sock.close()
         self.peers.clear()
         self.running = False
@@ -282,17 +342,20 @@ class Node:
                 if line := sys.stdin.buffer.readline():  # shown as a terminal echoes it
                     print(printable(line.decode(errors="replace").rstrip("\n")))
                 self.typed(line)
+
     # --8<-- [end:serve]
 
 
 def printable(text):
-    # A peer may send escape sequences that would take over our terminal: show them as \uXXXX.
+    # A peer may send escape sequences that would take over our
+    # terminal: show them as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
 def open_listener(host, port):
     listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart on the same port at once
+    # Restart on the same port at once.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
     except OSError as error:
@@ -302,7 +365,8 @@ def open_listener(host, port):
 
 
 def main():
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with Ctrl+C ignored
+    # Ctrl+C raises KeyboardInterrupt, even if we were started with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     with open_listener(args.host, args.port) as listener:
         host, port = listener.getsockname()

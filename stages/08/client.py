@@ -30,7 +30,8 @@ HELP = """commands:
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -42,9 +43,18 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 08: chat client with commands, on asyncio.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser = ArgumentParser(
+        description="Stage 08: chat client with commands, on asyncio."
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
@@ -55,7 +65,7 @@ class Leave(Exception):
 
 # --8<-- [start:keyboard]
 class Keyboard:
-    """Lines typed at the terminal, delivered by the event loop without ever blocking it."""
+    """Lines typed at the terminal, delivered without ever blocking the event loop."""
 
     def __init__(self, loop):
         self.lines, self.pending = asyncio.Queue(), b""
@@ -66,7 +76,8 @@ class Keyboard:
             # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both
             # are always ready to read: line() reads on whenever it has no line left.
             self.from_file = True
-        # Ctrl+C becomes a line like any other, handled where we are, instead of an exception anywhere.
+        # Ctrl+C becomes a line like any other, handled where we are,
+        # instead of an exception anywhere.
         loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
 
     def readable(self):
@@ -87,11 +98,14 @@ class Keyboard:
         if line is Leave:
             raise Leave()
         return line
+
+
 # --8<-- [end:keyboard]
 
 
 def send(writer, message):
-    writer.write((json.dumps(message) + "\n").encode("utf-8"))  # write() buffers it all; nothing is lost
+    # write() buffers it all; nothing is lost.
+    writer.write((json.dumps(message) + "\n").encode("utf-8"))
 
 
 async def receive(reader):
@@ -99,19 +113,29 @@ async def receive(reader):
     while True:
         try:
             line = await reader.readuntil(b"\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
             return None
         if line.strip():
             try:
                 message = json.loads(line)
             except ValueError:
                 message = None
-            return message if isinstance(message, dict) else {"type": "error", "code": "bad-json",
-                                                              "message": "the server sent a line that is not a message"}
+            if isinstance(message, dict):
+                return message
+            return {
+                "type": "error",
+                "code": "bad-json",
+                "message": "the server sent a line that is not a message",
+            }
 
 
 def printable(text):
-    # A name or message may hold escape sequences that would take over our terminal: show them as \uXXXX.
+    # A name or message may hold escape sequences that would take over our
+    # terminal: show them as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -123,7 +147,9 @@ def clock(stamp):
 
 
 def render(message):
-    """How one server message looks on screen (None: nothing to show). Stage 05's, unchanged."""
+    """How one server message looks on screen (None: nothing to show).
+
+    Stage 05's, unchanged."""
     kind, get = message.get("type"), lambda field: printable(message.get(field, ""))
     stamp = f"[{clock(message.get('time'))}]"
     if kind == "said":
@@ -132,9 +158,15 @@ def render(message):
         return f"{stamp} [direct] {get('from')}: {get('text')}"
     if kind == "users":
         names = message.get("names")
-        return "* online: " + ", ".join(map(printable, names if isinstance(names, list) else []))
-    notices = {"welcome": f"* welcome, {get('name')} ({get('online')} online)", "joined": f"* {get('name')} joined",
-               "left": f"* {get('name')} left ({get('reason')})", "shutdown": "* the server is shutting down"}
+        return "* online: " + ", ".join(
+            map(printable, names if isinstance(names, list) else [])
+        )
+    notices = {
+        "welcome": f"* welcome, {get('name')} ({get('online')} online)",
+        "joined": f"* {get('name')} joined",
+        "left": f"* {get('name')} left ({get('reason')})",
+        "shutdown": "* the server is shutting down",
+    }
     if kind in notices:
         return f"{stamp} {notices[kind]}"
     if kind == "error":
@@ -143,7 +175,8 @@ def render(message):
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -177,7 +210,9 @@ async def receive_forever(reader, user_lists, said_bye):
 
 
 async def ask(keyboard, prefix, what):
-    """Read the next line, which must start with `prefix` (C or D). None if it does not."""
+    """Read the next line, which must start with `prefix` (C or D).
+
+    None if it does not."""
     print(f"\r{what}: type {prefix} <{what}>")
     line = await keyboard.line()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
@@ -185,7 +220,10 @@ async def ask(keyboard, prefix, what):
     if line.upper() == prefix == "D":  # a D and nothing after it
         print("! an empty message is not sent: back to command mode")
         return None
-    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    print(
+        f"! expected {prefix} <{what}>: back to command mode "
+        "(C HELP lists the commands)"
+    )
     return None
 
 
@@ -208,8 +246,10 @@ async def recipient(keyboard, names):
     # We have just fetched the list: say at once that nobody has the name, rather than
     # after the message is typed. Compared as the server does, without regard to case.
     if name is not None and name.lower() not in {online.lower() for online in names}:
-        print(f"! nobody called {printable(name)} is online (no-such-user): "
-              "back to command mode")
+        print(
+            f"! nobody called {printable(name)} is online (no-such-user): "
+            "back to command mode"
+        )
         return None
     return name
 
@@ -239,7 +279,12 @@ async def commands(writer, keyboard, user_lists):
         elif command.startswith("C"):
             print(f"! unknown command {printable(command)}: C HELP lists the commands")
         elif command:
-            print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
+            print(
+                "! unknown command: commands start with C, as in C PM "
+                "(C HELP lists them)"
+            )
+
+
 # --8<-- [end:tasks]
 
 
@@ -256,21 +301,26 @@ async def chat(args):
         print(render(await join(reader, writer, keyboard, args.name)))
         receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye))
         typing = asyncio.create_task(commands(writer, keyboard, user_lists))
-        # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D), or the server going away.
-        done, _ = await asyncio.wait([receiving, typing], return_when=asyncio.FIRST_COMPLETED)
+        # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D),
+        # or the server going away.
+        done, _ = await asyncio.wait(
+            [receiving, typing], return_when=asyncio.FIRST_COMPLETED
+        )
         if receiving in done:
             typing.cancel()
             print("\rconnection closed by server")
             return
-        if isinstance(typing.exception(), Exception) and not isinstance(typing.exception(), Leave):
-            raise typing.exception()  # a bug: show it rather than hide it
+        error = typing.exception()
+        if isinstance(error, Exception) and not isinstance(error, Leave):
+            raise error  # a bug: show it rather than hide it
     except Leave:
         pass  # Ctrl+C or Ctrl+D: leave cleanly
     except ConnectionError:
         print("\rconnection closed by server")
         return
     print()
-    if receiving is None:  # left at the name prompt: not in the room, nobody to say bye to
+    # Left at the name prompt: not in the room, nobody to say bye to.
+    if receiving is None:
         writer.close()
         return
     await leave(writer, said_bye)
@@ -285,7 +335,8 @@ def reason(error):
 
 
 async def leave(writer, said_bye):
-    """Say bye, and wait (two seconds at most) for the server's answer, so it knows we quit on purpose."""
+    """Say bye, and wait (two seconds at most) for the server's answer,
+    so it knows we quit on purpose."""
     try:
         send(writer, {"type": "bye"})
         await writer.drain()
@@ -300,7 +351,10 @@ def main():
     try:
         asyncio.run(chat(args))
     except KeyboardInterrupt:
-        pass  # Ctrl+C before the keyboard was set up (while connecting): nothing to clean up
+        # Ctrl+C before the keyboard was set up (while connecting): nothing to clean up.
+        pass
+
+
 # --8<-- [end:main]
 
 

@@ -28,8 +28,10 @@ from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-MAX_LINE = 8192  # bytes in one message; past this without a newline, the client is disconnected
-MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it, as in stage 05
+# Bytes in one message; past this without a newline, the client is disconnected.
+MAX_LINE = 8192
+# Bytes waiting to go out to one client before we drop it, as in stage 05.
+MAX_PENDING = 1024 * 1024
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 # ...but never less than this: a room of N clients sends each a burst of N join notices.
 MIN_SHARE = 256 * 1024
@@ -46,7 +48,8 @@ FIELDS = {  # what each client message must carry, and of which type
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -72,13 +75,30 @@ def seconds(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 08: the complete chat server, on asyncio.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
-    parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
-                        help="close a connection not joined by then (default 60)")
+    parser = ArgumentParser(
+        description="Stage 08: the complete chat server, on asyncio."
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=100, help="room size (default 100)"
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=60,
+        metavar="SECONDS",
+        help="close a connection not joined by then (default 60)",
+    )
     return parser.parse_args()
 
 
@@ -115,8 +135,9 @@ class Console:
             with self.lock:
                 dropped, self.dropped = self.dropped, 0
             if dropped:
-                batch.append(f"({dropped} log lines dropped: "
-                             "nobody was reading the log)\n")
+                batch.append(
+                    f"({dropped} log lines dropped: nobody was reading the log)\n"
+                )
             if not self.write("".join(line for line in batch if line)) or None in batch:
                 return
 
@@ -151,11 +172,13 @@ def log(*lines, stamp=True):
     start = f"{datetime.now():%H:%M:%S} " if stamp else ""
     for line in lines:
         CONSOLE.put(f"{start}{line}\n")
+
+
 # --8<-- [end:log]
 
 
 def encode(message):
-    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    """One server message on the wire: a JSON object, time-stamped, on one line."""
     message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (json.dumps(message) + "\n").encode("utf-8")
 
@@ -167,26 +190,35 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message.
+
+    Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
     except (ValueError, RecursionError):  # RecursionError: [[[[... thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+        raise ProtocolError(
+            "bad-message", 'a message is a JSON object with a "type" string'
+        )
     fields = FIELDS.get(message["type"])
     if fields is None:
-        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {message['type'][:40]!r}"
+        )
     for field, kind in fields.items():
         if not isinstance(message.get(field), kind):
-            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+            raise ProtocolError(
+                "bad-message",
+                f"{message['type']} needs a {kind.__name__} field {field!r}",
+            )
     return message
 
 
 # --8<-- [start:client]
 class Outbox:
-    """Stage 05's outbox for an event loop: no lock, as only the loop's one thread touches it, and an
-    Event instead of a Condition to wake the writer task."""
+    """Stage 05's outbox for an event loop: no lock, as only the loop's one thread
+    touches it, and an Event instead of a Condition to wake the writer task."""
 
     def __init__(self):
         self.ready = asyncio.Event()
@@ -203,7 +235,9 @@ class Outbox:
         self.ready.set()
 
     async def take(self):
-        """Wait until there is something to send, then take all of it. b"" once closed and empty."""
+        """Wait until there is something to send, then take all of it.
+
+        b"" once closed and empty."""
         while not self.data and not self.closing:
             self.ready.clear()
             await self.ready.wait()
@@ -217,8 +251,9 @@ class Client:
         peer = writer.get_extra_info("peername") or ("?", 0)  # None: gone already
         host, port = peer[:2]
         self.address, self.name = f"{host}:{port}", None
-        # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
-        # stops reading fills its own outbox, and is dropped, instead of growing our memory.
+        # Messages wait here for this client's writer task. Bounded, as in stage
+        # 05: a client that stops reading fills its own outbox, and is dropped,
+        # instead of growing our memory.
         self.outbox = Outbox()
         self.writing = None  # the task running write_loop()
 
@@ -228,26 +263,33 @@ class Client:
         return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
-        """The only task that writes to this client. drain() waits while the kernel's buffer is full,
-        so a slow reader slows only this task, never the room."""
-        # Everything that piled up while we waited goes in one write(): one wake-up of this task
-        # and one system call for all of it, instead of one each.
+        """The only task that writes to this client.
+
+        drain() waits while the kernel's buffer is full, so a slow reader slows
+        only this task, never the room."""
+        # Everything that piled up while we waited goes in one write(): one wake-up of
+        # this task and one system call for all of it, instead of one each.
         while data := await self.outbox.take():
             self.writer.write(data)
             del data  # the transport keeps what the kernel did not take: hold it once
             await self.writer.drain()
+
+
 # --8<-- [end:client]
 
 
 class ChatServer:
     def __init__(self, max_clients, join_timeout):
         self.max_clients, self.join_timeout = max_clients, join_timeout
-        self.clients = set()  # no lock: only the event loop's one thread ever touches it
+        # No lock: only the event loop's one thread ever touches it.
+        self.clients = set()
         self.stopping = False
 
     # --8<-- [start:serve_client]
     async def serve_client(self, reader, writer):
-        """One client, from connection to goodbye. asyncio starts one of these tasks per connection."""
+        """One client, from connection to goodbye.
+
+        asyncio starts one of these tasks per connection."""
         client = Client(reader, writer)
         client.serving = asyncio.current_task()  # shut_down() waits for it
         self.clients.add(client)
@@ -259,10 +301,12 @@ class ChatServer:
         self.disconnect(client, reason)
         client.outbox.close()  # the writer: send what is queued, then stop
         try:
-            await asyncio.wait_for(writing, timeout=2)  # a stuck client must not keep us here
+            # A stuck client must not keep us here.
+            await asyncio.wait_for(writing, timeout=2)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             writing.cancel()
         writer.close()
+
     # --8<-- [end:serve_client]
 
     async def read_loop(self, client):
@@ -274,8 +318,13 @@ class ChatServer:
             except asyncio.IncompleteReadError:
                 return "lost"  # the connection closed, maybe in the middle of a line
             except asyncio.LimitOverrunError:
-                # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
-                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                # The reader's limit (MAX_LINE) keeps a client that never sends
+                # "\n" from filling our memory.
+                self.send_error(
+                    client,
+                    "line-too-long",
+                    f"a message may be at most {MAX_LINE} bytes",
+                )
                 return "lost"
             except asyncio.TimeoutError:
                 limit = f"{self.join_timeout:g} s"
@@ -295,6 +344,7 @@ class ChatServer:
             return await client.reader.readuntil(b"\n")
         remaining = joined_by - asyncio.get_running_loop().time()
         return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
+
     # --8<-- [end:next_line]
 
     def guarded(self, client, line):
@@ -309,11 +359,14 @@ class ChatServer:
             return "lost"
 
     def handle_line(self, client, line):
-        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        """Act on one message.
+
+        Returns a reason to end the connection, or None to go on."""
         try:
             message = decode(line)
         except ProtocolError as error:
-            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            # Answer, and keep the connection open.
+            self.send_error(client, error.code, str(error))
             return None
         kind = message["type"]
         if kind == "hello":
@@ -325,18 +378,32 @@ class ChatServer:
             self.send_error(client, "not-joined", "send hello first")
         elif kind == "say":
             log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
-            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
+            self.broadcast(
+                encode({"type": "said", "from": client.name, "text": message["text"]}),
+                sender=client,
+            )
         elif kind == "dm":
             self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
-            names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+            names = sorted(
+                (other.name for other in self.clients if other.name), key=str.lower
+            )
             self.send(client, encode({"type": "users", "names": names}))
         return None
 
     def direct_message(self, sender, to, text, size):
-        recipient = next((other for other in self.clients if other.name and other.name.lower() == to.lower()), None)
+        recipient = next(
+            (
+                other
+                for other in self.clients
+                if other.name and other.name.lower() == to.lower()
+            ),
+            None,
+        )
         if recipient is None:
-            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            self.send_error(
+                sender, "no-such-user", f"nobody called {to[:40]!r} is online"
+            )
             return
         # The size of the line as received, as for a say: measuring the text would mean
         # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
@@ -345,24 +412,38 @@ class ChatServer:
 
     # --8<-- [start:hello]
     def hello(self, client, name):
-        # Check-then-act with no lock, and no race: there is no await between the check and the act,
-        # so no other client's code can run in between.
+        # Check-then-act with no lock, and no race: there is no await between the check
+        # and the act, so no other client's code can run in between.
         names = [other.name.lower() for other in self.clients if other.name]
         if client.name is not None:
-            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+            self.send_error(
+                client,
+                "already-joined",
+                f"you are already in the room as {client.name}",
+            )
         elif not NAME.fullmatch(name):
-            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+            self.send_error(
+                client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
+            )
         elif name.lower() in names:
-            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+            self.send_error(
+                client, "name-taken", f"{name} is already taken, choose another name"
+            )
         elif len(names) >= self.max_clients:
-            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            self.send_error(
+                client, "server-full", f"the room is full ({self.max_clients} clients)"
+            )
             return "full"
         else:
             client.name = name
-            self.send(client, encode({"type": "welcome", "name": name, "online": len(names) + 1}))
+            self.send(
+                client,
+                encode({"type": "welcome", "name": name, "online": len(names) + 1}),
+            )
             self.broadcast(encode({"type": "joined", "name": name}), sender=client)
             log(f"{name} joined from {client.address}")
         return None
+
     # --8<-- [end:hello]
 
     def send_error(self, client, code, message):
@@ -377,7 +458,8 @@ class ChatServer:
     def share(self):
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most."""
-        return max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
 
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
@@ -385,9 +467,11 @@ class ChatServer:
             return  # dropped already: its read_loop is about to clean up
         if client.waiting() + len(data) > self.share():
             log(f"{client.name or client.address} is not reading: dropping it")
-            client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+            # Its read_loop sees the connection end and cleans up.
+            client.writer.transport.abort()
             return
         client.outbox.put(data)
+
     # --8<-- [end:send]
 
     def disconnect(self, client, reason):
@@ -396,11 +480,14 @@ class ChatServer:
         self.clients.remove(client)
         if client.name and not self.stopping:
             log(f"{client.name} left ({reason})")
-            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+            self.broadcast(
+                encode({"type": "left", "name": client.name, "reason": reason}),
+                sender=client,
+            )
 
     # --8<-- [start:shutdown]
     async def shut_down(self):
-        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        """Tell everyone we stop, give the writers a moment to say so, then hang up."""
         self.stopping = True
         notice = encode({"type": "shutdown"})
         for client in self.clients:
@@ -408,16 +495,20 @@ class ChatServer:
             client.outbox.close()
         clients = list(self.clients)
         if clients:
-            await asyncio.wait([client.writing for client in clients], timeout=2)  # a stuck client: 2 s at most
+            # A stuck client: 2 s at most.
+            await asyncio.wait([client.writing for client in clients], timeout=2)
             for client in clients:
-                client.writer.transport.abort()  # each serve_client() reads the end and finishes...
-            await asyncio.wait([client.serving for client in clients], timeout=2)  # ...rather than being cancelled
+                # Each serve_client() reads the end and finishes...
+                client.writer.transport.abort()
+            # ...rather than being cancelled.
+            await asyncio.wait([client.serving for client in clients], timeout=2)
+
     # --8<-- [end:shutdown]
 
 
 def report_accept_errors(loop, context):
-    """asyncio keeps serving when accept() fails for want of file descriptors (it pauses accepting for
-    a second); we only make its complaint one readable log line."""
+    """asyncio keeps serving when accept() fails for want of file descriptors (it pauses
+    accepting for a second); we only make its complaint one readable log line."""
     error = context.get("exception")
     if isinstance(error, OSError) and "accept" in context.get("message", ""):
         log(f"cannot accept a client: {reason(error)}; trying again in a second")
@@ -440,14 +531,18 @@ async def serve(args):
     loop.set_exception_handler(report_accept_errors)
     chat = ChatServer(args.max_clients, args.join_timeout)
     try:
-        # backlog: a burst of thousands of connections waits in the kernel until we accept them
-        server = await asyncio.start_server(chat.serve_client, args.host, args.port, limit=MAX_LINE, backlog=1024)
+        # backlog: a burst of thousands of connections waits in the kernel
+        # until we accept them.
+        server = await asyncio.start_server(
+            chat.serve_client, args.host, args.port, limit=MAX_LINE, backlog=1024
+        )
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     host, port = server.sockets[0].getsockname()[:2]
     log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
+    # Ctrl+C: an event in the loop, not an exception anywhere.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     server.close()
     await chat.shut_down()
@@ -463,6 +558,8 @@ def main():
         asyncio.run(serve(args))
     finally:
         CONSOLE.close()
+
+
 # --8<-- [end:main]
 
 

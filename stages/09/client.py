@@ -28,11 +28,15 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-CA_FILE = Path(__file__).resolve().parent / "certs" / "dev-ca.pem"  # the kit's development CA: local use only
-CHUNK = 16 * 1024  # file bytes per message: small enough that chat lines slip in between chunks
-MAX_LINE = 256 * 1024  # the longest line we accept from the server (a chunk is about 22 KiB)
+# The kit's development CA: local use only.
+CA_FILE = Path(__file__).resolve().parent / "certs" / "dev-ca.pem"
+# File bytes per message: small enough that chat lines slip in between chunks.
+CHUNK = 16 * 1024
+# The longest line we accept from the server (a chunk is about 22 KiB).
+MAX_LINE = 256 * 1024
 FILE_MESSAGES = {"offer", "accepted", "declined", "chunk", "done", "cancelled"}
-UNSAFE = re.compile(r"[^\w. -]")  # in a file name from the network, anything but letters, digits, _ . - and space
+# In a file name from the network, anything but letters, digits, _ . - and space.
+UNSAFE = re.compile(r"[^\w. -]")
 HELP = """commands:
   C PM     send a public message (then type D <message>)
   C DM     send a direct message (then C <name>, then D <message>)
@@ -46,7 +50,8 @@ HELP = """commands:
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -58,12 +63,29 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 09: chat client with commands and files, over TLS.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    parser = ArgumentParser(
+        description="Stage 09: chat client with commands and files, over TLS."
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"server port (default {DEFAULT_PORT})",
+    )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
-    parser.add_argument("--cafile", default=CA_FILE, help="trust servers signed by this CA (default: the kit's dev CA)")
-    parser.add_argument("--downloads", default="downloads", help="where accepted files are saved (default ./downloads)")
+    parser.add_argument(
+        "--cafile",
+        default=CA_FILE,
+        help="trust servers signed by this CA (default: the kit's dev CA)",
+    )
+    parser.add_argument(
+        "--downloads",
+        default="downloads",
+        help="where accepted files are saved (default ./downloads)",
+    )
     return parser.parse_args()
 
 
@@ -73,7 +95,7 @@ class Leave(Exception):
 
 # --8<-- [start:keyboard]
 class Keyboard:
-    """Lines typed at the terminal, delivered by the event loop without ever blocking it."""
+    """Lines typed at the terminal, delivered without ever blocking the event loop."""
 
     def __init__(self, loop):
         self.lines, self.pending = asyncio.Queue(), b""
@@ -84,7 +106,8 @@ class Keyboard:
             # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both
             # are always ready to read: line() reads on whenever it has no line left.
             self.from_file = True
-        # Ctrl+C becomes a line like any other, handled where we are, instead of an exception anywhere.
+        # Ctrl+C becomes a line like any other, handled where we are,
+        # instead of an exception anywhere.
         loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
 
     def readable(self):
@@ -105,11 +128,14 @@ class Keyboard:
         if line is Leave:
             raise Leave()
         return line
+
+
 # --8<-- [end:keyboard]
 
 
 def send(writer, message):
-    writer.write((json.dumps(message) + "\n").encode("utf-8"))  # write() buffers it all; nothing is lost
+    # write() buffers it all; nothing is lost.
+    writer.write((json.dumps(message) + "\n").encode("utf-8"))
 
 
 async def receive(reader):
@@ -117,19 +143,29 @@ async def receive(reader):
     while True:
         try:
             line = await reader.readuntil(b"\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
             return None
         if line.strip():
             try:
                 message = json.loads(line)
             except ValueError:
                 message = None
-            return message if isinstance(message, dict) else {"type": "error", "code": "bad-json",
-                                                              "message": "the server sent a line that is not a message"}
+            if isinstance(message, dict):
+                return message
+            return {
+                "type": "error",
+                "code": "bad-json",
+                "message": "the server sent a line that is not a message",
+            }
 
 
 def printable(text):
-    # A name or message may hold escape sequences that would take over our terminal: show them as \uXXXX.
+    # A name or message may hold escape sequences that would take over our
+    # terminal: show them as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -141,7 +177,9 @@ def clock(stamp):
 
 
 def render(message):
-    """How one server message looks on screen (None: nothing to show). Stage 05's, unchanged."""
+    """How one server message looks on screen (None: nothing to show).
+
+    Stage 05's, unchanged."""
     kind, get = message.get("type"), lambda field: printable(message.get(field, ""))
     stamp = f"[{clock(message.get('time'))}]"
     if kind == "said":
@@ -150,9 +188,15 @@ def render(message):
         return f"{stamp} [direct] {get('from')}: {get('text')}"
     if kind == "users":
         names = message.get("names")
-        return "* online: " + ", ".join(map(printable, names if isinstance(names, list) else []))
-    notices = {"welcome": f"* welcome, {get('name')} ({get('online')} online)", "joined": f"* {get('name')} joined",
-               "left": f"* {get('name')} left ({get('reason')})", "shutdown": "* the server is shutting down"}
+        return "* online: " + ", ".join(
+            map(printable, names if isinstance(names, list) else [])
+        )
+    notices = {
+        "welcome": f"* welcome, {get('name')} ({get('online')} online)",
+        "joined": f"* {get('name')} joined",
+        "left": f"* {get('name')} left ({get('reason')})",
+        "shutdown": "* the server is shutting down",
+    }
     if kind in notices:
         return f"{stamp} {notices[kind]}"
     if kind == "error":
@@ -161,26 +205,34 @@ def render(message):
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh prompt for what you type next.
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
 def size_text(size):
-    return f"{size} bytes" if size < 1024 else f"{size / 1024:.1f} KiB" if size < 1024 ** 2 else f"{size / 1024 ** 2:.1f} MiB"
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024**2:.1f} MiB"
 
 
 # --8<-- [start:safe_name]
 def safe_name(name):
-    """A file name that came over the network is hostile until made safe. Keep only its last part
-    ("../../.bashrc" and "/etc/passwd" must not reach outside the downloads folder), only harmless
-    characters (no escape sequences, no "\\"), and no leading dot (no hidden files, no "..")."""
+    """A file name that came over the network is hostile until made safe.
+
+    Keep only its last part ("../../.bashrc" and "/etc/passwd" must not reach outside
+    the downloads folder), only harmless characters (no escape sequences, no "\\"),
+    and no leading dot (no hidden files, no "..")."""
     name = UNSAFE.sub("_", str(name).replace("\\", "/").split("/")[-1]).strip(" .")
     return name[:100] or "download"
 
 
 def open_new_file(folder, name):
-    """Create a new file in `folder`, never overwriting one: "x" mode fails if the name exists
-    (even as a symbolic link), and then we try "name (1).ext", "name (2).ext"..."""
+    """Create a new file in `folder`, never overwriting one: "x" mode fails if the
+    name exists (even as a symbolic link), and then we try "name (1).ext",
+    "name (2).ext"..."""
     folder.mkdir(parents=True, exist_ok=True)
     stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
     for number in range(1000):
@@ -190,6 +242,8 @@ def open_new_file(folder, name):
         except FileExistsError:
             continue
     raise FileExistsError(f"too many files called {name} in {folder}")
+
+
 # --8<-- [end:safe_name]
 
 
@@ -217,8 +271,10 @@ def sha256_of(path):
 
 class Download:
     def __init__(self, offer, path, file):
-        self.sender, self.id, self.name = offer["from"], offer["id"], printable(offer["name"])
-        self.size, self.sha256, self.path, self.file = offer["size"], offer["sha256"], path, file
+        self.sender, self.id = offer["from"], offer["id"]
+        self.name = printable(offer["name"])
+        self.size, self.sha256 = offer["size"], offer["sha256"]
+        self.path, self.file = path, file
         self.received, self.digest = 0, hashlib.sha256()
 
     def discard(self):
@@ -233,10 +289,12 @@ class Files:
     def __init__(self, writer, downloads, max_size, me):
         self.writer, self.downloads, self.max_size = writer, Path(downloads), max_size
         self.me = me  # our name: a file to ourselves is refused before it is offered
-        self.outgoing = {}  # our id for a file -> its path, from the offer until it is sent
+        # Our id for a file -> its path, from the offer until it is sent.
+        self.outgoing = {}
         self.offers = collections.deque()  # offers to us, waiting for C OK or C NO
         self.incoming = {}  # (sender, id) -> Download
-        self.sending = {}  # our id -> the task sending that file (asyncio keeps only weak references)
+        # Our id -> the task sending that file (asyncio keeps only weak references).
+        self.sending = {}
         self.ids = iter(range(1, 1 << 62))
 
     async def offer(self, to, path_text):
@@ -246,9 +304,13 @@ class Files:
             return
         size = path.stat().st_size
         if size > self.max_size:
-            print(f"! {path.name} is {size_text(size)}; this server takes files of up to {size_text(self.max_size)}")
+            print(
+                f"! {path.name} is {size_text(size)}; "
+                f"this server takes files of up to {size_text(self.max_size)}"
+            )
             return
-        # Hashing a big file takes a while: in a thread, so that the chat goes on meanwhile.
+        # Hashing a big file takes a while: in a thread, so that the
+        # chat goes on meanwhile.
         try:
             sha256 = await asyncio.to_thread(sha256_of, path)
         except OSError as error:  # gone or changed since unreadable() looked
@@ -256,8 +318,21 @@ class Files:
             return
         file_id = str(next(self.ids))
         self.outgoing[file_id] = path
-        send(self.writer, {"type": "offer", "to": to, "id": file_id, "name": path.name, "size": size, "sha256": sha256})
-        print(f"* offered {printable(path.name)} ({size_text(size)}) to {printable(to)}: waiting for an answer")
+        send(
+            self.writer,
+            {
+                "type": "offer",
+                "to": to,
+                "id": file_id,
+                "name": path.name,
+                "size": size,
+                "sha256": sha256,
+            },
+        )
+        print(
+            f"* offered {printable(path.name)} ({size_text(size)}) "
+            f"to {printable(to)}: waiting for an answer"
+        )
 
     def answer(self, accept):
         """C OK or C NO: answer the oldest offer still waiting."""
@@ -265,16 +340,28 @@ class Files:
             print("! no file is waiting for your answer")
             return
         offer = self.offers.popleft()
-        reply = {"type": "accept" if accept else "decline", "from": offer["from"], "id": offer["id"]}
+        reply = {
+            "type": "accept" if accept else "decline",
+            "from": offer["from"],
+            "id": offer["id"],
+        }
         if accept:
             try:
                 path, file = open_new_file(self.downloads, safe_name(offer["name"]))
             except OSError as error:
-                print(f"! cannot save files in {self.downloads}: {error.strerror or error}; declined")
+                print(
+                    f"! cannot save files in {self.downloads}: "
+                    f"{error.strerror or error}; declined"
+                )
                 reply["type"] = "decline"
             else:
-                self.incoming[(offer["from"], offer["id"])] = Download(offer, path, file)
-                print(f"* receiving {printable(offer['name'])} from {printable(offer['from'])} into {path}")
+                self.incoming[(offer["from"], offer["id"])] = Download(
+                    offer, path, file
+                )
+                print(
+                    f"* receiving {printable(offer['name'])} "
+                    f"from {printable(offer['from'])} into {path}"
+                )
         send(self.writer, reply)
 
     async def send_file(self, file_id, to):
@@ -283,24 +370,39 @@ class Files:
             while block := file.read(CHUNK):
                 if file_id not in self.outgoing:
                     return  # cancelled
-                send(self.writer, {"type": "chunk", "id": file_id, "data": base64.b64encode(block).decode()})
-                # drain() waits while the socket's buffer is full: the file goes out no faster than the
-                # network takes it, and a chat line typed meanwhile goes out between two chunks.
+                send(
+                    self.writer,
+                    {
+                        "type": "chunk",
+                        "id": file_id,
+                        "data": base64.b64encode(block).decode(),
+                    },
+                )
+                # drain() waits while the socket's buffer is full: the file goes out no
+                # faster than the network takes it, and a chat line typed meanwhile
+                # goes out between two chunks.
                 await self.writer.drain()
         send(self.writer, {"type": "done", "id": file_id})
         del self.outgoing[file_id]
         show(f"* sent {printable(path.name)} to {printable(to)}")
 
     def handle(self, message):
-        """A file message from the server: offer, accepted, declined, chunk, done or cancelled."""
+        """A file message from the server:
+        offer, accepted, declined, chunk, done or cancelled."""
         kind, key = message["type"], (message.get("from"), message.get("id"))
         download = self.incoming.get(key)
         if kind == "offer":
             self.offers.append(message)
-            show(f"* {printable(message.get('from'))} offers you {printable(message.get('name'))} "
-                 f"({size_text(message.get('size', 0))}): C OK to accept, C NO to decline")
+            show(
+                f"* {printable(message.get('from'))} "
+                f"offers you {printable(message.get('name'))} "
+                f"({size_text(message.get('size', 0))}): "
+                "C OK to accept, C NO to decline"
+            )
         elif kind == "accepted" and message.get("id") in self.outgoing:
-            task = self.sending[message["id"]] = asyncio.create_task(self.send_file(message["id"], message.get("by")))
+            task = self.sending[message["id"]] = asyncio.create_task(
+                self.send_file(message["id"], message.get("by"))
+            )
             task.add_done_callback(lambda _: self.sending.pop(message["id"], None))
         elif kind == "declined" and message.get("id") in self.outgoing:
             path = self.outgoing.pop(message["id"])
@@ -319,42 +421,67 @@ class Files:
             block = None
         if block is None or download.received + len(block) > download.size:
             self.give_up(download, "it does not match its offer")
-            send(self.writer, {"type": "cancel", "from": download.sender, "id": download.id})
+            send(
+                self.writer,
+                {"type": "cancel", "from": download.sender, "id": download.id},
+            )
             return
         try:
             download.file.write(block)
         except OSError as error:  # a full disk, say: this file fails, the chat goes on
             self.give_up(download, error.strerror or str(error))
-            send(self.writer, {"type": "cancel", "from": download.sender, "id": download.id})
+            send(
+                self.writer,
+                {"type": "cancel", "from": download.sender, "id": download.id},
+            )
             return
         download.digest.update(block)
         download.received += len(block)
 
     def finish(self, download):
-        """The sender says that was all: keep the file only if it is exactly what was offered."""
+        """The sender says that was all:
+        keep the file only if it is exactly what was offered."""
         del self.incoming[(download.sender, download.id)]
-        if download.received != download.size or download.digest.hexdigest() != download.sha256:
+        if (
+            download.received != download.size
+            or download.digest.hexdigest() != download.sha256
+        ):
             download.discard()
-            show(f"! {download.name} from {printable(download.sender)} was damaged on the way "
-                 "(SHA-256 does not match): deleted")
+            show(
+                f"! {download.name} from {printable(download.sender)} "
+                "was damaged on the way (SHA-256 does not match): deleted"
+            )
             return
         download.file.close()
-        show(f"* saved {download.name} from {printable(download.sender)} "
-             f"({size_text(download.size)}, SHA-256 checked) as {download.path}")
+        show(
+            f"* saved {download.name} from {printable(download.sender)} "
+            f"({size_text(download.size)}, SHA-256 checked) as {download.path}"
+        )
 
     def give_up(self, download, why):
         del self.incoming[(download.sender, download.id)]
         download.discard()
-        show(f"! {download.name} from {printable(download.sender)} was not saved: {why}")
+        show(
+            f"! {download.name} from {printable(download.sender)} was not saved: {why}"
+        )
 
     def cancelled(self, message, download):
         if download:
             self.give_up(download, printable(message.get("reason")))
         elif (path := self.outgoing.pop(message.get("id"), None)) is not None:
-            show(f"! {printable(path.name)} was not sent to {printable(message.get('to'))}: "
-                 f"{printable(message.get('reason'))}")
-        self.offers = collections.deque(offer for offer in self.offers
-                                        if (offer.get("from"), offer.get("id")) != (message.get("from"), message.get("id")))
+            show(
+                f"! {printable(path.name)} "
+                f"was not sent to {printable(message.get('to'))}: "
+                f"{printable(message.get('reason'))}"
+            )
+        ended = (message.get("from"), message.get("id"))
+        self.offers = collections.deque(
+            offer
+            for offer in self.offers
+            if (offer.get("from"), offer.get("id")) != ended
+        )
+
+
 # --8<-- [end:files]
 
 
@@ -390,7 +517,9 @@ async def receive_forever(reader, user_lists, said_bye, files):
 
 
 async def ask(keyboard, prefix, what):
-    """Read the next line, which must start with `prefix` (C or D). None if it does not."""
+    """Read the next line, which must start with `prefix` (C or D).
+
+    None if it does not."""
     print(f"\r{what}: type {prefix} <{what}>")
     line = await keyboard.line()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
@@ -398,7 +527,10 @@ async def ask(keyboard, prefix, what):
     if line.upper() == prefix == "D":  # a D and nothing after it
         print("! an empty message is not sent: back to command mode")
         return None
-    print(f"! expected {prefix} <{what}>: back to command mode (C HELP lists the commands)")
+    print(
+        f"! expected {prefix} <{what}>: back to command mode "
+        "(C HELP lists the commands)"
+    )
     return None
 
 
@@ -421,8 +553,10 @@ async def recipient(keyboard, names):
     # We have just fetched the list: say at once that nobody has the name, rather than
     # after the message is typed. Compared as the server does, without regard to case.
     if name is not None and name.lower() not in {online.lower() for online in names}:
-        print(f"! nobody called {printable(name)} is online (no-such-user): "
-              "back to command mode")
+        print(
+            f"! nobody called {printable(name)} is online (no-such-user): "
+            "back to command mode"
+        )
         return None
     return name
 
@@ -467,30 +601,46 @@ async def commands(writer, keyboard, user_lists, files):
         elif command.startswith("C"):
             print(f"! unknown command {printable(command)}: C HELP lists the commands")
         elif command:
-            print("! unknown command: commands start with C, as in C PM (C HELP lists them)")
+            print(
+                "! unknown command: commands start with C, as in C PM "
+                "(C HELP lists them)"
+            )
+
+
 # --8<-- [end:tasks]
 
 
 # --8<-- [start:main]
 # --8<-- [start:connect]
 async def connect_securely(host, port, cafile):
-    """A TLS connection to a server we trust: its certificate is signed by the CA in `cafile`, and
-    names `host`. Anything else ends the program with one line saying why."""
+    """A TLS connection to a server we trust: its certificate is signed
+    by the CA in `cafile`, and names `host`. Anything else ends the
+    program with one line saying why."""
     where = f"{host}:{port}"
     try:  # before connecting: a CA file we cannot read is no fault of the server's
-        context = ssl.create_default_context(cafile=cafile)  # verifies the certificate and the host name
+        # The default context verifies the certificate and the host name.
+        context = ssl.create_default_context(cafile=cafile)
     except OSError as error:  # ssl.SSLError too: a file that holds no certificate
         sys.exit(f"error: cannot use the CA file {cafile}: {error.strerror or error}")
     try:
-        return await asyncio.open_connection(host, port, ssl=context, limit=MAX_LINE, ssl_handshake_timeout=10)
+        return await asyncio.open_connection(
+            host, port, ssl=context, limit=MAX_LINE, ssl_handshake_timeout=10
+        )
     except ssl.SSLCertVerificationError as error:
         sys.exit(f"error: will not trust the server at {where}: {error.verify_message}")
     except ssl.SSLError as error:
-        sys.exit(f"error: no TLS at {where} ({error.reason or error}): is it a stage 09 server?")
+        sys.exit(
+            f"error: no TLS at {where} ({error.reason or error}): "
+            "is it a stage 09 server?"
+        )
     except asyncio.TimeoutError:
-        sys.exit(f"error: no TLS at {where}: no answer to the TLS handshake within 10 s")
+        sys.exit(
+            f"error: no TLS at {where}: no answer to the TLS handshake within 10 s"
+        )
     except OSError as error:
         sys.exit(f"error: cannot connect to {where}: {reason(error)}")
+
+
 # --8<-- [end:connect]
 
 
@@ -513,30 +663,38 @@ async def chat(args):
         max_size = welcome.get("max_file_size")
         max_size = max_size if isinstance(max_size, int) else 0
         files = Files(writer, args.downloads, max_size, str(welcome.get("name", "")))
-        receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye, files))
+        receiving = asyncio.create_task(
+            receive_forever(reader, user_lists, said_bye, files)
+        )
         typing = asyncio.create_task(commands(writer, keyboard, user_lists, files))
-        # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D), or the server going away.
-        done, _ = await asyncio.wait([receiving, typing], return_when=asyncio.FIRST_COMPLETED)
+        # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D),
+        # or the server going away.
+        done, _ = await asyncio.wait(
+            [receiving, typing], return_when=asyncio.FIRST_COMPLETED
+        )
         if receiving in done:
             typing.cancel()
             print("\rconnection closed by server")
             return
-        if isinstance(typing.exception(), Exception) and not isinstance(typing.exception(), Leave):
-            raise typing.exception()  # a bug: show it rather than hide it
+        error = typing.exception()
+        if isinstance(error, Exception) and not isinstance(error, Leave):
+            raise error  # a bug: show it rather than hide it
     except Leave:
         pass  # Ctrl+C or Ctrl+D: leave cleanly
     except ConnectionError:
         print("\rconnection closed by server")
         return
     print()
-    if receiving is None:  # left at the name prompt: not in the room, nobody to say bye to
+    # Left at the name prompt: not in the room, nobody to say bye to.
+    if receiving is None:
         writer.close()
         return
     await leave(writer, said_bye)
 
 
 async def leave(writer, said_bye):
-    """Say bye, and wait (two seconds at most) for the server's answer, so it knows we quit on purpose."""
+    """Say bye, and wait (two seconds at most) for the server's answer,
+    so it knows we quit on purpose."""
     try:
         send(writer, {"type": "bye"})
         await writer.drain()
@@ -551,7 +709,10 @@ def main():
     try:
         asyncio.run(chat(args))
     except KeyboardInterrupt:
-        pass  # Ctrl+C before the keyboard was set up (while connecting): nothing to clean up
+        # Ctrl+C before the keyboard was set up (while connecting): nothing to clean up.
+        pass
+
+
 # --8<-- [end:main]
 
 

@@ -34,8 +34,11 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-MAX_LINE = 65536  # bytes in one message (a file chunk is about 22 KiB); past this without a newline, we disconnect
-MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB)
+# Bytes in one message (a file chunk is about 22 KiB); past this
+# without a newline, we disconnect.
+MAX_LINE = 65536
+# Bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB).
+MAX_PENDING = 8 * 1024 * 1024
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 # ...but never less than this: a room of N clients sends each a burst of N join notices.
 MIN_SHARE = 256 * 1024
@@ -51,22 +54,28 @@ FIELDS = {  # what each client message must carry, and of which type
     "dm": {"to": str, "text": str},
     "who": {},
     "bye": {},
-    "offer": {"to": str, "id": str, "name": str, "size": int, "sha256": str},  # a file, announced
+    # A file, announced.
+    "offer": {"to": str, "id": str, "name": str, "size": int, "sha256": str},
     "accept": {"from": str, "id": str},  # the recipient's answers
     "decline": {"from": str, "id": str},
     "chunk": {"id": str, "data": str},  # the sender's file, in base64 pieces
     "done": {"id": str},
-    "cancel": {"id": str},  # either side gives up ("from" names the sender when the recipient cancels)
+    # Either side gives up ("from" names the sender when the recipient cancels).
+    "cancel": {"id": str},
 }
-CERTS = Path(__file__).resolve().parent / "certs"  # the development certificate: local use only
-TLS_HANDSHAKE = b"\x16"  # every TLS connection starts with a handshake record, whose first byte is 0x16
-HANDSHAKE_SECONDS = 10  # a connection that has not finished its TLS handshake by then is closed
+# The development certificate: local use only.
+CERTS = Path(__file__).resolve().parent / "certs"
+# Every TLS connection starts with a handshake record, whose first byte is 0x16.
+TLS_HANDSHAKE = b"\x16"
+# A connection that has not finished its TLS handshake by then is closed.
+HANDSHAKE_SECONDS = 10
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises one clear line and exit code 1.
+        # argparse prints the usage and exits with 2; the kit promises
+        # one clear line and exit code 1.
         sys.exit(f"{self.prog}: error: {message}")
 
 
@@ -93,37 +102,73 @@ def seconds(text):
 
 def byte_size(text):
     """A size such as 1048576, 512K or 10M."""
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
-    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = (
+        (text[:-1], units[text[-1].upper()])
+        if text[-1:].upper() in units
+        else (text, 1)
+    )
     if int(number) < 0:
         raise ValueError(text)
     return int(number) * unit
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 09: the complete chat server, on TLS, with file transfer.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--max-clients", type=positive, default=100, help="room size (default 100)")
-    parser.add_argument("--cert", default=CERTS / "localhost.pem", help="the server's certificate (PEM)")
-    parser.add_argument("--key", default=CERTS / "localhost-key.pem", help="the certificate's private key (PEM)")
-    parser.add_argument("--max-file-size", type=byte_size, default="10M", metavar="SIZE",
-                        help="largest file a client may send, e.g. 512K or 10M (default 10M)")
-    parser.add_argument("--join-timeout", type=seconds, default=60, metavar="SECONDS",
-                        help="close a connection not joined by then (default 60)")
+    parser = ArgumentParser(
+        description="Stage 09: the complete chat server, on TLS, with file transfer."
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=100, help="room size (default 100)"
+    )
+    parser.add_argument(
+        "--cert", default=CERTS / "localhost.pem", help="the server's certificate (PEM)"
+    )
+    parser.add_argument(
+        "--key",
+        default=CERTS / "localhost-key.pem",
+        help="the certificate's private key (PEM)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=byte_size,
+        default="10M",
+        metavar="SIZE",
+        help="largest file a client may send, e.g. 512K or 10M (default 10M)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=60,
+        metavar="SECONDS",
+        help="close a connection not joined by then (default 60)",
+    )
     return parser.parse_args()
 
 
 # --8<-- [start:tls_context]
 def tls_context(cert, key):
     """What we prove to clients: this certificate, and that we hold its private key."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # modern defaults: TLS 1.2+, strong ciphers
+    # Modern defaults: TLS 1.2+, strong ciphers.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as error:
-        sys.exit(f"error: cannot use certificate {cert} with key {key}: {getattr(error, 'strerror', None) or error}")
+        why = getattr(error, "strerror", None) or error
+        sys.exit(f"error: cannot use certificate {cert} with key {key}: {why}")
     return context
+
+
 # --8<-- [end:tls_context]
 
 
@@ -160,8 +205,9 @@ class Console:
             with self.lock:
                 dropped, self.dropped = self.dropped, 0
             if dropped:
-                batch.append(f"({dropped} log lines dropped: "
-                             "nobody was reading the log)\n")
+                batch.append(
+                    f"({dropped} log lines dropped: nobody was reading the log)\n"
+                )
             if not self.write("".join(line for line in batch if line)) or None in batch:
                 return
 
@@ -196,11 +242,13 @@ def log(*lines, stamp=True):
     start = f"{datetime.now():%H:%M:%S} " if stamp else ""
     for line in lines:
         CONSOLE.put(f"{start}{line}\n")
+
+
 # --8<-- [end:log]
 
 
 def encode(message):
-    """One server message on the wire: a JSON object, stamped with the time, on one line."""
+    """One server message on the wire: a JSON object, time-stamped, on one line."""
     message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (json.dumps(message) + "\n").encode("utf-8")
 
@@ -212,19 +260,28 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message. Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message.
+
+    Anything wrong becomes a ProtocolError, never a crash."""
     try:
         message = json.loads(line)
     except (ValueError, RecursionError):  # RecursionError: [[[[... thousands deep
         raise ProtocolError("bad-json", "each line must be one JSON object") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad-message", 'a message is a JSON object with a "type" string')
+        raise ProtocolError(
+            "bad-message", 'a message is a JSON object with a "type" string'
+        )
     fields = FIELDS.get(message["type"])
     if fields is None:
-        raise ProtocolError("unknown-type", f"unknown message type {message['type'][:40]!r}")
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {message['type'][:40]!r}"
+        )
     for field, kind in fields.items():
         if not isinstance(message.get(field), kind):
-            raise ProtocolError("bad-message", f"{message['type']} needs a {kind.__name__} field {field!r}")
+            raise ProtocolError(
+                "bad-message",
+                f"{message['type']} needs a {kind.__name__} field {field!r}",
+            )
     return message
 
 
@@ -274,8 +331,9 @@ class Client:
         peer = writer.get_extra_info("peername") or ("?", 0)  # None: gone already
         host, port = peer[:2]
         self.address, self.name = f"{host}:{port}", None
-        # Messages wait here for this client's writer task. Bounded, as in stage 05: a client that
-        # stops reading fills its own outbox, and is dropped, instead of growing our memory.
+        # Messages wait here for this client's writer task. Bounded, as in stage
+        # 05: a client that stops reading fills its own outbox, and is dropped,
+        # instead of growing our memory.
         self.outbox = Outbox()
         self.writing = None  # the task running write_loop()
 
@@ -285,14 +343,18 @@ class Client:
         return self.outbox.size + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
-        """The only task that writes to this client. drain() waits while the kernel's buffer is full,
-        so a slow reader slows only this task, never the room."""
+        """The only task that writes to this client.
+
+        drain() waits while the kernel's buffer is full, so a slow reader slows
+        only this task, never the room."""
         # What piled up while we waited goes in one write (up to WRITE_PIECE): one
         # wake-up of this task and one system call for many messages, not one each.
         while messages := await self.outbox.take():
             self.writer.writelines(messages)
             del messages  # the transport keeps what the kernel did not take
             await self.writer.drain()
+
+
 # --8<-- [end:client]
 
 
@@ -300,17 +362,22 @@ class Transfer:
     """A file on its way from one client to another. We relay it; we never keep it."""
 
     def __init__(self, sender, recipient, file_id, size):
-        self.sender, self.recipient, self.id, self.size = sender, recipient, file_id, size
-        self.accepted, self.relayed = False, 0  # no byte goes to the recipient before it says yes
+        self.sender, self.recipient = sender, recipient
+        self.id, self.size = file_id, size
+        # No byte goes to the recipient before it says yes.
+        self.accepted, self.relayed = False, 0
 
 
 class ChatServer:
     def __init__(self, max_clients, max_file_size, context, join_timeout):
-        self.max_clients, self.max_file_size, self.context = max_clients, max_file_size, context
+        self.max_clients, self.max_file_size = max_clients, max_file_size
+        self.context = context
         self.join_timeout = join_timeout
-        self.clients = set()  # no lock: only the event loop's one thread ever touches it
+        # No lock: only the event loop's one thread ever touches it.
+        self.clients = set()
         self.transfers = {}  # (sender, its id for the file) -> Transfer
-        self.greeting = set()  # connections still in their TLS handshake (asyncio keeps only weak references)
+        # Connections still in their TLS handshake (asyncio keeps only weak references).
+        self.greeting = set()
         self.stopping = False
 
     # --8<-- [start:greet]
@@ -319,7 +386,9 @@ class ChatServer:
         while True:
             try:
                 sock, (host, port, *_) = await loop.sock_accept(listener)
-            except OSError as error:  # out of file descriptors: wait until some are free, instead of spinning
+            except OSError as error:
+                # Out of file descriptors: wait until some are free,
+                # instead of spinning.
                 log(f"cannot accept a client: {reason(error)}; trying again in 1 s")
                 await asyncio.sleep(1)
                 continue
@@ -328,7 +397,8 @@ class ChatServer:
             task.add_done_callback(self.greeting.discard)
 
     async def greet(self, sock, address):
-        """Look at a new connection's first byte: a TLS handshake, or a plaintext client to turn away."""
+        """Look at a new connection's first byte: a TLS handshake,
+        or a plaintext client to turn away."""
         loop = asyncio.get_running_loop()
         # The join timeout counts from now, the TLS handshake included.
         joined_by = loop.time() + self.join_timeout
@@ -338,29 +408,41 @@ class ChatServer:
             if first == b"":
                 sock.close()  # connected and left without a word
             elif first != TLS_HANDSHAKE:
-                sock.recv(MAX_LINE)  # take what it sent: closing with unread bytes would reset the connection
-                await loop.sock_sendall(sock, encode({"type": "error", "code": "tls-required", "message":
-                                                      "this server only speaks TLS: use a TLS client (stage 09)"}))
+                # Take what it sent: closing with unread bytes resets the connection.
+                sock.recv(MAX_LINE)
+                text = "this server only speaks TLS: use a TLS client (stage 09)"
+                refusal = {"type": "error", "code": "tls-required", "message": text}
+                await loop.sock_sendall(sock, encode(refusal))
                 log(f"{address} spoke plaintext, not TLS: told it so, and closed")
                 sock.close()
             else:
-                # From here on asyncio does the TLS work: handshake, then encrypting and decrypting
-                # every byte. serve_client() gets a reader and a writer of plaintext, as before.
-                def stream():  # what asyncio.start_server() builds for each of its connections
+                # From here on asyncio does the TLS work: handshake, then encrypting
+                # and decrypting every byte. serve_client() gets a reader and a
+                # writer of plaintext, as before.
+                def stream():
+                    """What asyncio.start_server() builds for each connection."""
+
                     def serve(reader, writer):
                         return self.serve_client(reader, writer, joined_by)
+
                     reader = asyncio.StreamReader(limit=MAX_LINE)
                     return asyncio.StreamReaderProtocol(reader, serve)
-                await loop.connect_accepted_socket(stream, sock, ssl=self.context,
-                                                   ssl_handshake_timeout=patience)
+
+                await loop.connect_accepted_socket(
+                    stream, sock, ssl=self.context, ssl_handshake_timeout=patience
+                )
         except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
-            log(f"{address} did not complete a TLS handshake: {getattr(error, 'reason', None) or error or 'timeout'}")
+            why = getattr(error, "reason", None) or error or "timeout"
+            log(f"{address} did not complete a TLS handshake: {why}")
             sock.close()
+
     # --8<-- [end:greet]
 
     # --8<-- [start:serve_client]
     async def serve_client(self, reader, writer, joined_by):
-        """One client, from connection to goodbye. asyncio starts one of these tasks per connection."""
+        """One client, from connection to goodbye.
+
+        asyncio starts one of these tasks per connection."""
         client = Client(reader, writer)
         client.serving = asyncio.current_task()  # shut_down() waits for it
         self.clients.add(client)
@@ -372,10 +454,12 @@ class ChatServer:
         self.disconnect(client, reason)
         client.outbox.close()  # the writer: send what is queued, then stop
         try:
-            await asyncio.wait_for(writing, timeout=2)  # a stuck client must not keep us here
+            # A stuck client must not keep us here.
+            await asyncio.wait_for(writing, timeout=2)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             writing.cancel()
         writer.close()
+
     # --8<-- [end:serve_client]
 
     async def read_loop(self, client, joined_by):
@@ -386,8 +470,13 @@ class ChatServer:
             except asyncio.IncompleteReadError:
                 return "lost"  # the connection closed, maybe in the middle of a line
             except asyncio.LimitOverrunError:
-                # The reader's limit (MAX_LINE) keeps a client that never sends "\n" from filling our memory.
-                self.send_error(client, "line-too-long", f"a message may be at most {MAX_LINE} bytes")
+                # The reader's limit (MAX_LINE) keeps a client that never sends
+                # "\n" from filling our memory.
+                self.send_error(
+                    client,
+                    "line-too-long",
+                    f"a message may be at most {MAX_LINE} bytes",
+                )
                 return "lost"
             except asyncio.TimeoutError:
                 limit = f"{self.join_timeout:g} s"
@@ -419,11 +508,14 @@ class ChatServer:
             return "lost"
 
     def handle_line(self, client, line):
-        """Act on one message. Returns a reason to end the connection, or None to go on."""
+        """Act on one message.
+
+        Returns a reason to end the connection, or None to go on."""
         try:
             message = decode(line)
         except ProtocolError as error:
-            self.send_error(client, error.code, str(error))  # answer, and keep the connection open
+            # Answer, and keep the connection open.
+            self.send_error(client, error.code, str(error))
             return None
         kind = message["type"]
         if kind == "hello":
@@ -435,23 +527,38 @@ class ChatServer:
             self.send_error(client, "not-joined", "send hello first")
         elif kind == "say":
             log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
-            self.broadcast(encode({"type": "said", "from": client.name, "text": message["text"]}), sender=client)
+            self.broadcast(
+                encode({"type": "said", "from": client.name, "text": message["text"]}),
+                sender=client,
+            )
         elif kind == "dm":
             self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
-            names = sorted((other.name for other in self.clients if other.name), key=str.lower)
+            names = sorted(
+                (other.name for other in self.clients if other.name), key=str.lower
+            )
             self.send(client, encode({"type": "users", "names": names}))
         else:
-            getattr(self, f"file_{kind}")(client, message)  # offer, accept, decline, chunk, done, cancel
+            # kind is offer, accept, decline, chunk, done or cancel.
+            getattr(self, f"file_{kind}")(client, message)
         return None
 
     def find(self, name):
-        return next((other for other in self.clients if other.name and other.name.lower() == name.lower()), None)
+        return next(
+            (
+                other
+                for other in self.clients
+                if other.name and other.name.lower() == name.lower()
+            ),
+            None,
+        )
 
     def direct_message(self, sender, to, text, size):
         recipient = self.find(to)
         if recipient is None:
-            self.send_error(sender, "no-such-user", f"nobody called {to[:40]!r} is online")
+            self.send_error(
+                sender, "no-such-user", f"nobody called {to[:40]!r} is online"
+            )
             return
         # The size of the line as received, as for a say: measuring the text would mean
         # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
@@ -460,27 +567,57 @@ class ChatServer:
 
     # --8<-- [start:files]
     def file_offer(self, sender, offer):
-        """A file announced to one user. Only its description goes to them: they say yes or no."""
+        """A file announced to one user.
+
+        Only its description goes to them: they say yes or no."""
         recipient, key = self.find(offer["to"]), (sender, offer["id"])
         if recipient is None or recipient is sender:
-            self.send_error(sender, "no-such-user", f"nobody else called {offer['to'][:40]!r} is online")
+            self.send_error(
+                sender,
+                "no-such-user",
+                f"nobody else called {offer['to'][:40]!r} is online",
+            )
         elif not 0 <= offer["size"] <= self.max_file_size:
-            self.send_error(sender, "file-too-big", f"this server relays files of up to {self.max_file_size} bytes")
+            self.send_error(
+                sender,
+                "file-too-big",
+                f"this server relays files of up to {self.max_file_size} bytes",
+            )
         elif key in self.transfers or not SHA256.fullmatch(offer["sha256"]):
-            self.send_error(sender, "bad-offer", "an offer needs a new id and a SHA-256 as 64 hex digits")
+            self.send_error(
+                sender,
+                "bad-offer",
+                "an offer needs a new id and a SHA-256 as 64 hex digits",
+            )
         else:
-            self.transfers[key] = Transfer(sender, recipient, offer["id"], offer["size"])
-            log(f"{sender.name} offers {recipient.name} a file of {offer['size']} bytes")
-            self.send(recipient, encode({**offer, "from": sender.name, "to": recipient.name}))
+            self.transfers[key] = Transfer(
+                sender, recipient, offer["id"], offer["size"]
+            )
+            log(
+                f"{sender.name} offers {recipient.name} a file of {offer['size']} bytes"
+            )
+            self.send(
+                recipient, encode({**offer, "from": sender.name, "to": recipient.name})
+            )
 
     def file_accept(self, recipient, answer, accepted=True):
         transfer = self.transfers.get((self.find(answer["from"]), answer["id"]))
         if transfer is None or transfer.recipient is not recipient or transfer.accepted:
-            self.send_error(recipient, "no-such-file", "no such file is waiting for your answer")
+            self.send_error(
+                recipient, "no-such-file", "no such file is waiting for your answer"
+            )
             return
         transfer.accepted = accepted
-        self.send(transfer.sender, encode({"type": "accepted" if accepted else "declined", "id": transfer.id,
-                                           "by": recipient.name}))
+        self.send(
+            transfer.sender,
+            encode(
+                {
+                    "type": "accepted" if accepted else "declined",
+                    "id": transfer.id,
+                    "by": recipient.name,
+                }
+            ),
+        )
         if not accepted:
             del self.transfers[(transfer.sender, transfer.id)]
 
@@ -497,67 +634,132 @@ class ChatServer:
             size = -1
         transfer.relayed += size
         if size < 0 or transfer.relayed > transfer.size:
-            self.end_transfer(transfer, "the sender sent bad or too many bytes", tell_sender=True)
+            self.end_transfer(
+                transfer, "the sender sent bad or too many bytes", tell_sender=True
+            )
             return
-        # Relayed like any message: it waits its turn in the recipient's outbox, between chat lines.
-        self.send(transfer.recipient, encode({"type": "chunk", "from": sender.name, "id": transfer.id,
-                                              "data": chunk["data"]}))
+        # Relayed like any message: it waits its turn in the
+        # recipient's outbox, between chat lines.
+        self.send(
+            transfer.recipient,
+            encode(
+                {
+                    "type": "chunk",
+                    "from": sender.name,
+                    "id": transfer.id,
+                    "data": chunk["data"],
+                }
+            ),
+        )
 
     def file_done(self, sender, done):
         transfer = self.sending(sender, done["id"])
         if transfer is None:
             return
         if transfer.relayed != transfer.size:
-            self.end_transfer(transfer, f"{transfer.relayed} bytes sent, {transfer.size} offered", tell_sender=True)
+            self.end_transfer(
+                transfer,
+                f"{transfer.relayed} bytes sent, {transfer.size} offered",
+                tell_sender=True,
+            )
             return
         del self.transfers[(sender, transfer.id)]
-        log(f"{sender.name} sent {transfer.recipient.name} a file of {transfer.size} bytes")
-        self.send(transfer.recipient, encode({"type": "done", "from": sender.name, "id": transfer.id}))
+        log(
+            f"{sender.name} sent {transfer.recipient.name} "
+            f"a file of {transfer.size} bytes"
+        )
+        self.send(
+            transfer.recipient,
+            encode({"type": "done", "from": sender.name, "id": transfer.id}),
+        )
 
     def file_cancel(self, client, cancel):
-        sender = self.find(cancel["from"]) if isinstance(cancel.get("from"), str) else client
+        sender = (
+            self.find(cancel["from"]) if isinstance(cancel.get("from"), str) else client
+        )
         transfer = self.transfers.get((sender, cancel["id"]))
         if transfer is not None and client in (transfer.sender, transfer.recipient):
-            self.end_transfer(transfer, f"cancelled by {client.name}", tell_sender=client is transfer.recipient)
+            self.end_transfer(
+                transfer,
+                f"cancelled by {client.name}",
+                tell_sender=client is transfer.recipient,
+            )
 
     def sending(self, sender, file_id):
-        """The sender's accepted transfer with this id, or None (and an error for the sender)."""
+        """The sender's accepted transfer with this id, or None
+        (and an error for the sender)."""
         transfer = self.transfers.get((sender, file_id))
         if transfer is None or not transfer.accepted:
-            self.send_error(sender, "not-accepted", "send a file only once its recipient has accepted it")
+            self.send_error(
+                sender,
+                "not-accepted",
+                "send a file only once its recipient has accepted it",
+            )
             return None
         return transfer
 
     def end_transfer(self, transfer, reason, tell_sender=False):
         del self.transfers[(transfer.sender, transfer.id)]
-        log(f"file {transfer.id} from {transfer.sender.name} to {transfer.recipient.name} stopped: {reason}")
-        notice = encode({"type": "cancelled", "from": transfer.sender.name, "to": transfer.recipient.name,
-                         "id": transfer.id, "reason": reason})
-        for client in (transfer.recipient, transfer.sender) if tell_sender else (transfer.recipient,):
-            self.send(client, notice)
+        log(
+            f"file {transfer.id} from {transfer.sender.name} "
+            f"to {transfer.recipient.name} stopped: {reason}"
+        )
+        notice = encode(
+            {
+                "type": "cancelled",
+                "from": transfer.sender.name,
+                "to": transfer.recipient.name,
+                "id": transfer.id,
+                "reason": reason,
+            }
+        )
+        self.send(transfer.recipient, notice)
+        if tell_sender:
+            self.send(transfer.sender, notice)
+
     # --8<-- [end:files]
 
     # --8<-- [start:hello]
     def hello(self, client, name):
-        # Check-then-act with no lock, and no race: there is no await between the check and the act,
-        # so no other client's code can run in between.
+        # Check-then-act with no lock, and no race: there is no await between the check
+        # and the act, so no other client's code can run in between.
         names = [other.name.lower() for other in self.clients if other.name]
         if client.name is not None:
-            self.send_error(client, "already-joined", f"you are already in the room as {client.name}")
+            self.send_error(
+                client,
+                "already-joined",
+                f"you are already in the room as {client.name}",
+            )
         elif not NAME.fullmatch(name):
-            self.send_error(client, "bad-name", "a name is 1 to 32 letters, digits, _ or -")
+            self.send_error(
+                client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
+            )
         elif name.lower() in names:
-            self.send_error(client, "name-taken", f"{name} is already taken, choose another name")
+            self.send_error(
+                client, "name-taken", f"{name} is already taken, choose another name"
+            )
         elif len(names) >= self.max_clients:
-            self.send_error(client, "server-full", f"the room is full ({self.max_clients} clients)")
+            self.send_error(
+                client, "server-full", f"the room is full ({self.max_clients} clients)"
+            )
             return "full"
         else:
             client.name = name
-            self.send(client, encode({"type": "welcome", "name": name, "online": len(names) + 1,
-                                      "max_file_size": self.max_file_size}))
+            self.send(
+                client,
+                encode(
+                    {
+                        "type": "welcome",
+                        "name": name,
+                        "online": len(names) + 1,
+                        "max_file_size": self.max_file_size,
+                    }
+                ),
+            )
             self.broadcast(encode({"type": "joined", "name": name}), sender=client)
             log(f"{name} joined from {client.address}")
         return None
+
     # --8<-- [end:hello]
 
     def send_error(self, client, code, message):
@@ -573,7 +775,8 @@ class ChatServer:
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
         room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most.
         Less what TLS keeps out of sight (UNSEEN), but never less than one line."""
-        share = max(MIN_SHARE, min(MAX_PENDING, MAX_PENDING_TOTAL // max(1, len(self.clients))))
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        share = max(MIN_SHARE, min(MAX_PENDING, even_split))
         return max(MAX_LINE, share - UNSEEN)
 
     def send(self, client, data):
@@ -582,24 +785,35 @@ class ChatServer:
             return  # dropped already: its read_loop is about to clean up
         if client.waiting() + len(data) > self.share():
             log(f"{client.name or client.address} is not reading: dropping it")
-            client.writer.transport.abort()  # its read_loop sees the connection end and cleans up
+            # Its read_loop sees the connection end and cleans up.
+            client.writer.transport.abort()
             return
         client.outbox.put(data)
+
     # --8<-- [end:send]
 
     def disconnect(self, client, reason):
         if client not in self.clients:
             return
         self.clients.remove(client)
-        for transfer in [t for t in self.transfers.values() if client in (t.sender, t.recipient)]:
-            self.end_transfer(transfer, f"{client.name} left", tell_sender=client is transfer.recipient)
+        # A copy: end_transfer() deletes from self.transfers.
+        for transfer in list(self.transfers.values()):
+            if client in (transfer.sender, transfer.recipient):
+                self.end_transfer(
+                    transfer,
+                    f"{client.name} left",
+                    tell_sender=client is transfer.recipient,
+                )
         if client.name and not self.stopping:
             log(f"{client.name} left ({reason})")
-            self.broadcast(encode({"type": "left", "name": client.name, "reason": reason}), sender=client)
+            self.broadcast(
+                encode({"type": "left", "name": client.name, "reason": reason}),
+                sender=client,
+            )
 
     # --8<-- [start:shutdown]
     async def shut_down(self):
-        """Tell everyone the server is going, give the writers a moment to say it, then hang up."""
+        """Tell everyone we stop, give the writers a moment to say so, then hang up."""
         self.stopping = True
         notice = encode({"type": "shutdown"})
         for client in self.clients:
@@ -607,16 +821,20 @@ class ChatServer:
             client.outbox.close()
         clients = list(self.clients)
         if clients:
-            await asyncio.wait([client.writing for client in clients], timeout=2)  # a stuck client: 2 s at most
+            # A stuck client: 2 s at most.
+            await asyncio.wait([client.writing for client in clients], timeout=2)
             for client in clients:
-                client.writer.transport.abort()  # each serve_client() reads the end and finishes...
-            await asyncio.wait([client.serving for client in clients], timeout=2)  # ...rather than being cancelled
+                # Each serve_client() reads the end and finishes...
+                client.writer.transport.abort()
+            # ...rather than being cancelled.
+            await asyncio.wait([client.serving for client in clients], timeout=2)
+
     # --8<-- [end:shutdown]
 
 
 async def first_byte(sock):
-    """Wait for the connection's first byte, and look at it without taking it (MSG_PEEK):
-    if it starts a TLS handshake, the TLS layer must still read all of it."""
+    """Wait for the connection's first byte, and look at it without taking it
+    (MSG_PEEK): if it starts a TLS handshake, the TLS layer must still read it all."""
     loop = asyncio.get_running_loop()
     readable = loop.create_future()
     loop.add_reader(sock, lambda: readable.done() or readable.set_result(None))
@@ -642,16 +860,19 @@ async def serve(args):
     context = tls_context(args.cert, args.key)
     chat = ChatServer(args.max_clients, args.max_file_size, context, args.join_timeout)
     try:
-        # backlog: a burst of thousands of connections waits in the kernel until we accept them
+        # backlog: a burst of thousands of connections waits in the kernel
+        # until we accept them.
         listener = socket.create_server((args.host, args.port), backlog=1024)
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
-    listener.setblocking(False)  # the event loop waits for connections; accept() itself must never wait
+    # The event loop waits for connections; accept() itself must never wait.
+    listener.setblocking(False)
     host, port = listener.getsockname()[:2]
     log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     accepting = asyncio.create_task(chat.accept_forever(listener))
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop, not an exception anywhere
+    # Ctrl+C: an event in the loop, not an exception anywhere.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     accepting.cancel()
     listener.close()
@@ -670,6 +891,8 @@ def main():
         asyncio.run(serve(args))
     finally:
         CONSOLE.close()
+
+
 # --8<-- [end:main]
 
 

@@ -1,0 +1,85 @@
+"""The stages fit the page: no line over 88 columns, comments included, and ruff's format.
+
+Students read the stages on the site, whose code column shows 88 columns, and in their
+editors. ruff (pinned in requirements.txt, configured in pyproject.toml for stages/ only)
+formats the code; it does not wrap comments or long strings, so the column check below
+is the one that holds for every line. Fix a failure with:
+
+    python -m ruff format stages    # then re-wrap by hand any comment or string still too long
+"""
+
+import subprocess
+import sys
+import unicodedata
+
+from stages import REPO
+
+WIDTH = 88  # pyproject.toml's [tool.ruff] line-length
+STAGES = REPO / "stages"
+
+
+def columns(line):
+    """How wide a line shows in a terminal or a code block: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
+def too_wide(paths, width=WIDTH):
+    """Every line wider than `width` in these files, as "file:line: N columns" (paths relative to the repo
+    when they are in it)."""
+    found = []
+    for path in paths:
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if columns(line) > width:
+                found.append(f"{shown}:{number}: {columns(line)} columns")
+    return found
+
+
+def stage_files():
+    """The stages' programs and scripts (the site shows both); not their READMEs' tables."""
+    files = sorted([*STAGES.glob("**/*.py"), *STAGES.glob("**/*.sh")])
+    assert len(files) >= 18, f"found only {len(files)} stage programs under {STAGES}"
+    return files
+
+
+def ruff(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_no_stage_line_is_over_88_columns():
+    found = too_wide(stage_files())
+    assert not found, f"{len(found)} stage lines are wider than {WIDTH} columns:\n" + "\n".join(found)
+
+
+def test_the_column_check_finds_a_planted_long_line(tmp_path):
+    planted = tmp_path / "planted.py"
+    fits, over = "x = " + "1" * (WIDTH - 4), "# " + "y" * (WIDTH - 1)
+    assert (columns(fits), columns(over)) == (88, 89)
+    planted.write_text(f"{fits}\n{over}\n")
+    assert too_wide([planted]) == [f"{planted}:2: 89 columns"]
+    assert columns("# 日本") == 6, "a wide character counts as two columns"
+
+
+def test_the_stages_are_formatted_with_ruff():
+    result = ruff("format", "--check", "--diff", "stages")
+    assert result.returncode == 0, \
+        f"run python -m ruff format stages\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+
+
+def test_ruff_check_with_the_line_length_rule_passes_on_the_stages():
+    result = ruff("check", "--extend-select", "E501", "stages")
+    assert result.returncode == 0, f"{result.stdout[-4000:]}{result.stderr[-2000:]}"
+
+
+def test_ruff_uses_the_kits_settings_and_fails_on_a_planted_file(tmp_path):
+    """The two ruff checks above can fail: with the kit's pyproject.toml, a list on one 89-column
+    line is reported by both (ruff format would split it)."""
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    return [" + ", ".join(["1234567"] * 7 + ["1234567890123"]) + "]\n")
+    assert columns(planted.read_text().splitlines()[1]) == 89
+    config = str(REPO / "pyproject.toml")
+    checked = ruff("check", "--config", config, "--extend-select", "E501", str(planted), cwd=tmp_path)
+    assert checked.returncode == 1 and "E501" in checked.stdout, checked.stdout + checked.stderr
+    formatted = ruff("format", "--config", config, "--check", str(planted), cwd=tmp_path)
+    assert formatted.returncode == 1, formatted.stdout + formatted.stderr
