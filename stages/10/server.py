@@ -8,8 +8,8 @@ Stage 08's asyncio design, unchanged: a coroutine per client, a writer task per
 client with a bounded outbox, a log that never blocks the loop, a join timeout.
 What changed is the protocol: the subset of RFC 1459 and RFC 2812 that real
 clients need (registration with CAP, nicknames, channels, PING and PONG), with the
-numeric replies clients wait for. There is no client.py: real clients are the
-clients.
+numeric replies clients wait for. Real clients are the clients; client.py is a
+minimal one, so that the kit's checks can drive this stage as they drive the others.
 """
 
 import argparse
@@ -304,9 +304,10 @@ class Client:
 
     # --8<-- [start:read_line]
     async def read_line(self):
-        """The next line; TOO_LONG once a line over MAX_LINE has been skipped; b"" at
-        the end. The reader's limit (MAX_LINE - 1 before the "\\n") holds however the
-        bytes arrive: it raises as soon as its buffer passes the limit."""
+        """The next line; TOO_LONG as soon as a line passes MAX_LINE (the rest of it
+        is then skipped as it comes); b"" at the end. The reader's limit (MAX_LINE - 1
+        before the "\\n") holds however the bytes arrive: it raises as soon as its
+        buffer passes the limit."""
         while True:
             try:
                 line = await self.reader.readuntil(b"\n")
@@ -316,11 +317,13 @@ class Client:
                 # Throw away what came so far; the rest of the line follows. The flag
                 # lives on the client: a ping timer may interrupt us mid-line.
                 await self.reader.readexactly(error.consumed)
-                self.skipping = True
+                if not self.skipping:  # said at once, not after megabytes more
+                    self.skipping = True
+                    return TOO_LONG
                 continue
-            if self.skipping:
+            if self.skipping:  # the end of the long line: thrown away too
                 self.skipping = False
-                return TOO_LONG
+                continue
             return line
 
     # --8<-- [end:read_line]
@@ -744,6 +747,7 @@ class IrcServer:
     def notice(self, client, params):
         return self.privmsg(client, params, "NOTICE")
 
+    # --8<-- [start:handlers]
     # fmt: off
     HANDLERS = {  # command -> (its handler, how many parameters it needs: 461 if fewer)
         "CAP": (cap, 1), "NICK": (nick, 0), "USER": (user, 4), "PASS": (ignore, 0),
@@ -753,6 +757,7 @@ class IrcServer:
         "NOTICE": (notice, 0),
     }
     # fmt: on
+    # --8<-- [end:handlers]
 
     # ---------------------------------------------------------------- goodbye
 
