@@ -181,8 +181,8 @@ IRC = {
     "left": Term("client", "* {name} quit", "someone quit, or their connection broke (the QUIT's reason follows)"),
     "name_prompt": Term("client", "name:", "the client asks for a nickname: started without --name, after an "
                                            "empty line, or after 431, 432 or 433"),
-    "escaped": Term("client", "\\u{code}", "a control character in a message (IRC's colours and CTCP too: ESC "
-                                          "is 001b, ^C 0003) is shown as these six characters, never raw"),
+    "escaped": Term("client", "\\u{code}", "a control character in a message (IRC's colours too, and CTCP but "
+                                          "/me: ESC is 001b, ^C 0003) is shown as these six characters, never raw"),
     "shutting_down": Term("client", "Server shutting down", "the reason in the server's ERROR when it stops"),
     "join_log": Term("server", "{name} joined",
                      "the server's log, once it has echoed a JOIN and sent NAMES: the last thing it does for a join"),

@@ -44,7 +44,9 @@ import contract
 from harness import LISTENING, TIMEOUT, connect
 from screen import ScreenTerminal
 
-pytestmark = pytest.mark.needs("irc")
+# The kit's default run sends each command whole; --stage 10 and the slow tier also send it a
+# byte per write and batched (tests/conftest.py, sampled_cases).
+pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
 
 HOST = "127.0.0.1"
 # The human part of each numeric reply: free in the RFCs, fixed by the kit's stage (its
@@ -351,6 +353,7 @@ def test_anything_before_registration_gets_451(lab, delivery):
     assert got == msgs(f":{name} 451 {alice.nick} :{TEXT['451']}")
 
 
+@pytest.mark.sampled_cases("taken", "{}[x]")
 @pytest.mark.parametrize("taken, asked", [("{}", "{}"), ("{}[x]", "{}{{X}}"),
                                           ("{}\\", "{}|")])
 @pytest.mark.points(2, "a nick in use gets 433, in rfc1459 case mapping")
@@ -365,6 +368,7 @@ def test_nick_in_use_with_rfc1459_casemapping(lab, delivery, taken, asked):
     lab.register(bob)  # its own nick is free
 
 
+@pytest.mark.sampled_cases("bad", "9lives", "caf\udce9")
 @pytest.mark.parametrize("bad", ["9lives", "-dash", "no@pe", "a,b", "#chan", "x" * 31,
                                  "caf\udce9"])  # (the last: Latin-1 bytes, not UTF-8)
 @pytest.mark.points(1, "a bad nick gets 432, none 431")
@@ -775,6 +779,7 @@ def test_ctrl_c_tells_every_client_and_exits_0(lab):
     server.expect_exit(0)
 
 
+@pytest.mark.sampled_cases("option", "--port 99999", "--name a:b")
 @pytest.mark.parametrize("option", ["--port 99999", "--port x", "--ping-interval 0",
                                     "--ping-timeout -1", "--join-timeout nan",
                                     "--name a:b", "--name ."])

@@ -188,7 +188,9 @@ def register(conn, nick):
             source, command, params = messages.pop(0)
             if (text := render(conn, source, command, params)) is not None:
                 print(text)
-            if command == "001":
+            if command == "PING":  # some servers ask before they welcome
+                conn.send("PONG", *params[-1:])
+            elif command == "001":
                 conn.nick = params[0]  # the nick the server knows us by
                 conn.send("JOIN", CHANNEL)
             elif command in ("431", "432", "433"):

@@ -238,6 +238,24 @@ def glob(mask):
 # --8<-- [end:wire]
 
 
+# --8<-- [start:within]
+async def within(seconds, coroutine):
+    """Await `coroutine` for `seconds` at most, else raise asyncio.TimeoutError.
+
+    Python 3.11's asyncio.timeout() runs it in this task: a line already received
+    comes back without a turn of the event loop, so a client's lines are handled
+    back to back, and each writer task then sends what they made in one go.
+    wait_for() (3.10) runs it as a task of its own: a turn of the loop, and a send()
+    per member of the channel, for every line, and IRC's lines are short."""
+    if not hasattr(asyncio, "timeout"):  # Python 3.10
+        return await asyncio.wait_for(coroutine, seconds)
+    async with asyncio.timeout(seconds):
+        return await coroutine
+
+
+# --8<-- [end:within]
+
+
 class Outbox:
     """Stage 08's outbox: bytes for one client's writer task. No lock: only the
     loop's one thread touches it."""
@@ -400,9 +418,11 @@ class IrcServer:
         ever), then the ping interval. Past it we PING; silent past the ping timeout
         too, it is dropped: a client gone without a word (cable pulled) looks idle."""
         while True:
-            remaining = max(0.0, client.deadline - self.now())
+            remaining = client.deadline - self.now()
             try:
-                return await asyncio.wait_for(client.read_line(), remaining)
+                if remaining <= 0:  # a line read after the deadline is too late
+                    raise asyncio.TimeoutError
+                return await within(remaining, client.read_line())
             except asyncio.TimeoutError:
                 if not client.registered:
                     log(f"{client.address} did not register in time: closed")
