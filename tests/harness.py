@@ -374,6 +374,24 @@ def thread_states(pid):
 
 # ---------------------------------------------------------------- a raw network peer
 
+def kernel_queues(local_port, remote_port):
+    """(send queue, receive queue) in bytes of the loopback socket from local_port to
+    remote_port, as the kernel holds them (Linux /proc/net/tcp), or None if not found.
+
+    The receive queue is what has arrived but the program has not read yet."""
+    wanted = (f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}")
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:  # not Linux
+        return None
+    for line in table:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            sent, received = fields[4].split(":")
+            return int(sent, 16), int(received, 16)
+    return None
+
+
 def describe(wanted):
     return repr(wanted) if callable(wanted) else f"a line containing: {wanted!r}"
 
@@ -496,15 +514,30 @@ class RawPeer:
         self.session.pump()
         self.sock.sendall(data)
 
-    def send_slowly(self, data, pause=0.005):
+    def send_slowly(self, data, pause=0.005, until_read=False):
         """Send one byte per TCP write, so the server's recv() sees fragments.
 
-        The pause is the test input (separate segments), not a synchronisation.
-        """
+        The pause is the test input (separate segments), not a synchronisation. On a busy
+        machine the server may not run between two writes, and then one recv() gets them
+        all: with until_read, each byte waits (a few seconds at most) until the server has
+        read the one before, so a server that takes one recv() as one line is caught."""
         self.transcript.write(f"--> {data!r}, one byte at a time\n")
         for byte in data:
             self.sock.sendall(bytes([byte]))
+            if until_read:
+                self.wait_until_server_read()
             time.sleep(pause)
+
+    def wait_until_server_read(self, patience=3.0):
+        """Poll the kernel until the server has read all we sent (its receive queue is
+        empty), or patience runs out: a server that is busy elsewhere is not a failure."""
+        ours, theirs = self.sock.getsockname()[1], self.sock.getpeername()[1]
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            queues = kernel_queues(theirs, ours)
+            if queues is None or queues[1] == 0:
+                return
+            time.sleep(0.001)
 
     def expect_line(self, wanted, timeout=TIMEOUT):
         """Read until a whole line arrives that contains `wanted` (a string) or matches it (a JsonLine)."""

@@ -87,10 +87,10 @@ def test_killed_client_is_reported_left_and_the_room_goes_on(session):
 def test_lines_split_across_writes_are_framed(session):
     alice = session.client("alice")
     peer = session.raw_peer("raw")
-    peer.send_slowly(alice.wire_hello(peer.name))
+    peer.send_slowly(alice.wire_hello(peer.name), until_read=True)
     peer.expect_line(alice.wire_welcome(peer.name))
     slow, first, second, back = (session.text() for _ in range(4))
-    peer.send_slowly(alice.wire_say(slow))  # one byte at a time
+    peer.send_slowly(alice.wire_say(slow), until_read=True)  # a byte a write
     alice.sees(alice.said(peer.name, slow))
     peer.send(alice.wire_say(first) + alice.wire_say(second))  # two lines, one write
     alice.sees(alice.said(peer.name, first))

@@ -218,6 +218,11 @@ def test_recorded_grading_example_matches_what_grade_py_prints():
         "docs/transcripts/grading-summary.txt is out of date: run python tests/record.py"
 
 
+# The build takes about 9 s on a quiet machine of 2 cores, and several times that on a busy
+# one; every check that uses it may wait for it in its setup, which pytest-timeout counts.
+SITE_PATIENCE = pytest.mark.timeout(360)
+
+
 @pytest.fixture(scope="session")
 def site_build(tmp_path_factory):
     """`mkdocs build --strict`, once for the whole run: the xdist workers share one build (a lock
@@ -230,7 +235,7 @@ def site_build(tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not outcome.exists():
             result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(folder)],
-                                    cwd=REPO, capture_output=True, text=True, timeout=120,
+                                    cwd=REPO, capture_output=True, text=True, timeout=300,
                                     env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
             outcome.write_text(json.dumps({"returncode": result.returncode, "stderr": result.stderr}))
     return folder, json.loads(outcome.read_text())
@@ -243,6 +248,7 @@ def site(site_build):
     return folder
 
 
+@SITE_PATIENCE
 def test_site_builds_strictly(site_build):
     folder, outcome = site_build
     assert outcome["returncode"] == 0, outcome["stderr"]
@@ -282,6 +288,7 @@ def built_pages(site):
     return sorted(site.rglob("index.html"))
 
 
+@SITE_PATIENCE
 def test_every_included_snippet_names_its_file_and_shows_its_real_line_numbers(site):
     """Every included block of stage code is titled with its file, and each line it shows carries
     that line's number in the file; under it, a link to the same line of the whole file."""
@@ -315,6 +322,7 @@ def test_every_included_snippet_names_its_file_and_shows_its_real_line_numbers(s
         f"stages with no titled, numbered snippet on the site: {sorted({s.id for s in STAGES} - stages_shown)}"
 
 
+@SITE_PATIENCE
 def test_each_stage_file_has_a_whole_file_page_out_of_the_nav_and_the_search(site):
     index = json.loads((site / "search" / "search_index.json").read_text())
     assert not [entry["location"] for entry in index["docs"] if entry["location"].startswith("code/")], \
@@ -461,6 +469,7 @@ def test_the_focused_diff_of_a_comment_only_change_has_no_part(tmp_path):
     assert block.count("```diff") == 2 and "data-search-exclude" in block
 
 
+@SITE_PATIENCE
 def test_the_search_index_has_the_lessons_prose_and_no_diff(site):
     """The "What changed" diffs are on the pages but not in the search index, so a search for an
     API finds the lessons that explain it."""
@@ -487,6 +496,7 @@ def test_the_search_index_has_the_lessons_prose_and_no_diff(site):
         f"lesson 01's prose, which introduces sendall(), is not among the hits: {in_prose}"
 
 
+@SITE_PATIENCE
 @pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
 def test_the_exercises_render_as_one_numbered_list(site, stage_id):
     """Lesson 09's exercise 4 once rendered as "a." inside exercise 3: a list broken by its
@@ -508,6 +518,7 @@ def test_the_exercises_render_as_one_numbered_list(site, stage_id):
     assert items == len(numbered), f"{len(numbered)} exercises in the lesson, {items} items in its list"
 
 
+@SITE_PATIENCE
 def test_no_stray_pages_are_built(site):
     """Tables that pages include (docs/bench/*.md, docs/mutation/score.md) and the theme's
     templates are not pages of their own."""

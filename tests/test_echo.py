@@ -19,7 +19,7 @@ def test_each_line_is_echoed_and_logged_with_the_address(session):
 @pytest.mark.points(2, "a line sent in pieces is framed as one line")
 def test_line_sent_in_pieces_is_one_line(session):
     peer, text = session.raw_peer(), session.text()
-    peer.send_slowly(f"{text}\n".encode())
+    peer.send_slowly(f"{text}\n".encode(), until_read=True)
     peer.expect_line(session.spec("echo", text=text))
 
 

@@ -141,10 +141,11 @@ def test_messages_are_framed(session):
     [alice] = peers(session, "alice")
     peer = session.raw_peer("raw", port=alice.port)
     hello = json.dumps({"type": "hello", "port": 9}).encode() + b"\n"
-    peer.send_slowly(hello)
+    peer.send_slowly(hello, until_read=True)
     alice.sees(session.spec("connected_from", port=9))
     first, second, third = session.text(), session.text(), session.text()
-    peer.send_slowly(json.dumps({"type": "message", "text": first}).encode() + b"\n")
+    peer.send_slowly(json.dumps({"type": "message", "text": first}).encode() + b"\n",
+                     until_read=True)
     alice.sees(first)
     peer.send(b"".join(json.dumps({"type": "message", "text": text}).encode() + b"\n" for text in (second, third)))
     alice.sees(second)

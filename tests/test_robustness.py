@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import DEV_CERTS, TIMEOUT
+from harness import DEV_CERTS, TIMEOUT, kernel_queues
 
 pytestmark = pytest.mark.needs("server")
 
@@ -142,10 +142,10 @@ def test_a_line_sent_one_byte_at_a_time_with_pauses(session):
     if session.stage.has("chat"):
         bob = session.client("bob")
         peer.join()
-        peer.send_slowly(driver.wire_say(text), pause=0.01)
+        peer.send_slowly(driver.wire_say(text), pause=0.01, until_read=True)
         bob.sees(bob.said(peer.name, text))
     else:
-        peer.send_slowly(f"{text}\n".encode(), pause=0.01)
+        peer.send_slowly(f"{text}\n".encode(), pause=0.01, until_read=True)
         peer.expect_line(driver.echo(text))
 
 
@@ -365,13 +365,9 @@ class Milliseconds(float):
 
 
 def send_queue(server_port, peer_port):
-    """Bytes the kernel holds, sent by the server and not yet read by the peer (Linux /proc/net/tcp)."""
-    wanted = (f"0100007F:{server_port:04X}", f"0100007F:{peer_port:04X}")
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
-        fields = line.split()
-        if (fields[1], fields[2]) == wanted:
-            return int(fields[4].split(":")[0], 16)
-    return 0
+    """Bytes the kernel holds, sent by the server and not yet read by the peer."""
+    queues = kernel_queues(server_port, peer_port)
+    return queues[0] if queues else 0
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
