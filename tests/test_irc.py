@@ -1,4 +1,4 @@
-"""Stage 10, the IRC server: checked on the wire, and with a real client (irssi).
+"""Stage 10, the IRC server: checked on the wire, and with real clients (irssi, the irc package).
 
 The wire checks compare every field of every reply: the prefix, the command or
 numeric, each parameter and the trailing one. A check sends its command, then
@@ -899,3 +899,116 @@ def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
     alice.wait_for_screen(spec("irssi_quit", name=new_nick, userhost=bob.userhost,
                                reason="Quit: off to bed"))
     bob.term.expect_exit(0)
+
+
+# ---------------------------------------------------------------- the irc package, a second client
+
+try:  # jaraco's irc package from PyPI: its own parser, its own idea of each reply
+    import irc.client as irc_client
+except ImportError:
+    irc_client = None
+needs_irc_package = pytest.mark.skipif(irc_client is None, reason="the irc package is not "
+                                       "installed (pip install -r requirements.txt)")
+
+
+class LibraryUser:
+    """A user of the `irc` package (jaraco/irc on PyPI), which nobody here wrote.
+
+    It parses the server's lines itself and turns them into events ("welcome", "join",
+    "pubmsg", "nick", "quit"...): a reply it cannot parse, or parses into the wrong
+    fields, shows up as a missing or wrong event. Its events are its transcript."""
+
+    def __init__(self, lab, reactor, role):
+        self.lab, self.reactor, self.nick = lab, reactor, lab.session.name(role)
+        self.label, self.events, self.seen = f"irc package {self.nick}", [], 0
+        self.conn = reactor.server()
+        self.conn.add_global_handler("all_events", self.record)
+        self.conn.connect(HOST, lab.port, self.nick, username=self.nick.lower()[:10],
+                          ircname=f"Real {self.nick}")
+        lab.session.peers.append(self)  # closed, and its events shown on failure
+
+    def record(self, connection, event):
+        if connection is self.conn:
+            self.events.append(event)
+
+    def output(self):
+        return "".join(f"{event.type} {event.source} {event.target} {event.arguments}\n"
+                       for event in self.events)
+
+    def close(self):
+        self.conn.close()
+
+    def wait_for(self, kind, matches=lambda event: True, timeout=TIMEOUT):
+        """The next event of this kind that matches, reading the socket until it comes.
+        Events before it are passed over, and stay in the transcript."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while True:
+            for index in range(self.seen, len(self.events)):
+                event = self.events[index]
+                if event.type == kind and matches(event):
+                    self.seen = index + 1
+                    return event
+            self.seen = len(self.events)
+            if time.monotonic() > deadline:
+                raise self.lab.session.failure(
+                    f"[{self.label}] expected a {kind!r} event",
+                    "its last events:\n" + "".join(self.output().splitlines(True)[-12:]))
+            self.reactor.process_once(timeout=0.05)
+
+    def sync(self):
+        """PING the server and wait for its PONG: after it, nothing sent to us earlier is
+        still on its way (the server handles one connection's lines in order)."""
+        token = f"sync-{len(self.events)}"
+        self.conn.ping(token)
+        self.wait_for("pong", lambda event: event.arguments[-1] == token)
+
+    def got(self, kind, text):
+        return any(event.type == kind and text in event.arguments for event in self.events)
+
+
+def from_(nick):
+    return lambda event: event.source.nick == nick
+
+
+@needs_irc_package
+@pytest.mark.points(3, "users of the irc package (PyPI) register, join, chat and quit")
+def test_users_of_the_irc_package_chat_in_a_channel_and_in_private(lab):
+    lab.start()
+    reactor = irc_client.Reactor()
+    alice, bob = LibraryUser(lab, reactor, "alice"), LibraryUser(lab, reactor, "bob")
+    for user in (alice, bob):
+        user.wait_for("welcome")
+        user.wait_for("nomotd")  # 422: registration is over
+        features = user.conn.features  # the library's reading of our 005
+        assert (features.chantypes, features.casemapping) == ("#", "rfc1459"), vars(features)
+    for user, members in ((alice, {alice.nick}), (bob, {alice.nick, bob.nick})):
+        user.conn.join("#kit")
+        assert user.wait_for("join", from_(user.nick)).target == "#kit"
+        names = user.wait_for("namreply").arguments  # [kind, channel, "nick nick"]
+        assert len(names) == 3 and (names[1], set(names[2].split())) == ("#kit", members), \
+            f"353 as the irc package read it: {names}"
+        user.wait_for("endofnames")
+    assert alice.wait_for("join", from_(bob.nick)).target == "#kit"
+    text, secret = lab.session.text(), lab.session.text()
+    alice.conn.privmsg("#kit", text)
+    said = bob.wait_for("pubmsg", from_(alice.nick))
+    assert (said.target, said.arguments) == ("#kit", [text])
+    bob.conn.privmsg(alice.nick, secret)
+    private = alice.wait_for("privmsg", from_(bob.nick))
+    assert (private.target, private.arguments) == (alice.nick, [secret])
+    alice.sync()
+    assert not alice.got("pubmsg", text), "the sender got its own channel message back"
+    new_nick = lab.session.name("bob, renamed")
+    bob.conn.nick(new_nick)
+    assert alice.wait_for("nick", from_(bob.nick)).target == new_nick
+    bob.wait_for("nick", from_(bob.nick))
+    assert bob.conn.get_nickname() == new_nick  # the library followed the change
+    bob.conn.part("#kit")
+    assert alice.wait_for("part", from_(new_nick)).target == "#kit"
+    bob.conn.join("#kit")
+    alice.wait_for("join", from_(new_nick))
+    bob.conn.quit("off to bed")
+    assert alice.wait_for("quit", from_(new_nick)).arguments == ["Quit: off to bed"]
+    bob.wait_for("error")  # the server's last line, then the close
+    bob.wait_for("disconnect")
