@@ -172,8 +172,11 @@ def dribble(peers, data):
         waiting = [peer for peer in waiting if not peer.has_data()]
         if not waiting:
             return
-        for peer in waiting:
-            peer.sock.sendall(bytes([byte]))
+        for peer in list(waiting):
+            try:
+                peer.sock.sendall(bytes([byte]))
+            except ConnectionError:  # closed by the server since has_data(): what it
+                waiting.remove(peer)  # said before the close is read and checked next
         select.select([peer.sock for peer in waiting], [], [], 0.2)  # an answer ends the pause early
 
 
