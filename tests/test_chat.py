@@ -31,6 +31,7 @@ def test_message_goes_to_everyone_but_the_sender(session):
 # --8<-- [end:broadcast]
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(2, "the others are told who joins and leaves")
 def test_others_are_told_who_joins_and_leaves(session):
@@ -41,6 +42,7 @@ def test_others_are_told_who_joins_and_leaves(session):
     alice.sees(alice.left(bob.name))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(1, "the server logs joins, messages and departures")
 def test_server_logs_one_line_per_event(session):
@@ -72,6 +74,7 @@ def test_a_client_without_a_name_asks_for_one(session, first):
     alice.sees(alice.joined(name))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(2, "a killed client is reported as gone and the room goes on")
 def test_killed_client_is_reported_left_and_the_room_goes_on(session):

@@ -117,6 +117,7 @@ def test_odd_bytes_do_no_harm(session, name):
     session.server.term.assert_not_seen(session.spec("traceback"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "\\r\\n line endings are understood")
 def test_crlf_line_endings_are_understood(session):
     driver = session.stage.client_class
@@ -252,6 +253,7 @@ sys.stdin.readline()  # wait here until killed
 """
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(1, "a client killed mid-message is reported gone; the room goes on")
 def test_client_killed_mid_message(session):

@@ -52,6 +52,7 @@ def irc_run(tmp_path_factory):
     return out, json.loads((out / "irc.json").read_text()), result.stdout
 
 
+@pytest.mark.slow  # runs both IRC servers (8 s): the slow tier, as CI runs it
 def test_bench_irc_measures_both_servers_with_every_figure(irc_run):
     _, data, _ = irc_run
     irc = data["irc"]
@@ -70,6 +71,7 @@ def test_bench_irc_measures_both_servers_with_every_figure(irc_run):
     assert irc["most_clients"] == {"10": 50, "miniircd": 50}, irc["ladder"]
 
 
+@pytest.mark.slow  # runs both IRC servers (8 s): the slow tier, as CI runs it
 def test_bench_irc_writes_its_tables_and_plot_and_nothing_of_the_chat_run(irc_run):
     out, data, stdout = irc_run
     assert sorted(path.name for path in out.iterdir()) == ["irc-stuck.svg", "irc-table.md", "irc-targets.md",
