@@ -79,6 +79,8 @@ def pytest_configure(config):
                                        "free (a hint's wording, a blank line): never run with --impl, never graded")
     config.addinivalue_line("markers", "sampled: a many-case check that the kit's own default run (no --stage, no "
                                        "--slow) runs on stages 02 and 05 only, or on its first stage")
+    config.addinivalue_line("markers", "sampled_cases(param, *values): the kit's own default run runs only the cases "
+                                       "whose `param` is one of `values`; --stage NN and the slow tier run them all")
     config.chat_results = []
     for stage in STAGES:
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
@@ -145,6 +147,11 @@ def pytest_collection_modifyitems(config, items):
                 continue
             # The slow tier (CI: --slow -m slow) runs what the default run left out, on every stage.
             item.add_marker(pytest.mark.slow)
+        if not staged and not sampled_case(item):
+            if not slow_too:
+                drop.append(item)
+                continue
+            item.add_marker(pytest.mark.slow)  # the slow tier runs the other cases
         if item.get_closest_marker("slow"):
             if not slow_too:
                 drop.append(item)
@@ -173,6 +180,15 @@ def sampled_stages(items):
         if item.get_closest_marker("sampled") and has_stage(item):
             stages.setdefault(item.originalname, []).append(item.callspec.params[STAGE_PARAM].id)
     return {name: ({"02", "05"} & set(ids)) or {min(ids)} for name, ids in stages.items()}
+
+
+def sampled_case(item):
+    """Is this one of the cases the kit's default run keeps (@pytest.mark.sampled_cases)? Each
+    marker names a parameter and the values kept: one case of many still runs by default,
+    and grading (--stage) or the slow tier runs every case."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return all(params[marker.args[0]] in marker.args[1:] for marker in item.iter_markers("sampled_cases")
+               if marker.args[0] in params)
 
 
 def has_stage(item):

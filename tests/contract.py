@@ -19,7 +19,7 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Term:
-    who: str  # which program prints it: "server", "client", "peer", or "any"
+    who: str  # which program prints it: "server", "client", "peer", "irssi", or "any"
     text: str  # a template for what must appear (a regex if pattern=True)
     when: str  # when it must appear: the spec's sentence
     pattern: bool = False
@@ -167,6 +167,105 @@ FILES = {
     "certificate": Term("client", "certificate",
                         "in the one line of error (exit code 1) for an untrusted or misnamed certificate"),
 }
+
+# ---------------------------------------------------------------- 10: IRC
+
+# Stage 10's own client.py (the one the shared checks drive: lesson 10, "A client for the
+# checks"), then what the server sends on the wire, then what irssi shows.
+IRC = {
+    **PROGRAMS, **SERVER_GONE,
+    "welcome": Term("client", "now talking in #kit as {name}",
+                    "once the server has echoed your JOIN of #kit, before you type: send nothing before it"),
+    "said": Term("client", "<{name}> {text}", "someone else's message to #kit (never your own back)"),
+    "joined": Term("client", "* {name} joined #kit", "someone else joined #kit"),
+    "left": Term("client", "* {name} quit", "someone quit, or their connection broke (the QUIT's reason follows)"),
+    "name_prompt": Term("client", "name:", "the client asks for a nickname: started without --name, after an "
+                                           "empty line, or after 431, 432 or 433"),
+    "escaped": Term("client", "\\u{code}", "a control character in a message (IRC's colours too, and CTCP but "
+                                          "/me: ESC is 001b, ^C 0003) is shown as these six characters, never raw"),
+    "shutting_down": Term("client", "Server shutting down", "the reason in the server's ERROR when it stops"),
+    "join_log": Term("server", "{name} joined",
+                     "the server's log, once it has echoed a JOIN and sent NAMES: the last thing it does for a join"),
+    "left_log": Term("server", "{name} quit", "a log line when someone quits or is dropped"),
+    "never_raw": ROOM["never_raw"],
+    "out_of_files": ROOM["out_of_files"],
+    "bad_join_timeout": ROOM["bad_join_timeout"],
+    "join_timeout": Term("server", "Registration timed out",
+                         "in the ERROR before the server closes a connection that has not registered within "
+                         "--join-timeout seconds of connecting (default 60)"),
+    "too_long": Term("server", "Input line was too long",
+                     "417, for a line over 512 bytes (CR LF included); the line is dropped, the connection goes on"),
+}
+
+# What the server sends. The commands one user's action makes the server relay (PRIVMSG,
+# NOTICE, JOIN, PART, QUIT, NICK, TOPIC, MODE: ":nick!user@host COMMAND ...") are RFC 1459's
+# own syntax, which lesson 10 shows. The words at the end of each numeric are free in the
+# RFCs; the kit's stage fixes them, and tests/test_irc.py compares them whole.
+IRC_WIRE = {
+    "001": Term("server", ":{server} 001 {nick} :Welcome to the kit IRC network, {nick}!{user}@{host}",
+                "registration is done (NICK and USER, and CAP END if CAP LS or REQ came first): 001 to 005, "
+                "then 422"),
+    "002": Term("server", ":{server} 002 {nick} :Your host is {server}, running version kit-10", "after 001"),
+    "003": Term("server", ":{server} 003 {nick} :This server was created {created}", "after 002"),
+    "004": Term("server", ":{server} 004 {nick} {server} kit-10 i bn",
+                "after 003: the server's name and version, its user modes and its channel modes"),
+    "005": Term("server", ":{server} 005 {nick} CHANTYPES=# NICKLEN=30 CHANNELLEN=50 CHANLIMIT=#:50 PREFIX= "
+                          "CASEMAPPING=rfc1459 :are supported by this server",
+                "after 004 (ISUPPORT: what a client may assume; PREFIX is empty, nobody is operator)"),
+    "422": Term("server", ":{server} 422 {nick} :MOTD File is missing", "the last line of registration"),
+    "331": Term("server", ":{server} 331 {nick} {channel} :No topic is set", "TOPIC #channel, with no topic set"),
+    "366": Term("server", ":{server} 366 {nick} {channel} :End of /NAMES list.",
+                "after the 353 lines of a JOIN or NAMES (alone for a channel that does not exist)"),
+    "315": Term("server", ":{server} 315 {nick} {mask} :End of /WHO list.", "after the 352 lines of a WHO"),
+    "323": Term("server", ":{server} 323 {nick} :End of /LIST", "after the 322 lines of a LIST"),
+    "368": Term("server", ":{server} 368 {nick} {channel} :End of channel ban list",
+                "MODE #channel b (or +b): the ban list, always empty"),
+    "401": Term("server", ":{server} 401 {nick} {target} :No such nick/channel",
+                "PRIVMSG or MODE to a nick nobody has"),
+    "403": Term("server", ":{server} 403 {nick} {channel} :No such channel",
+                "a channel that does not exist, or a bad channel name in JOIN"),
+    "404": Term("server", ":{server} 404 {nick} {channel} :Cannot send to channel",
+                "PRIVMSG to a channel you are not in"),
+    "409": Term("server", ":{server} 409 {nick} :No origin specified", "PING without a parameter"),
+    "411": Term("server", ":{server} 411 {nick} :No recipient given ({command})", "PRIVMSG with no target"),
+    "412": Term("server", ":{server} 412 {nick} :No text to send", "PRIVMSG with no text, or an empty one"),
+    "417": Term("server", ":{server} 417 {nick} :Input line was too long", "a line over 512 bytes"),
+    "421": Term("server", ":{server} 421 {nick} {command} :Unknown command", "a command the server does not know"),
+    "431": Term("server", ":{server} 431 {nick} :No nickname given", "NICK without a nickname"),
+    "432": Term("server", ":{server} 432 {nick} {nickname} :Erroneous nickname",
+                "a nickname that breaks RFC 2812's rule, or is over 30 characters"),
+    "433": Term("server", ":{server} 433 {nick} {nickname} :Nickname is already in use",
+                "a nickname someone has, in rfc1459 case mapping (Kit[ and kit{ are one name)"),
+    "442": Term("server", ":{server} 442 {nick} {channel} :You're not on that channel",
+                "PART or TOPIC of a channel you are not in"),
+    "451": Term("server", ":{server} 451 {nick} :You have not registered",
+                "any command but CAP, NICK, USER, PASS, PING, PONG and QUIT before registration"),
+    "461": Term("server", ":{server} 461 {nick} {command} :Not enough parameters",
+                "a command with too few parameters, or USER with an empty one"),
+    "462": Term("server", ":{server} 462 {nick} :You may not reregister", "USER after registration"),
+    "ERROR": Term("server", "ERROR :Closing Link: {host} ({reason})",
+                  "the last line before the server closes a connection; the reason is Quit[: REASON], "
+                  "Connection closed, Registration timed out, Ping timeout: N seconds, Max SendQ exceeded "
+                  "or Server shutting down"),
+}
+
+# What irssi shows, when the server says the right thing: its own words, not the kit's
+# (tests/test_irc.py drives two irssi users and reads their screens).
+IRSSI = {
+    "irssi_registered": Term("irssi", "MOTD File is missing", "once registered: irssi shows our 422", pattern=True),
+    "irssi_names": Term("irssi", r"{channel}: Total of {count} nick",
+                        "after /join: irssi counts the 353 lines' nicks", pattern=True),
+    "irssi_joined": Term("irssi", r"{name} \[{userhost}\] has joined {channel}", "someone joined", pattern=True),
+    "irssi_said": Term("irssi", r"<.?{name}> {text}", "a message, in the channel's window or a query's",
+                       pattern=True),
+    "irssi_query": Term("irssi", r"Starting query in \S+ with {name}", "after /query NICK", pattern=True),
+    "irssi_nick": Term("irssi", r"{name} is now known as {new}", "someone's NICK", pattern=True),
+    "irssi_own_nick": Term("irssi", r"You're now known as {new}", "your own NICK, echoed", pattern=True),
+    "irssi_left": Term("irssi", r"{name} \[{userhost}\] has left {channel}", "someone's PART", pattern=True),
+    "irssi_quit": Term("irssi", r"{name} \[{userhost}\] has quit \[{reason}\]", "someone's QUIT", pattern=True),
+}
+IRC.update(IRC_WIRE)
+IRC.update(IRSSI)
 
 # ---------------------------------------------------------------- 07: peers
 

@@ -425,6 +425,37 @@ class JsonLine:
         return "a JSON line with " + ", ".join(f'"{key}": {json.dumps(value)}' for key, value in self.fields.items())
 
 
+def irc_parse(line):
+    """One IRC line (RFC 1459 2.3.1, CR LF removed) -> (prefix or None, COMMAND, [params])."""
+    prefix = None
+    if line.startswith(":"):
+        prefix, _, line = line[1:].partition(" ")
+    middle, colon, trailing = line.partition(" :")
+    command, *params = middle.split()
+    return prefix, command.upper(), params + [trailing] * bool(colon)
+
+
+class IrcLine:
+    """Matches a received IRC line: this command (or numeric), these first parameters, and a
+    prefix whose nick is `source` if given (stage 10's wire, for the shared checks)."""
+
+    def __init__(self, command, *params, source=None):
+        self.command, self.params, self.source = command, params, source
+
+    def __call__(self, line):
+        try:
+            prefix, command, params = irc_parse(line.rstrip("\r"))
+        except ValueError:  # an empty line
+            return False
+        nick = (prefix or "").split("!", 1)[0]
+        return (command == self.command and tuple(params[:len(self.params)]) == self.params
+                and (self.source is None or nick == self.source))
+
+    def __repr__(self):
+        source = f" from {self.source}" if self.source else ""
+        return f"an IRC {self.command}{source} with parameters {list(self.params)} first"
+
+
 def connect(host, port, tls=False, receive_buffer=None, timeout=TIMEOUT):
     """A socket connected to host:port; with `tls`, a TLS socket that trusts the kit's development CA."""
     sock = socket.socket()

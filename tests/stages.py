@@ -13,6 +13,8 @@ Capabilities:
   many_clients  `crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for
                 selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads
   drops_stuck   a client that never reads is dropped; it cannot freeze the room or fill memory
+  message_log   the server logs a line per message, with its sender and its text (not stage 10:
+                an IRC server logs who comes and goes, not what they say)
   json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
   max_clients   --max-clients N; the next client gets error server-full
   dm            direct messages: dm {to, text}; error no-such-user
@@ -32,6 +34,8 @@ Capabilities:
                 a plaintext client gets error tls-required
   file_transfer C FT NAME PATH; the recipient answers C OK or C NO; offer/accept/chunk/done on the wire;
                 saved under --downloads with a safe, new name; --max-file-size on the server
+  irc           the server speaks IRC (RFC 1459 and 2812, the subset lesson 10 covers): checked on
+                the wire by tests/test_irc.py, and with real clients (irssi)
 
 Each stage also names its wire protocol: clients and servers of stages with the
 same `wire` must work together (tests/test_compat.py).
@@ -42,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import contract
-from harness import DEV_CERTS, LISTENING, JsonLine
+from harness import DEV_CERTS, LISTENING, IrcLine, JsonLine, irc_parse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,6 +61,8 @@ class EchoClient:
     """
 
     terms = contract.ECHO
+    max_line = 8192  # the longest line a server takes (docs/protocol.md)
+    drops_long_lines = True  # a longer line gets an error, then the server hangs up
 
     def __init__(self, session, term, name):
         self.session = session
@@ -132,6 +138,12 @@ class EchoClient:
     def wire_say(cls, text):
         return cls.wire_line(text)
 
+    @classmethod
+    def filler(cls, size):
+        """`size` x's for a check's long messages, or fewer where the stage's lines are short:
+        whatever the protocol wraps around it, a message must fit in one line."""
+        return "x" * min(size, cls.max_line - 112)
+
 
 # --8<-- [start:room_client]
 class RoomClient(EchoClient):
@@ -197,6 +209,27 @@ class RoomClient(EchoClient):
     @classmethod
     def wire_left(cls, name):
         return cls.left(name)
+
+    @classmethod
+    def wire_unfinished_hello(cls, name):
+        """All of a hello but its last byte: a connection that has not joined yet."""
+        return cls.wire_hello(name)[:-1]
+
+    @staticmethod
+    def wire_bad_name(name):
+        """What a received line must match when the server refuses the name `name`."""
+        return lambda line: "error" in line
+
+    @staticmethod
+    def wire_departed(line):
+        """The name in a received line that says someone left, else None."""
+        if "left" not in line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return line.removeprefix("* ").removesuffix(" left")  # stage 02's "* NAME left"
+        return message.get("name") if isinstance(message, dict) and message.get("type") == "left" else None
 
 
 class JsonRoomClient(RoomClient):
@@ -298,6 +331,64 @@ class FileClient(CommandClient):
         self.term.send_line("C OK" if accept else "C NO")
 
 
+class IrcClient(RoomClient):
+    """Stage 10's client.py: `--name NICK`, and a line you type goes to #kit; IRC on the wire.
+
+    The stage needs no client (irssi is one), but the shared checks drive a client in a
+    terminal: stages/10/client.py is a minimal one. Raw test peers speak IRC: NICK and USER,
+    then JOIN #kit, is their hello; the end of the NAMES list is their welcome.
+    """
+
+    terms = contract.IRC
+    max_line = 512  # RFC 1459 2.3, CR LF included
+    drops_long_lines = False  # 417, and the connection goes on (lesson 10)
+    channel = "#kit"
+
+    @staticmethod
+    def wire_line(text):
+        return text.encode("utf-8") + b"\r\n"
+
+    @classmethod
+    def wire_hello(cls, name):
+        return cls.wire_unfinished_hello(name) + b"\r\n" + cls.wire_line(f"JOIN {cls.channel}")
+
+    @classmethod
+    def wire_unfinished_hello(cls, name):
+        """NICK and USER but the USER line's end: not registered yet."""
+        return cls.wire_line(f"NICK {name}") + f"USER user 0 * :{name}".encode()
+
+    @classmethod
+    def wire_say(cls, text):
+        return cls.wire_line(f"PRIVMSG {cls.channel} :{text}")
+
+    @classmethod
+    def wire_welcome(cls, name):
+        return IrcLine("366", name, cls.channel)  # the last reply to a JOIN
+
+    @classmethod
+    def wire_said(cls, name, text):
+        return IrcLine("PRIVMSG", cls.channel, text, source=name)
+
+    @classmethod
+    def wire_joined(cls, name):
+        return IrcLine("JOIN", cls.channel, source=name)
+
+    @classmethod
+    def wire_left(cls, name):
+        return IrcLine("QUIT", source=name)
+
+    @staticmethod
+    def wire_bad_name(name):
+        return IrcLine("432", "*", name)
+
+    @staticmethod
+    def wire_departed(line):
+        if " QUIT " not in line:
+            return None
+        prefix, command, _ = irc_parse(line.rstrip("\r"))
+        return (prefix or "").split("!", 1)[0] if command == "QUIT" else None
+
+
 class Peer:
     """Stage 07's UI: one peer.py in a terminal, driven through its commands."""
 
@@ -378,12 +469,13 @@ class Stage:
 
 
 # --8<-- [start:stages]
-CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck"}
+CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck", "message_log"}
 PROTOCOL = CHAT | {"json_wire", "max_clients"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command"}
 COMPLETE |= {"shutdown_notice"}
 TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
 ECHO = {"server", "echo", "one_at_a_time"}
+IRC = CHAT - {"message_log"} | {"shutdown_notice", "irc"}
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient,
@@ -413,6 +505,9 @@ STAGES = [
     Stage("09", "secure chat (TLS) and file transfer", FileClient,
           frozenset(COMPLETE | {"tls", "file_transfer"}), "json-2-tls",
           crowd=100, full_crowd=1000),
+    # 08's design speaking IRC; its client.py is a minimal one for the shared checks.
+    Stage("10", "the chat speaks IRC", IrcClient,
+          frozenset(IRC), "irc", crowd=100, full_crowd=1000),
 ]
 
 # --8<-- [end:stages]

@@ -289,6 +289,7 @@ def test_ctrl_c_or_d_in_command_mode_tells_the_others(session, key):
     alice.sees(alice.left_because(bob.name, "quit"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands")
 @pytest.mark.points(1, "Ctrl+C right after joining never shows a traceback")
 def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
@@ -309,6 +310,7 @@ def test_ctrl_c_right_after_joining_never_shows_a_traceback(session):
         client.term.expect_exit(EXIT_OK)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("shutdown_notice")
 @pytest.mark.points(3, "server shutdown tells three clients, which exit cleanly")
 def test_server_shutdown_with_three_clients(session):

@@ -9,7 +9,7 @@ import contract
 from stages import BY_ID, REPO, STAGES
 
 WAITS = {"expect", "expect_regex", "sees", "logs", "never_saw", "assert_not_seen", "expect_error_exit", "shows",
-         "expect_line"}
+         "expect_line", "wait_for_screen"}
 CHECK_FILES = sorted((REPO / "tests").glob("test_*.py")) + [REPO / "tests" / name for name in
                                                             ("stages.py", "harness.py", "screen.py")]
 
@@ -58,4 +58,4 @@ def test_every_term_is_a_valid_template(stage_id):
         text = term(**{name: "Noor41" for name in names})
         if term.pattern:
             re.compile(text)
-        assert term.who in {"server", "client", "peer", "any"} and term.when, key
+        assert term.who in {"server", "client", "peer", "irssi", "any"} and term.when, key

@@ -66,8 +66,13 @@ def test_a_line_over_the_limit_is_refused_however_it_arrives(session, way):
     line = driver.wire_say(marker + " " + "x" * max_line(session))  # past the limit, newline included
     send_until_refused(way, flooder, line)
     flooder.expect_line(refused_as_too_long(session))
-    flooder.expect_closed()
-    listener.expect_line(driver.wire_left(flooder.name))  # after anything the server relayed from it
+    if driver.drops_long_lines:
+        flooder.expect_closed()
+        listener.expect_line(driver.wire_left(flooder.name))  # after anything the server relayed from it
+    else:  # stage 10: 417, the line is dropped, and the connection goes on
+        after = session.text()
+        flooder.send(driver.wire_say(after))
+        listener.expect_line(driver.wire_said(flooder.name, after))
     why = "the line was over the limit: the server must refuse it, not relay it"
     if session.stage.has("json_wire"):
         session.joined_peer("newcomer")  # stage 06 replays its history: the line must not be in it
@@ -142,10 +147,10 @@ def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(sessi
     started = time.monotonic()
     silent = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(80)]
     dribblers = [session.raw_peer(f"dribbler{number}") for number in range(10)]
-    hello = session.stage.client_class.wire_hello(session.name("dribbler"))
+    hello = session.stage.client_class.wire_unfinished_hello(session.name("dribbler"))
     try:
         bob = session.client("bob")  # queued behind the crowd: in once the timeouts have freed descriptors
-        dribble(dribblers, hello[:-1])  # never the whole hello: still not joined
+        dribble(dribblers, hello)  # never the whole hello: still not joined
         for peer in dribblers:
             peer.expect_line(dropped_for_join_timeout(session), timeout=TIMEOUT + 5)
             peer.expect_closed()
@@ -239,10 +244,13 @@ def test_stuck_clients_cost_bounded_memory_in_total(session):
         stuck.add(peer.name)
     talker, listener = session.joined_peer("talker"), session.joined_peer("listener")
     padding = "x" * (max_line(session) - 300)
-    dropped = listen_for_departures(listener.sock, stuck)
+    dropped = listen_for_departures(listener.sock, stuck, driver)
     # The kernel takes up to 4 MiB per socket (net.ipv4.tcp_wmem) before the server's own limit starts.
     per_client = (8 if session.stage.has("tls") else 1) * 1024 * 1024
     rounds = (4 * 1024 * 1024 + per_client) * 3 // 2 // len(padding)
+    # The server reads the talker at its own pace: on a busy machine, with IRC's short lines (150
+    # sends per line), a write may wait a while. That is backpressure, not a failure.
+    talker.sock.settimeout(TIMEOUT * 6)
     with session.terminals_read_in_background():  # the server logs every message
         before = rss_kib(server.term.pid)
         for number in range(rounds):  # until each has had more than its per-client limit, or is gone
@@ -263,7 +271,7 @@ def test_stuck_clients_cost_bounded_memory_in_total(session):
         "Is each client's limit its share of the total (MAX_PENDING_TOTAL / clients online)?")
 
 
-def listen_for_departures(sock, names):
+def listen_for_departures(sock, names, driver):
     """A thread that reads `sock` and collects which of `names` the server has said left."""
     def listen():
         pending = b""
@@ -276,19 +284,11 @@ def listen_for_departures(sock, names):
             if not data:
                 return
             *lines, pending = (pending + data).split(b"\n")
-            thread.names |= {name for line in lines if b"left" in line for name in departed(line) if name in names}
+            departed = (driver.wire_departed(line.decode("utf-8", "replace")) for line in lines)
+            thread.names |= {name for name in departed if name in names}
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.names = set()
     thread.start()
     return thread
 
-
-def departed(line):
-    """The name in a left notice: JSON ({"type": "left", "name": ...}) or stage 02's "* NAME left"."""
-    text = line.decode("utf-8", "replace")
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return {text.removeprefix("* ").removesuffix(" left")}
-    return {message.get("name")} if isinstance(message, dict) and message.get("type") == "left" else set()

@@ -84,6 +84,7 @@ def test_client_asks_again_after_a_bad_name(session):
     session.gate("in", lambda: term.expect(session.spec("welcome", name=session.name("alice"))))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a line over the limit (8 KiB; 64 KiB in 09) gets line-too-long and only that client goes")
 def test_too_long_line_disconnects_only_that_client(session):
     alice, bob = session.client("alice"), session.client("bob")
@@ -94,6 +95,7 @@ def test_too_long_line_disconnects_only_that_client(session):
     session.chat_goes_on(alice, bob)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("max_clients")
 @pytest.mark.points(2, "the client past --max-clients gets server-full")
 def test_client_past_max_clients_gets_server_full(session):
@@ -107,6 +109,7 @@ def test_client_past_max_clients_gets_server_full(session):
     dave.expect_error_exit(session.spec("full"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "leaving shows reason quit, a dropped connection lost")
 def test_leave_reasons_quit_and_lost(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")
@@ -126,6 +129,7 @@ def test_bye_is_acknowledged_then_closed(session):
     alice.sees(alice.left_because(peer.name, "quit"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "the client shows messages as [HH:MM] name: text")
 def test_client_shows_the_time_of_each_message(session):
     alice, bob = session.client("alice"), session.client("bob")
@@ -134,6 +138,7 @@ def test_client_shows_the_time_of_each_message(session):
     bob.term.expect_regex(session.spec("said_time", name=alice.name, text=text))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "the server logs each message's sender, size and time")
 def test_server_logs_sender_size_and_time(session):
     alice, bob = session.client("alice"), session.client("bob")

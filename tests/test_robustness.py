@@ -77,7 +77,8 @@ def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
         if peer.has_data():
             break
     peer.expect_line(too_long)
-    peer.expect_closed()
+    if session.stage.client_class.drops_long_lines:  # stage 10: 417, and the connection goes on
+        peer.expect_closed()
     grown = rss_kib(server.term.pid) - before_rss
     assert grown < 8 * 1024, f"the server's memory grew by {grown} KiB for one long line: is the buffer bounded?"
     used = cpu_seconds(server.term.pid) - before_cpu
@@ -116,6 +117,7 @@ def test_odd_bytes_do_no_harm(session, name):
     session.server.term.assert_not_seen(session.spec("traceback"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "\\r\\n line endings are understood")
 def test_crlf_line_endings_are_understood(session):
     driver = session.stage.client_class
@@ -193,7 +195,7 @@ def test_hostile_names_are_refused(session):
     driver = session.stage.client_class
     peer = session.raw_peer("mallory")
     peer.send(driver.wire_hello(f"\x1b[31m{peer.name}"))
-    peer.expect_line(lambda line: "error" in line)
+    peer.expect_line(driver.wire_bad_name(f"\x1b[31m{peer.name}"))
     bob = session.client("bob")
     bob.say(session.text())  # sync point: the server has dealt with mallory by now
     bob.never_saw(peer.name, "a name with an escape sequence must not get in")
@@ -211,7 +213,8 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
     end = session.text()
     peer.send(driver.wire_say(f"{HOSTILE[kind]} {end}"))
     bob.sees(end)
-    session.server.term.expect_spec("said_log", name=peer.name, text=end)  # the server's console is a terminal too
+    if session.stage.has("message_log"):  # the server's console is a terminal too
+        session.server.term.expect_spec("said_log", name=peer.name, text=end)
     for term in (bob.term, session.server.term):
         for byte in RAW_CONTROLS:
             assert byte not in term.output(), f"[{term.label}] received a raw {byte!r} from mallory"
@@ -250,6 +253,7 @@ sys.stdin.readline()  # wait here until killed
 """
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(1, "a client killed mid-message is reported gone; the room goes on")
 def test_client_killed_mid_message(session):
@@ -325,7 +329,7 @@ def stuck_room_p99_ms(session, stuck=True):
     driver = session.stage.client_class
     talker, listener = session.room_with_a_stuck_client(stuck)
 
-    count, padding, sent_at, latencies = 1000, "x" * 1000, {}, []  # 1 s: ten samples above the 99th percentile
+    count, padding, sent_at, latencies = 1000, driver.filler(1000), {}, []  # 1 s: ten samples above the 99th percentile
 
     def listen():  # a plain socket read in a thread: it must read while the talker talks
         pending = b""
@@ -379,19 +383,20 @@ def test_a_client_that_falls_behind_catches_up(session):
     slow = session.raw_peer("slow", receive_buffer=4096)  # a small window: the kernel fills up soon
     slow.join()
     talker, listener = session.joined_peer("talker"), session.joined_peer("listener")
-    padding, sent, held, stalled = "x" * 4000, 0, -1, 0
+    padding, sent, held, stalled = driver.filler(4000), 0, -1, 0
+    step, more = 80_000 // len(padding), 200_000 // len(padding)  # 20 and 50 messages of 4,000
     with session.terminals_read_in_background():  # the server logs every message
         # Fill what the kernel holds for the slow client: until its send queue stops growing.
-        while stalled < 3 and sent < 2000:
-            for number in range(sent, sent + 20):
+        while stalled < 3 and sent * len(padding) < 8_000_000:
+            for number in range(sent, sent + step):
                 talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
-            sent += 20
+            sent += step
             listener_has(listener, driver, talker, sent)
             queued = send_queue(server.port, slow.sock.getsockname()[1])
             stalled, held = (stalled + 1, held) if queued <= held else (0, queued)
-        for number in range(sent, sent + 50):  # 200 KB more: they wait in the server's outbox
+        for number in range(sent, sent + more):  # 200 KB more: they wait in the server's outbox
             talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))
-        sent += 50
+        sent += more
         listener_has(listener, driver, talker, sent)
     for number in range(sent):  # the slow client reads at last: everything, in order
         slow.expect_line(driver.wire_said(talker.name, f"#{number}# {padding}"))
@@ -473,8 +478,9 @@ def test_out_of_file_descriptors_neither_kills_nor_spins(session):
 class Reader:
     """A plain socket that collects the numbered messages m<sender>.<n> it receives, in order."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, welcome):
         self.sock, self.pending, self.seen, self.total, self.welcomed = sock, b"", {}, 0, False
+        self.welcome = welcome  # what the stage's welcome line matches (a text, or a matcher)
 
     def read_available(self):
         self.sock.setblocking(False)  # read what has arrived (and what TLS has decrypted), never wait
@@ -482,7 +488,7 @@ class Reader:
             while data := self.sock.recv(1 << 20):
                 *lines, self.pending = (self.pending + data).split(b"\n")
                 for line in lines:
-                    self.welcomed = self.welcomed or b"welcome" in line
+                    self.welcomed = self.welcomed or self.is_welcome(line.decode("utf-8", "replace"))
                     if match := re.search(rb"m(\d+)\.(\d+)", line):
                         self.seen.setdefault(int(match.group(1)), []).append(int(match.group(2)))
                         self.total += 1
@@ -490,6 +496,9 @@ class Reader:
             pass
         finally:
             self.sock.setblocking(True)
+
+    def is_welcome(self, line):
+        return self.welcome(line) if callable(self.welcome) else self.welcome in line
 
 
 def wait_for(readers, done, what, timeout=30):
@@ -518,8 +527,9 @@ def test_no_message_lost_or_reordered(session):
         for number in range(clients):
             sock = session.connect(server)
             sock.settimeout(None)  # blocking: read_available() alone decides when a read may not wait
-            sock.sendall(driver.wire_hello(session.name(f"user{number}")))
-            readers.append(Reader(sock))
+            name = session.name(f"user{number}")
+            sock.sendall(driver.wire_hello(name))
+            readers.append(Reader(sock, driver.wire_welcome(name)))
         wait_for(readers, lambda reader: reader.welcomed, "the welcome")  # or early messages miss late joiners
         for round_number in range(count):
             for number, reader in enumerate(readers):
