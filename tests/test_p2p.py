@@ -3,7 +3,13 @@
 Every peer listens on 127.0.0.1 with --port 0 (tests/stages.py, Peer.start).
 """
 
+import fcntl
 import json
+import os
+import signal
+import struct
+import termios
+import time
 
 import pytest
 
@@ -192,3 +198,43 @@ def test_port_in_use_is_a_one_line_error(session):
     [alice] = peers(session, "alice")
     session.spawn("second", "peer.py", "--host", "127.0.0.1", str(alice.port)).expect_error_exit(session.spec("port_named", port=alice.port))
 
+
+
+@pytest.mark.points(1, "a message in the same wake-up as terminate never crashes the peer")
+def test_a_message_that_arrives_with_terminate(session):
+    """One select() can report a connection's socket after the command that closed it:
+    here the peer is stopped while `terminate` is typed and then the other side sends,
+    so that both are waiting when it wakes up, in that order."""
+    [alice] = peers(session, "alice")
+    peer = session.raw_peer("raw", port=alice.port)
+    peer.send(json.dumps({"type": "hello", "port": 9}).encode() + b"\n")
+    alice.sees(session.spec("connected_from", port=9))
+    alice.type("list")
+    number = alice.term.expect_regex(session.spec("row", port=9)).group(1)
+    os.kill(alice.term.child.pid, signal.SIGSTOP)
+    try:
+        alice.type(f"terminate {number}")
+        wait_until_a_line_is_typed_ahead(alice.term.child.pid)  # before the message:
+        peer.send(json.dumps({"type": "message", "text": session.text()}).encode() + b"\n")
+    finally:
+        os.kill(alice.term.child.pid, signal.SIGCONT)
+    peer.expect_closed()
+    alice.type("myport")  # still alive, and still answering
+    alice.term.expect_regex(session.spec("myport", port=alice.port))
+
+
+def wait_until_a_line_is_typed_ahead(pid, patience=5.0):
+    """Wait until the terminal holds a whole line that process `pid` has not read yet
+    (its input queue, as the kernel counts it), whatever the program does with echo."""
+    __tracebackhide__ = True
+    tty = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            waiting = fcntl.ioctl(tty, termios.FIONREAD, struct.pack("i", 0))
+            if struct.unpack("i", waiting)[0] > 0:
+                return
+            time.sleep(0.001)
+    finally:
+        os.close(tty)
+    raise AssertionError(f"the line typed to process {pid} never reached its terminal")

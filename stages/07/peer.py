@@ -159,6 +159,10 @@ class Node:
         self.add(sock, address)
 
     def drop(self, peer, why):
+        if self.peers.get(peer.id) is not peer:
+            # Already gone: one select() can report a peer's socket after an earlier
+            # event in the same batch (terminate, a failed send) has closed it.
+            return
         self.selector.unregister(peer.sock)
         peer.sock.close()
         del self.peers[peer.id]
