@@ -100,7 +100,9 @@ def test_a_client_that_never_shows_it_joined_is_graded_fast_with_one_cause(tmp_p
     assert run.returncode == 0, run.stdout + run.stderr
     if seconds >= 60:  # a slow machine, or a slow grading? Compare with the reference, graded now
         _, reference = graded_by_grade_py(copy_of_stage("05", tmp_path / "class" / "ref"), tmp_path / "ref")
-        assert seconds <= reference, f"grading took {seconds:.0f} s, and the reference stage {reference:.0f} s"
+        # Both share the busy machine, one after the other: 10 % apart is the same time.
+        assert seconds <= 1.1 * reference, \
+            f"grading took {seconds:.0f} s, and the reference stage {reference:.0f} s"
     summary = (out / "hi" / "summary.txt").read_text()
     causes = [line for line in summary.splitlines() if line.startswith("CAUSE: ")]
     assert causes == ["CAUSE: the client never showed 'welcome, NAME', which the contract says it shows once the "
@@ -205,3 +207,17 @@ def test_a_shared_server_is_reused_until_a_case_fails(tmp_path):
         for session in (first, second, third):
             session.close()
         shared.retire_all()
+
+
+SLOW_START = ("server.py", '    log(f"listening on {host}:{port}")',
+              '    time.sleep(7)  # planted: ready later than the 5 s a check waits\n'
+              '    log(f"listening on {host}:{port}")')
+
+
+@pytest.mark.slow  # a grading run in a subprocess
+def test_a_server_slow_to_start_loses_no_points(tmp_path):
+    """A busy machine can make a correct server late with its ready line. The gate tries it
+    alone with twice the patience, finds it works, and then waits once more: no points lost."""
+    folder = copy_with_changes("02", tmp_path / "slow", [SLOW_START])
+    run = grade("02", folder, "-k", "test_server_prints_its_real_port")
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]
