@@ -119,6 +119,7 @@ def shows_exactly(session, client, online, gone=()):
                               f"the line also lists {', '.join(listed)}, who left: {line.strip()!r}")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands", "dm")
 @pytest.mark.points(3, "C DM reaches its recipient and nobody else")
 def test_c_dm_is_seen_by_its_recipient_and_nobody_else(session):
@@ -164,6 +165,7 @@ def test_c_dm_to_unknown_user_says_so(session):
     bob.never_saw(secret, "a DM to nobody goes to nobody")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands", "who")
 @pytest.mark.points(2, "C LS lists exactly the users online")
 def test_c_ls_lists_exactly_the_users_online(session):
@@ -279,6 +281,7 @@ def test_wrong_input_gets_a_hint_and_command_mode_goes_on(session, wrong):
 
 # ---------------------------------------------------------------- clean exits
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands")
 @pytest.mark.parametrize("key", ["ctrl_c", "ctrl_d"])
 @pytest.mark.points(1, "Ctrl+C or Ctrl+D in command mode exits cleanly; the others are told")

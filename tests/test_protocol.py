@@ -119,6 +119,7 @@ def test_leave_reasons_quit_and_lost(session):
     alice.sees(alice.left_because(carol.name, "lost"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "bye is acknowledged, then the connection closes")
 def test_bye_is_acknowledged_then_closed(session):
     alice = session.client("alice")

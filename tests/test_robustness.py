@@ -189,6 +189,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("chat")
 @pytest.mark.points(1, "names with escape sequences are refused")
 def test_hostile_names_are_refused(session):
