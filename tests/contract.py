@@ -39,6 +39,12 @@ def shown(text):
 # ---------------------------------------------------------------- every stage
 
 EXIT_OK, EXIT_ERROR = 0, 1
+DEFAULT_PORT, IRC_DEFAULT_PORT = 65432, 6667  # without --port (docs/protocol.md, "Defaults")
+
+
+def default_port(irc=False):
+    return IRC_DEFAULT_PORT if irc else DEFAULT_PORT
+
 
 PROGRAMS = {
     "listening": Term("server", "listening on {host}:{port}",

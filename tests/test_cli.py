@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import contract
 from harness import Server, closed_port
 
 pytestmark = pytest.mark.needs("server")  # stage 07's peer.py keeps the same contract: tests/test_p2p.py
@@ -59,6 +60,25 @@ def test_the_highest_port_works(session):
         session.server = Server(term, "127.0.0.1", 65535)
         session.client("alice")
         session.close()  # before another stage's check may take the port
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.points(1, "without --port, the server listens on the default port and the client connects to it")
+def test_the_default_port(session):
+    """docs/protocol.md: `--port 65432` by default (stage 10: 6667), for the server and the client
+    alike, so that `python server.py` and `python client.py` find each other."""
+    port = contract.default_port(session.stage.has("irc"))
+    with one_worker_at_a_time(f"port-{port}"):
+        if not port_frees_up(port):
+            pytest.skip(f"port {port} is held by another program on this machine")
+        term = session.spawn("server", "server.py")
+        session.gate("listening", lambda: term.expect(session.spec("listening", host="127.0.0.1", port=port)))
+        session.server = Server(term, "127.0.0.1", port)
+        driver = session.stage.client_class
+        name = session.name("alice")
+        client = driver(session, session.spawn(name, "client.py", *driver.name_args(name)), name)
+        client.wait_until_in()
+        session.close()  # before another check may take the port
 
 
 def port_frees_up(port, timeout=10):

@@ -6,6 +6,7 @@ regular file, so a client that only registers stdin with a selector fails here.
 Each client's stdout is still a terminal, as when a student runs it that way.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,35 @@ def test_a_client_with_stdin_dev_null_ends_cleanly(session):
     alice = with_stdin(session, name, "/dev/null", "client.py", "--port", str(server.port), *names)
     alice.expect_exit(contract.EXIT_OK)
     session.server.term.assert_not_seen(session.spec("traceback"))
+
+
+@pytest.mark.needs("server", "chat")
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.points(1, "a client reading a pipe that stays open still ends when the server goes away")
+def test_a_client_on_an_open_pipe_ends_when_the_server_goes(session):
+    """`producer | client.py`, where the producer never ends (a `tail -f`, say): when the server
+    stops, the client must end all the same. A thread left reading stdin that is not a daemon
+    keeps the process alive for as long as the pipe stays open."""
+    server = session.start_server()
+    fifo = Path(session.workdir) / "typed.fifo"
+    os.mkfifo(fifo)
+    # Opened for reading and writing, so that opening it cannot block, and a writer stays.
+    held_open = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        driver = session.stage.client_class
+        bob = session.client("bob")
+        name = session.name("alice")
+        alice = with_stdin(session, name, fifo, "client.py", "--port", str(server.port), *driver.name_args(name))
+        bob.sees(bob.joined(name))
+        text = session.text()
+        os.write(held_open, "".join(f"{line}\n" for line in driver.lines_to_say(text)).encode())
+        bob.sees(bob.said(name, text))  # it reads the pipe as typed
+        server.term.ctrl_c()
+        server.term.expect_exit(contract.EXIT_OK)
+        alice.expect(session.spec("closed"))
+        alice.expect_exit(contract.EXIT_OK)
+    finally:
+        os.close(held_open)
 
 
 @pytest.mark.needs("p2p")
