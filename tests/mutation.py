@@ -390,14 +390,30 @@ def counts(mutants):
     return found
 
 
-def cell(text):
-    """Code in a table cell. mkdocs (Python-Markdown) keeps a | inside backticks in its cell; escaped, it
-    would show the backslash."""
-    return "`" + text.replace("\n", " / ").replace("`", "'") + "`" if text else "(nothing)"
+def without_comments(code):
+    """A mutated statement as the report shows it: its lines, each without its comment (the
+    stages' comments sit on their lines, and would push the report past the page's width)."""
+    rows = code.split("\n")
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.COMMENT:
+                row, column = token.start
+                rows[row - 1] = rows[row - 1][:column].rstrip()
+    except (tokenize.TokenError, SyntaxError):
+        pass  # part of a statement: a comment then stays
+    return [row for row in rows if row.strip()]
 
 
-def note(text):
-    return text.replace("|", "\\|")
+def prose(text):
+    """A reason as Markdown shows it: `__eq__` must not turn bold."""
+    return re.sub(r"([\\`*_<\[\]])", r"\\\1", text)
+
+
+def diff_block(mutant):
+    """The mutant as a diff, indented to sit inside its list item."""
+    lines = [f"- {row}" for row in without_comments(mutant["before"])]
+    lines += [f"+ {row}" for row in without_comments(mutant["after"])]
+    return ["    ```diff", *(f"    {line}" for line in lines), "    ```", ""]
 
 
 def render(results):
@@ -421,7 +437,7 @@ def render(results):
     lines += section("Survivors: gaps in the suite", [m for m in results["mutants"] if m["outcome"] == "survived"],
                      lambda m: m.get("rerun") and f"killed once by `{m['killed_by']}`, passed on the rerun" or "")
     lines += section("Equivalent mutants", [m for m in results["mutants"] if m["outcome"] == "equivalent"],
-                     lambda m: m["reason"])
+                     lambda m: prose(m["reason"]))
     lines += section("Kills to look at again (a timeout, a timing check, a check that failed unmutated, "
                      "or a mutant listed as equivalent)",
                      [m for m in results["mutants"] if m["outcome"] == "killed"
@@ -469,12 +485,15 @@ def render_score(results):
 
 
 def section(title, mutants, describe):
+    """One list item per mutant, with its change as a diff: long statements do not fit a table."""
     if not mutants:
         return [f"## {title}", "", "None.", ""]
-    rows = [f"| {m['stage']}/{m['program']}:{m['line']} | {m['operator']} | {cell(m['before'])} | {cell(m['after'])} "
-            f"| {note(describe(m))} |" for m in mutants]
-    return [f"## {title}", "", "| Where | Operator | Before | After | Note |", "| --- | --- | --- | --- | --- |",
-            *rows, ""]
+    lines = [f"## {title}", ""]
+    for m in mutants:
+        said = describe(m)
+        lines += [f"- **{m['stage']}/{m['program']}:{m['line']}**, {m['operator']}" + (f": {said}" if said else ""),
+                  "", *diff_block(m)]
+    return lines
 
 
 def write(folder, results):
