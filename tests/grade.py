@@ -2,16 +2,27 @@
 
     python tests/grade.py --stage 05 submissions/*
     python tests/grade.py --stage 05 submissions/* --out grading --jobs 2 --hide-expected
+    python tests/grade.py --stage 05 submissions/* --out grading --resume   (after an interruption)
     python tests/grade.py --stage 05 submissions/bob --seed 123456     (replay one student's run)
+
+    python tests/grade.py --gradescope-zip 05 --out autograder-05.zip [--after-due-date PATTERN]
+    python tests/grade.py --classroom 05 .      (in a GitHub Classroom workflow: tests/autograders.py)
 
 Each submission folder holds the student's server.py and client.py; they are only
 ever run as programs, never imported. For each student the grader writes
 OUT/NAME/summary.txt, OUT/NAME/results.json (Gradescope's format) and
-OUT/NAME/junit.xml, then prints one row per student: score, maximum, time, and the
-checks that failed. OUT/grades.csv has the same rows for a spreadsheet.
+OUT/NAME/junit.xml. While it runs it prints a line per finished submission: how many
+are done, the time left, and the failures so far. At the end it prints one row per
+student (score, maximum, time, the checks that failed, integrity flags), and writes
+OUT/grades.csv with the same rows, OUT/class-summary.md (the score distribution and the
+checks failed most often) and OUT/scores.svg (the distribution as a plot).
+
+A path that is not a folder, or a folder without server.py or client.py, gets a row
+of its own with score 0; the others are graded all the same.
 
 Names and message texts are drawn from one seed for the whole class, so every
-student gets the same checks; the seed is printed and written in each summary.
+student gets the same checks; the seed is printed and written in each summary, and in
+OUT/class.json, so that --resume grades the rest of the class with the same seed.
 """
 
 import argparse
@@ -20,50 +31,101 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import class_summary
+import integrity
 import report
 from words import new_seed
 
 REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = ("server.py", "client.py")
+FIELDS = ["student", "score", "max_score", "seconds", "failed", "flags"]
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Grade submissions against one stage's checks.")
-    parser.add_argument("--stage", required=True, help="the stage whose spec the submissions implement, e.g. 05")
-    parser.add_argument("submissions", nargs="+", type=Path, help="folders, each with server.py and client.py")
-    parser.add_argument("--out", type=Path, default=Path("grading"), help="where the reports go (default: grading)")
+    parser.add_argument("--stage", help="the stage whose spec the submissions implement, e.g. 05")
+    parser.add_argument("submissions", nargs="*", type=Path, help="folders, each with server.py and client.py")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the reports go (default: grading); with --gradescope-zip, the zip file")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="submissions graded at once")
     parser.add_argument("--hide-expected", action="store_true",
                         help="reports say which checks failed, not what they expected")
     parser.add_argument("--timeout", type=int, default=600, help="seconds for one whole submission")
     parser.add_argument("--seed", type=int, default=None,
                         help="the seed names and texts are drawn from (default: a new one, printed)")
-    return parser.parse_args()
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the students already graded in OUT, and grade the others with the same seed")
+    services = parser.add_argument_group("grading services (tests/autograders.py, docs/instructors.md)")
+    services.add_argument("--gradescope-zip", metavar="NN", help="build the Gradescope autograder zip for stage NN")
+    services.add_argument("--after-due-date", action="append", default=[], metavar="PATTERN",
+                          help="with --gradescope-zip: checks whose name holds PATTERN are shown to "
+                               "students only after the due date (repeatable)")
+    services.add_argument("--gradescope-run", type=Path, metavar="ROOT", help=argparse.SUPPRESS)
+    services.add_argument("--classroom", metavar="NN",
+                          help="grade one folder (the student's repository) for GitHub Classroom's reporter")
+    args = parser.parse_args(argv)
+    if not (args.gradescope_zip or args.gradescope_run or args.classroom) and not (args.stage and args.submissions):
+        parser.error("give --stage NN and the submission folders (or --gradescope-zip NN, or --classroom NN)")
+    return args
+
+
+# ---------------------------------------------------------------- one submission
+
+def missing_programs(folder):
+    """Why `folder` cannot be graded, or None."""
+    if not folder.is_dir():
+        return "not a folder"
+    missing = [program for program in PROGRAMS if not (folder / program).is_file()]
+    return f"no {' and no '.join(missing)} in it" if missing else None
+
+
+def run_checks(folder, stage, out, seed, hide_expected=False, timeout=600, workers=None):
+    """Run the stage's checks on one folder, reports into `out`. (results.json's data, or None, and
+    what went wrong if None.)"""
+    command = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-o", "addopts=", "-p", "no:cacheprovider",
+               "-q", f"--stage={stage}", f"--impl={Path(folder).resolve()}", f"--report={out}",
+               f"--junitxml={out / 'junit.xml'}", f"--seed={seed}"]
+    command += ["--hide-expected"] if hide_expected else []
+    command += ["-n", str(workers)] if workers else []
+    try:
+        run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout} s"
+    if run.returncode not in (0, 1):  # 0: all passed, 1: some failed; else interrupted, or no checks ran
+        last = " ".join((run.stderr or run.stdout).strip().splitlines()[-1:])
+        return None, f"the checks did not finish (pytest exit code {run.returncode}): {last}"
+    if not (out / "results.json").is_file():
+        return None, " ".join((run.stderr or run.stdout).strip().splitlines()[-1:]) or "pytest wrote no report"
+    return json.loads((out / "results.json").read_text()), None
 
 
 def grade_one(folder, args):
-    """Run the checks on one folder; return a row for the table."""
+    """Grade one folder; return its row for the table (also kept as OUT/NAME/row.json, for --resume)."""
     out = args.out / folder.name
-    command = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-o", "addopts=", "-p", "no:cacheprovider",
-               "-q", f"--stage={args.stage}", f"--impl={folder.resolve()}", f"--report={out}",
-               f"--junitxml={out / 'junit.xml'}", f"--seed={args.seed}"]
-    command += ["--hide-expected"] if args.hide_expected else []
     started = time.monotonic()
-    try:
-        run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-        problem = "" if (out / "results.json").is_file() else (run.stderr or run.stdout).strip().splitlines()[-1:]
-    except subprocess.TimeoutExpired:
-        problem = [f"timed out after {args.timeout} s"]
-    seconds = time.monotonic() - started
-    if problem:
-        return {"student": folder.name, "score": 0, "max_score": None, "seconds": seconds,
-                "failed": f"not graded: {' '.join(problem)}"}
-    results = json.loads((out / "results.json").read_text())
-    return {"student": folder.name, "score": results["score"], "max_score": results["max_score"],
-            "seconds": seconds, "failed": failures(results["tests"])}
+    problem = folder_problem = missing_programs(folder)
+    results = None
+    if problem is None:
+        results, problem = run_checks(folder, args.stage, out, args.seed, args.hide_expected, args.timeout)
+    row = {"student": folder.name, "score": 0, "max_score": None, "seconds": round(time.monotonic() - started, 1),
+           "failed": f"not graded: {problem}" if problem else failures(results["tests"]),
+           "flags": " | ".join(integrity.flags(folder, args.stage)) if folder.is_dir() else ""}
+    if results:
+        row.update(score=results["score"], max_score=results["max_score"])
+    # Kept for --resume: a finished grading, or a folder that cannot be graded. Not one cut short
+    # by Ctrl+C, a timeout or a crash of pytest: --resume tries those again.
+    if (results is not None or folder_problem) and not INTERRUPTED.is_set():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "row.json").write_text(json.dumps(row) + "\n")
+    return row
+
+
+INTERRUPTED = threading.Event()
 
 
 def failures(tests):
@@ -75,31 +137,112 @@ def failures(tests):
     return " | ".join(shown) or "-"
 
 
-def main():
-    args = parse_args()
-    args.out = args.out.resolve()  # pytest runs from the repo: a relative path must mean the caller's folder
-    folders = [folder for folder in args.submissions if folder.is_dir()]
-    missing = [str(folder) for folder in args.submissions if not folder.is_dir()]
-    if missing:
-        sys.exit(f"error: not a folder: {', '.join(missing)}")
+# ---------------------------------------------------------------- a class
+
+def class_settings(args):
+    """The seed (and stage) of this class run: new, or the interrupted run's (--resume)."""
+    path = args.out / "class.json"
+    if args.resume and path.is_file():
+        kept = json.loads(path.read_text())
+        if kept["stage"] != args.stage or (args.seed is not None and args.seed != kept["seed"]):
+            sys.exit(f"error: {args.out} holds a run of stage {kept['stage']} with seed {kept['seed']}; "
+                     "resume it with the same --stage (and no other --seed)")
+        return kept["seed"]
+    seed = new_seed() if args.seed is None else args.seed
+    path.write_text(json.dumps({"stage": args.stage, "seed": seed, "hide_expected": args.hide_expected}) + "\n")
+    return seed
+
+
+def already_graded(args, folders):
+    """The rows kept from an interrupted run, by student (--resume)."""
+    rows = {}
+    for folder in folders:
+        kept = args.out / folder.name / "row.json"
+        if args.resume and kept.is_file():
+            rows[folder.name] = json.loads(kept.read_text())
+    return rows
+
+
+class Progress:
+    """One line per finished submission: done / total, the time left, the failures so far."""
+
+    def __init__(self, total, done):
+        self.total, self.done, self.failed = total, done, 0
+        self.started, self.lock = time.monotonic(), threading.Lock()
+        self.graded_here = 0
+
+    def finished(self, row):
+        with self.lock:
+            self.done += 1
+            self.graded_here += 1
+            perfect = row["max_score"] is not None and row["score"] == row["max_score"]
+            self.failed += not perfect
+            left = self.total - self.done
+            eta = (time.monotonic() - self.started) / self.graded_here * left
+            score = f"{row['score']}/{row['max_score'] if row['max_score'] is not None else '-'}"
+            print(f"[{self.done:>{len(str(self.total))}}/{self.total}] {row['student']}: {score} in "
+                  f"{row['seconds']:.0f} s; {self.failed} not full marks so far; "
+                  f"about {eta / 60:.1f} min left", flush=True)
+
+
+def grade_class(args):
+    args.out = (args.out or Path("grading")).resolve()  # pytest runs from the repo: relative means the caller's
     args.out.mkdir(parents=True, exist_ok=True)
-    args.seed = new_seed() if args.seed is None else args.seed
-    print(f"grading {len(folders)} submissions against stage {args.stage}, {args.jobs} at a time, "
-          f"seed {args.seed}", flush=True)
+    folders = args.submissions
+    names = [folder.name for folder in folders]
+    if len(set(names)) != len(names):
+        sys.exit("error: two submissions have the same folder name; each student needs a folder of their own")
+    args.seed = class_settings(args)
+    rows = already_graded(args, folders)
+    todo = [folder for folder in folders if folder.name not in rows]
+    print(f"grading {len(todo)} submissions against stage {args.stage}, {args.jobs} at a time, seed {args.seed}"
+          + (f" ({len(rows)} kept from the interrupted run)" if rows else ""), flush=True)
+    progress = Progress(len(folders), len(rows))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(lambda folder: grade_one(folder, args), folders))
+        futures = [pool.submit(grade_one, folder, args) for folder in todo]
+        try:
+            for future in as_completed(futures):
+                row = future.result()
+                rows[row["student"]] = row
+                progress.finished(row)
+        except KeyboardInterrupt:  # Ctrl+C reaches the checks being run too: they stop at once
+            INTERRUPTED.set()
+            for future in futures:
+                future.cancel()
+            print(f"\ninterrupted: {progress.done} of {len(folders)} graded; the same command with "
+                  "--resume grades the others", flush=True)
+            sys.exit(130)
+    rows = [rows[folder.name] for folder in folders]
+    print_table(rows)
+    with open(args.out / "grades.csv", "w", newline="") as table:
+        writer = csv.DictWriter(table, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    class_summary.write(args.out, rows, args.stage, args.seed)
+    elapsed = time.monotonic() - started
+    print(f"{len(todo)} submissions graded in {elapsed:.0f} s"
+          + (f" ({elapsed / len(todo):.1f} s each)" if todo else "")
+          + f"; reports in {args.out}/, the class summary in {args.out / 'class-summary.md'}")
+
+
+def print_table(rows):
     width = max(len("student"), *(len(row["student"]) for row in rows))
     print(f"{'student':<{width}}  score    max   time  failed checks")
     for row in rows:
         maximum = "-" if row["max_score"] is None else row["max_score"]
-        print(f"{row['student']:<{width}}  {row['score']:>5}  {maximum:>5}  {row['seconds']:>4.0f}s  {row['failed']}")
-    with open(args.out / "grades.csv", "w", newline="") as table:
-        writer = csv.DictWriter(table, fieldnames=["student", "score", "max_score", "seconds", "failed"])
-        writer.writeheader()
-        writer.writerows(rows)
-    elapsed = time.monotonic() - started
-    print(f"{len(rows)} submissions in {elapsed:.0f} s ({elapsed / len(rows):.1f} s each); reports in {args.out}/")
+        flags = f"  FLAGGED: {row['flags']}" if row.get("flags") else ""
+        print(f"{row['student']:<{width}}  {row['score']:>5}  {maximum:>5}  {row['seconds']:>4.0f}s  "
+              f"{row['failed']}{flags}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.gradescope_zip or args.gradescope_run or args.classroom:
+        import autograders  # only these modes need it
+
+        return autograders.main(args)
+    grade_class(args)
 
 
 if __name__ == "__main__":

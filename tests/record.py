@@ -1,8 +1,9 @@
 """Record the terminal sessions shown in the lessons, by driving the real stages.
 
-    python tests/record.py            # rewrite docs/transcripts/NN/*.txt for every stage,
-                                      # and docs/transcripts/failure-report.txt
-    python tests/record.py 02 03      # some stages only
+    python tests/record.py                 # record everything into a new temporary folder
+    python tests/record.py 02 03           # some stages only
+    python tests/record.py --write-docs    # rewrite the committed docs/transcripts/: NN/*.txt for
+                                           # every stage, the failure report, the grading example
 
 Each scenario below is typed at a person's pace: every line waits for the answer
 to the one before, so the recording is the same each time. Ports and times are
@@ -10,6 +11,7 @@ replaced by fixed ones (the server port by the default, 65432). tests/test_docs.
 records again and fails if a stage no longer does what its lesson shows.
 """
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -512,7 +514,8 @@ def failure_report():
 def grading_example():
     """An instructor grading a class of three stage-01 submissions with tests/grade.py.
 
-    Returns (the table grade.py prints, bob's summary.txt), times replaced by fixed ones.
+    Returns the table grade.py prints, bob's summary.txt, the class summary and its plot, times
+    replaced by fixed ones.
     """
     from known_bad import BUGS
     bugs = {bug.name: bug for bug in BUGS}
@@ -525,35 +528,58 @@ def grading_example():
                               "--out", "grading", "--jobs", "1", "--seed", str(SEED), "submissions/ada", "submissions/bob",
                               "submissions/cy"], cwd=work, capture_output=True, text=True, timeout=600, check=True)
         summary = (Path(work) / "grading" / "bob" / "summary.txt").read_text()
+        whole_class = (Path(work) / "grading" / "class-summary.md").read_text()
+        plot = (Path(work) / "grading" / "scores.svg").read_text()
     table = re.sub(r" +\d+s  ", "    6s  ", run.stdout)
-    table = re.sub(r"in \d+ s \([\d.]+ s each\); reports in \S+", "in 18 s (6.0 s each); reports in grading/", table)
+    # Progress lines: as if each submission took 6 s.
+    table = re.sub(r"^\[(\d+)/3\] (\S+) (\S+) in \d+ s; (.*?) about [\d.]+ min left$",
+                   lambda m: f"[{m[1]}/3] {m[2]} {m[3]} in 6 s; {m[4]} about {0.1 * (3 - int(m[1])):.1f} min left",
+                   table, flags=re.M)
+    table = re.sub(r"graded in \d+ s \([\d.]+ s each\); reports in \S+, the class summary in \S+",
+                   "graded in 18 s (6.0 s each); reports in grading/, the class summary in grading/class-summary.md",
+                   table)
     return (f"$ python tests/grade.py --stage 01 --seed {SEED} submissions/ada submissions/bob submissions/cy\n"
-            + table, summary)
+            + table, summary, whole_class, plot)
 
 
 def file_name(label):
     return label.replace(" ", "-") + ".txt"
 
 
-def main(stage_ids):
-    if not stage_ids:
-        (OUTPUT / "failure-report.txt").write_text(failure_report())
-        table, summary = grading_example()
-        (OUTPUT / "grading-table.txt").write_text(table)
-        (OUTPUT / "grading-summary.txt").write_text(summary)
-        print("wrote docs/transcripts/failure-report.txt, grading-table.txt, grading-summary.txt")
-    for stage_id in stage_ids or SCENARIOS:
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Record the sessions the lessons show.")
+    parser.add_argument("stages", nargs="*", metavar="NN",
+                        help=f"stages to record (default: all, and the failure report and grading example); "
+                             f"one of {', '.join(SCENARIOS)}")
+    parser.add_argument("--write-docs", action="store_true", help="write into docs/transcripts/ (committed)")
+    args = parser.parse_args(argv)
+    unknown = [stage for stage in args.stages if stage not in SCENARIOS]
+    if unknown:
+        parser.error(f"no scenario for stage {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    output = OUTPUT if args.write_docs else Path(tempfile.mkdtemp(prefix="chat-kit-transcripts-"))
+    if not args.stages:
+        written = {"failure-report.txt": failure_report()}
+        table, summary, whole_class, plot = grading_example()
+        written |= {"grading-table.txt": table, "grading-summary.txt": summary,
+                    "grading-class-summary.txt": whole_class, "grading-scores.svg": plot}
+        for name, text in written.items():
+            (output / name).write_text(text)
+        print(f"wrote {', '.join(written)} in {output}")
+    for stage_id in args.stages or SCENARIOS:
         if stage_id in WIRE_SCENARIOS:
-            (OUTPUT / f"wire-{stage_id}.txt").write_text(record_wire(stage_id))
-            print(f"wrote docs/transcripts/wire-{stage_id}.txt")
-        folder = OUTPUT / stage_id
+            (output / f"wire-{stage_id}.txt").write_text(record_wire(stage_id))
+            print(f"wrote {output / f'wire-{stage_id}.txt'}")
+        folder = output / stage_id
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.txt"):
             old.unlink()
         for label, text in record(stage_id).items():
             (folder / file_name(label)).write_text(text)
-            print(f"wrote {(folder / file_name(label)).relative_to(REPO)}")
+            print(f"wrote {folder / file_name(label)}")
+    if not args.write_docs:
+        print(f"docs/transcripts/ is unchanged; --write-docs writes there (then compare: diff -r {output} "
+              "docs/transcripts)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -98,8 +98,15 @@ def validate_gradescope(data):
     for key, kind in (("score", (int, float)), ("tests", list)):
         if not isinstance(data.get(key), kind):
             problems.append(f"top level: '{key}' must be {kind}")
+    # Optional at the top level, but typed when present.
+    for key, kind in (("max_score", (int, float)), ("execution_time", (int, float)), ("output", str),
+                      ("stdout_visibility", str)):
+        if key in data and not isinstance(data[key], kind):
+            problems.append(f"top level: '{key}' must be {kind}")
+    if data.get("stdout_visibility", "hidden") not in GRADESCOPE_VISIBILITIES:
+        problems.append("top level: stdout_visibility is not allowed")
     for number, test in enumerate(data.get("tests", [])):
-        for key, kind in (("name", str), ("score", (int, float)), ("max_score", (int, float)),
+        for key, kind in (("name", str), ("number", str), ("score", (int, float)), ("max_score", (int, float)),
                           ("status", str), ("output", str), ("visibility", str)):
             if not isinstance(test.get(key), kind):
                 problems.append(f"tests[{number}]: '{key}' must be {kind}")

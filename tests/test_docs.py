@@ -160,11 +160,11 @@ def test_recorded_transcripts_match_what_the_stage_does(stage_id):
     folder = REPO / "docs" / "transcripts" / stage_id
     committed = {path.name: path.read_text() for path in folder.glob("*.txt")}
     fresh = {record.file_name(label): text for label, text in record.record(stage_id).items()}
-    assert sorted(fresh) == sorted(committed), "the scenario's terminals changed: run python tests/record.py"
+    assert sorted(fresh) == sorted(committed), "the scenario's terminals changed: run python tests/record.py --write-docs"
     for name, text in fresh.items():
         assert text == committed[name], (
             f"docs/transcripts/{stage_id}/{name} no longer matches what stage {stage_id} does.\n"
-            f"If the change is intended, run: python tests/record.py {stage_id}\n"
+            f"If the change is intended, run: python tests/record.py --write-docs {stage_id}\n"
             f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
 
 
@@ -173,7 +173,7 @@ def test_recorded_wire_sessions_match_what_the_server_sends(stage_id):
     committed = (REPO / "docs" / "transcripts" / f"wire-{stage_id}.txt").read_text()
     assert record.record_wire(stage_id) == committed, (
         f"docs/transcripts/wire-{stage_id}.txt (shown in docs/protocol.md) no longer matches "
-        f"what stage {stage_id}'s server sends: run python tests/record.py {stage_id}")
+        f"what stage {stage_id}'s server sends: run python tests/record.py --write-docs {stage_id}")
 
 
 def skeleton(report):
@@ -194,29 +194,37 @@ def test_recorded_failure_report_matches_what_the_suite_prints():
     committed = (REPO / "docs" / "transcripts" / "failure-report.txt").read_text()
     assert skeleton(record.failure_report()) == skeleton(committed), (
         "docs/transcripts/failure-report.txt (shown in docs/testing.md) is out of date: "
-        "run python tests/record.py")
+        "run python tests/record.py --write-docs")
 
 
 def grading_rows(table):
     """What is certain in a grading table: each student's maximum, and the full row of a clean
     submission. A buggy one fails a set of checks that can vary with timing (a missing framing
     shows only when TCP happens to split the data), so only its loss of points is kept."""
+    lines = table.splitlines()
+    header = next(number for number, line in enumerate(lines) if line.startswith("student "))
     rows = []
-    for line in table.splitlines()[3:-1]:
-        student, score, maximum, _, failed = line.split(None, 4)
-        rows.append((student, maximum, score if failed == "-" else int(score) < int(maximum)))
-    return [table.splitlines()[:3], rows, table.splitlines()[-1]]
+    for line in lines[header + 1:-1]:
+        student, score, maximum, _, failed = line.split("  FLAGGED: ")[0].split(None, 4)
+        rows.append((student, maximum, score if failed == "-" else int(score) < int(maximum),
+                     "FLAGGED" in line))
+    progress = [re.sub(r"\d+/\d+ in.*", "", line) for line in lines[2:header]]  # which finished when
+    return [lines[:2], progress, lines[header], rows, lines[-1]]
 
 
 @pytest.mark.slow
 def test_recorded_grading_example_matches_what_grade_py_prints():
-    table, summary = record.grading_example()
+    table, summary, whole_class, plot = record.grading_example()
     committed = (REPO / "docs" / "transcripts" / "grading-table.txt").read_text()
     assert grading_rows(table) == grading_rows(committed), \
-        "docs/transcripts/grading-table.txt is out of date: run python tests/record.py"
+        "docs/transcripts/grading-table.txt is out of date: run python tests/record.py --write-docs"
+    bands = lambda text: re.findall(r"^\| [\d-]+ % \| \d+ \|$", text, re.M)  # which checks fail may vary
+    assert bands(whole_class) == bands((REPO / "docs" / "transcripts" / "grading-class-summary.txt").read_text())
+    assert plot == (REPO / "docs" / "transcripts" / "grading-scores.svg").read_text(), \
+        "docs/transcripts/grading-scores.svg is out of date: run python tests/record.py --write-docs"
     assert summary.splitlines()[-1].split("/")[1] == \
         (REPO / "docs" / "transcripts" / "grading-summary.txt").read_text().splitlines()[-1].split("/")[1], \
-        "docs/transcripts/grading-summary.txt is out of date: run python tests/record.py"
+        "docs/transcripts/grading-summary.txt is out of date: run python tests/record.py --write-docs"
 
 
 # The build takes about 9 s on a quiet machine of 2 cores, and several times that on a busy

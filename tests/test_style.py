@@ -83,3 +83,15 @@ def test_ruff_uses_the_kits_settings_and_fails_on_a_planted_file(tmp_path):
     assert checked.returncode == 1 and "E501" in checked.stdout, checked.stdout + checked.stderr
     formatted = ruff("format", "--config", config, "--check", str(planted), cwd=tmp_path)
     assert formatted.returncode == 1, formatted.stdout + formatted.stderr
+
+
+def test_the_top_level_holds_only_the_kits_fixed_shape():
+    """README.md, mkdocs.yml, stages/, lessons/, docs/, tests/, requirements.txt, pyproject.toml
+    and .ci/; .github/ holds only the instructors' Classroom template (docs/instructors.md)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    top = {name.split("/", 1)[0] for name in tracked.splitlines()}
+    allowed = {"README.md", "mkdocs.yml", "stages", "lessons", "docs", "tests", "requirements.txt",
+               "pyproject.toml", ".ci", ".github", ".gitignore"}
+    assert top <= allowed, f"not part of the kit's shape: {sorted(top - allowed)}"
+    github = {name for name in tracked.splitlines() if name.startswith(".github/")}
+    assert all(name.startswith(".github/classroom/") for name in github), sorted(github)
