@@ -127,12 +127,18 @@ def test_gradescope_gives_the_reference_full_marks_and_a_known_bad_one_less(tmp_
 
 # ---------------------------------------------------------------- GitHub Classroom
 
+def workflow_job():
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"]["run-autograding-tests"]
+
+
 def workflow_steps():
-    return yaml.safe_load(WORKFLOW.read_text())["jobs"]["run-autograding-tests"]["steps"]
+    return workflow_job()["steps"]
 
 
 def test_the_classroom_workflow_feeds_the_reporter_the_kit_step_output():
-    """The reporter reads each runner's result from the variable RUNNER_RESULTS (upper case)."""
+    """The reporter reads each runner's result from the variable RUNNER_RESULTS (upper case), and
+    writes the points on the check run named "Autograding Tests"."""
+    assert workflow_job()["name"] == "Autograding Tests"
     steps = workflow_steps()
     kit_checkout = next(step for step in steps if step.get("with", {}).get("path") == ".kit")
     assert kit_checkout["with"]["ref"] == "${{ env.KIT_REF }}"  # pinned: every student, the same checks
