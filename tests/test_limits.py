@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import TIMEOUT, JsonLine, json_message
+from harness import TIMEOUT, JsonLine, json_message, kernel_queues, loopback_queues
 from test_robustness import limit_open_files
 
 pytestmark = pytest.mark.needs("chat")
@@ -269,6 +269,65 @@ def test_stuck_clients_cost_bounded_memory_in_total(session):
         f"{TOTAL_MIB + SLACK_MIB:g} MiB ({TOTAL_MIB} MiB of waiting output in all, plus {SLACK_MIB:g} MiB of "
         "slack for the connections' own state). "
         "Is each client's limit its share of the total (MAX_PENDING_TOTAL / clients online)?")
+
+
+CROWD = 300  # connections open: an even split of 64 MiB is then 218 KiB, under the 256 KiB floor
+FLOOR_KIB, KEPT_KIB, TLS_RESERVED_KIB = 256, 240, 128
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("drops_stuck")
+@pytest.mark.points(1, "past 256 connections, a client may still have 256 KiB waiting before it is dropped")
+def test_a_crowd_never_shrinks_a_share_below_256_kib(session):
+    """docs/protocol.md, "Memory": a connection's share is 64 MiB divided by the connections open,
+    but at least 256 KiB. With 300 open (joined or not), the even split is 218 KiB: a client
+    with 240 KiB waiting for it must stay. (On the TLS stage, 128 KiB of each share are left for
+    what TLS buffers out of the server's sight, docs/protocol.md: there, 112 KiB.)"""
+    from test_chat import raise_descriptor_limit
+    driver = session.stage.client_class
+    raise_descriptor_limit()
+    server = session.start_server(*max_clients(session, CROWD + 10), preexec_fn=raise_descriptor_limit)
+    stuck = session.raw_peer("stuck", receive_buffer=4096)
+    stuck.send(driver.wire_hello(stuck.name))
+    session.server_logs_join(stuck.name)
+    talker, listener = session.joined_peer("talker"), session.joined_peer("listener")
+    crowd = [session.raw_peer(f"idle{number}") for number in range(CROWD)]
+    for peer in crowd:
+        peer.sock.sendall(driver.wire_unfinished_hello(peer.name)[:1])  # the start of a name, no more
+    wait_until_the_server_has_read(session, server.port, crowd)
+    ours, theirs = stuck.sock.getsockname()[1], stuck.sock.getpeername()[1]
+    kept = (KEPT_KIB - (TLS_RESERVED_KIB if session.stage.has("tls") else 0)) * 1024
+    padding, number, held, size = driver.filler(4000), 0, 0, 4000
+    # Talk until `kept` bytes wait for the stuck client in the server: what was sent to it (the same
+    # lines as to the listener) minus what the kernel holds on both sides. Each batch is at most
+    # half of what is missing, so the server never holds more than that and one line.
+    while held < kept and not listener.has_seen(driver.wire_left(stuck.name)):
+        for _ in range(max(1, (kept - held) // size // 2)):
+            talker.send(driver.wire_say(f"{number} {padding}"))
+            size = len(listener.expect_line(driver.wire_said(talker.name, f"{number} {padding}")).encode()) + 1
+            number += 1
+        held = number * size - kernel_queues(theirs, ours)[0] - kernel_queues(ours, theirs)[1]
+    text = session.text()  # a sync point: the server has handled everything said before it
+    talker.send(driver.wire_say(text))
+    listener.expect_line(driver.wire_said(talker.name, text))
+    if listener.has_seen(driver.wire_left(stuck.name)):
+        raise session.failure(f"[{listener.label}] expected {stuck.name} to stay: {held // 1024} KiB waited for "
+                              f"it, with {CROWD + 3} connections open",
+                              f"it was dropped; the floor of a share is {FLOOR_KIB} KiB (is MIN_SHARE applied?)")
+
+
+def wait_until_the_server_has_read(session, port, peers, patience=TIMEOUT * 2):
+    """Until the server has accepted every peer and read what it sent (its receive queue in the
+    kernel is empty), in one look at /proc/net/tcp per round."""
+    waiting = {peer.sock.getsockname()[1] for peer in peers}
+    deadline = time.monotonic() + patience
+    while waiting and time.monotonic() < deadline:
+        queues = loopback_queues()
+        waiting = {theirs for theirs in waiting if queues.get((port, theirs), (0, 1))[1]}
+        time.sleep(0.01)  # polls the kernel's queues: the server is working through the crowd
+    if waiting:
+        raise session.failure(f"expected the server to accept {len(peers)} connections and read their first byte",
+                              f"{len(waiting)} still unread after {patience:g} s")
 
 
 def listen_for_departures(sock, names, driver):
