@@ -272,17 +272,19 @@ def test_stuck_clients_cost_bounded_memory_in_total(session):
 
 
 CROWD = 300  # connections open: an even split of 64 MiB is then 218 KiB, under the 256 KiB floor
-FLOOR_KIB, KEPT_KIB, TLS_RESERVED_KIB = 256, 240, 128
+FLOOR_KIB, KEPT_KIB, DROPPED_KIB, TLS_RESERVED_KIB = 256, 240, 288, 128
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
-@pytest.mark.points(1, "past 256 connections, a client may still have 256 KiB waiting before it is dropped")
-def test_a_crowd_never_shrinks_a_share_below_256_kib(session):
-    """docs/protocol.md, "Memory": a connection's share is 64 MiB divided by the connections open,
-    but at least 256 KiB. With 300 open (joined or not), the even split is 218 KiB: a client
-    with 240 KiB waiting for it must stay. (On the TLS stage, 128 KiB of each share are left for
-    what TLS buffers out of the server's sight, docs/protocol.md: there, 112 KiB.)"""
+@pytest.mark.points(2, "past 256 connections, a stuck client is dropped once it has 256 KiB waiting, not before")
+def test_past_256_connections_a_share_is_256_kib(session):
+    """docs/protocol.md, "Memory": a connection's share is 64 MiB divided by the connections open
+    (joined or not), at most the stage's per-client limit and at least 256 KiB. With 300 open,
+    the even split is 218 KiB, so the share is 256 KiB: a stuck client with 240 KiB waiting for
+    it stays, and one with 288 KiB has been dropped. (A share of 218 KiB drops it too soon; a
+    total with no bound, or a share of the per-client limit, keeps it.) On the TLS stage, 128 KiB
+    of each share are left for what TLS buffers out of the server's sight: it stays at 112 KiB."""
     from test_chat import raise_descriptor_limit
     driver = session.stage.client_class
     raise_descriptor_limit()
@@ -295,25 +297,48 @@ def test_a_crowd_never_shrinks_a_share_below_256_kib(session):
     for peer in crowd:
         peer.sock.sendall(driver.wire_unfinished_hello(peer.name)[:1])  # the start of a name, no more
     wait_until_the_server_has_read(session, server.port, crowd)
-    ours, theirs = stuck.sock.getsockname()[1], stuck.sock.getpeername()[1]
+    room = StuckRoom(session, stuck, talker, listener)
     kept = (KEPT_KIB - (TLS_RESERVED_KIB if session.stage.has("tls") else 0)) * 1024
-    padding, number, held, size = driver.filler(4000), 0, 0, 4000
-    # Talk until `kept` bytes wait for the stuck client in the server: what was sent to it (the same
-    # lines as to the listener) minus what the kernel holds on both sides. Each batch is at most
-    # half of what is missing, so the server never holds more than that and one line.
-    while held < kept and not listener.has_seen(driver.wire_left(stuck.name)):
-        for _ in range(max(1, (kept - held) // size // 2)):
-            talker.send(driver.wire_say(f"{number} {padding}"))
-            size = len(listener.expect_line(driver.wire_said(talker.name, f"{number} {padding}")).encode()) + 1
-            number += 1
-        held = number * size - kernel_queues(theirs, ours)[0] - kernel_queues(ours, theirs)[1]
-    text = session.text()  # a sync point: the server has handled everything said before it
-    talker.send(driver.wire_say(text))
-    listener.expect_line(driver.wire_said(talker.name, text))
-    if listener.has_seen(driver.wire_left(stuck.name)):
-        raise session.failure(f"[{listener.label}] expected {stuck.name} to stay: {held // 1024} KiB waited for "
-                              f"it, with {CROWD + 3} connections open",
-                              f"it was dropped; the floor of a share is {FLOOR_KIB} KiB (is MIN_SHARE applied?)")
+    if room.fill_until(kept):
+        raise session.failure(f"[{listener.label}] expected {stuck.name} to stay: {room.held // 1024} KiB waited "
+                              f"for it, with {CROWD + 3} connections open",
+                              f"it was dropped; a share is never under {FLOOR_KIB} KiB (is the floor applied?)")
+    if not room.fill_until(DROPPED_KIB * 1024):
+        raise session.failure(f"[{listener.label}] expected {stuck.name} to be dropped: {room.held // 1024} KiB "
+                              f"waited for it, with {CROWD + 3} connections open",
+                              f"it stayed; its share is {FLOOR_KIB} KiB here (is the 64 MiB total divided "
+                              "among the connections open?)")
+
+
+class StuckRoom:
+    """A talker's lines fill the server's output for a client that never reads; a listener reads them."""
+
+    def __init__(self, session, stuck, talker, listener):
+        self.session, self.stuck, self.talker, self.listener = session, stuck, talker, listener
+        self.ports = stuck.sock.getsockname()[1], stuck.sock.getpeername()[1]
+        self.padding, self.number, self.held, self.size = session.stage.client_class.filler(4000), 0, 0, 4000
+
+    def dropped(self):
+        return self.listener.has_seen(self.session.stage.client_class.wire_left(self.stuck.name))
+
+    def fill_until(self, target):
+        """Talk until `target` bytes wait for the stuck client in the server (what was sent to it,
+        the same lines as to the listener, minus what the kernel holds on both sides), or it is
+        dropped; then sync. Each batch is at most half of what is missing, so the server never
+        holds more than `target` and one line. True if the stuck client was dropped."""
+        driver = self.session.stage.client_class
+        ours, theirs = self.ports
+        while self.held < target and not self.dropped():
+            for _ in range(max(1, (target - self.held) // self.size // 2)):
+                line = f"{self.number} {self.padding}"
+                self.talker.send(driver.wire_say(line))
+                self.size = len(self.listener.expect_line(driver.wire_said(self.talker.name, line)).encode()) + 1
+                self.number += 1
+            self.held = self.number * self.size - kernel_queues(theirs, ours)[0] - kernel_queues(ours, theirs)[1]
+        text = self.session.text()  # a sync point: the server has handled everything said before it
+        self.talker.send(driver.wire_say(text))
+        self.listener.expect_line(driver.wire_said(self.talker.name, text))
+        return self.dropped()
 
 
 def wait_until_the_server_has_read(session, port, peers, patience=TIMEOUT * 2):
