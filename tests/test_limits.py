@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import TIMEOUT, JsonLine, json_message, kernel_queues, loopback_queues
+from harness import TIMEOUT, JsonLine, StuckRoom, json_message, loopback_queues
 from test_robustness import limit_open_files
 
 pytestmark = pytest.mark.needs("chat")
@@ -308,37 +308,6 @@ def test_past_256_connections_a_share_is_256_kib(session):
                               f"waited for it, with {CROWD + 3} connections open",
                               f"it stayed; its share is {FLOOR_KIB} KiB here (is the 64 MiB total divided "
                               "among the connections open?)")
-
-
-class StuckRoom:
-    """A talker's lines fill the server's output for a client that never reads; a listener reads them."""
-
-    def __init__(self, session, stuck, talker, listener):
-        self.session, self.stuck, self.talker, self.listener = session, stuck, talker, listener
-        self.ports = stuck.sock.getsockname()[1], stuck.sock.getpeername()[1]
-        self.padding, self.number, self.held, self.size = session.stage.client_class.filler(4000), 0, 0, 4000
-
-    def dropped(self):
-        return self.listener.has_seen(self.session.stage.client_class.wire_left(self.stuck.name))
-
-    def fill_until(self, target):
-        """Talk until `target` bytes wait for the stuck client in the server (what was sent to it,
-        the same lines as to the listener, minus what the kernel holds on both sides), or it is
-        dropped; then sync. Each batch is at most half of what is missing, so the server never
-        holds more than `target` and one line. True if the stuck client was dropped."""
-        driver = self.session.stage.client_class
-        ours, theirs = self.ports
-        while self.held < target and not self.dropped():
-            for _ in range(max(1, (target - self.held) // self.size // 2)):
-                line = f"{self.number} {self.padding}"
-                self.talker.send(driver.wire_say(line))
-                self.size = len(self.listener.expect_line(driver.wire_said(self.talker.name, line)).encode()) + 1
-                self.number += 1
-            self.held = self.number * self.size - kernel_queues(theirs, ours)[0] - kernel_queues(ours, theirs)[1]
-        text = self.session.text()  # a sync point: the server has handled everything said before it
-        self.talker.send(driver.wire_say(text))
-        self.listener.expect_line(driver.wire_said(self.talker.name, text))
-        return self.dropped()
 
 
 def wait_until_the_server_has_read(session, port, peers, patience=TIMEOUT * 2):
