@@ -339,14 +339,18 @@ class SilentServer:
     a server that is buggy, overloaded, or half gone. Speaks TLS on a TLS stage."""
 
     def __init__(self, session):
-        self.tls = session.stage.has("tls")
+        self.session, self.tls = session, session.stage.has("tls")
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.listener.settimeout(TIMEOUT)
 
     def welcome(self, name):
         """Accept the client, read its hello, and welcome it."""
-        self.conn, _ = self.listener.accept()
+        try:
+            self.conn, _ = self.listener.accept()
+        except TimeoutError:
+            raise self.session.failure(f"expected the client to connect to port {self.port}",
+                                       f"no connection within {TIMEOUT:g} s") from None
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(DEV_CERTS / "localhost.pem", DEV_CERTS / "localhost-key.pem")
@@ -362,9 +366,9 @@ class SilentServer:
             message = json.loads(self.wire.readline() or "null")
         except TimeoutError:
             message = f"nothing within {timeout} s"
-        wanted = JsonLine(**fields)
-        assert isinstance(message, dict) and all(message.get(key) == value for key, value in fields.items()), (
-            f"expected the client to send {wanted!r}, received {message!r}")
+        if not (isinstance(message, dict) and all(message.get(key) == value for key, value in fields.items())):
+            raise self.session.failure(f"expected the client to send {JsonLine(**fields)!r}",
+                                       "the connection closed" if message is None else repr(message))
 
     def close(self):
         for thing in (getattr(self, "wire", None), getattr(self, "conn", None), self.listener):
