@@ -77,8 +77,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
     config.addinivalue_line("markers", "kit_only: a check of the kit's own stage on something the spec leaves "
                                        "free (a hint's wording, a blank line): never run with --impl, never graded")
-    config.addinivalue_line("markers", "sampled: a many-case check that the kit's own default run (no --stage, no "
-                                       "--slow) runs on stages 02 and 05 only, or on its first stage")
+    config.addinivalue_line("markers", "sampled(*stage_ids): a many-case check that the kit's own default run (no "
+                                       "--stage, no --slow) runs on stages 02 and 05 only (or on the stages named), "
+                                       "or on its first stage")
     config.addinivalue_line("markers", "sampled_cases(param, *values): the kit's own default run runs only the cases "
                                        "whose `param` is one of `values`; --stage NN and the slow tier run them all")
     config.chat_results = []
@@ -173,13 +174,15 @@ def pytest_collection_modifyitems(config, items):
 
 def sampled_stages(items):
     """The kit's own default run keeps its time budget: a check marked sampled runs on the core
-    stages (02, 05) if it applies to them, else on its first stage. --stage NN (grading) and --slow
+    stages (02, 05), or on those its marker names, if it applies to them, else on its first stage. --stage NN (grading) and --slow
     run it on every stage. Returns check name -> the stage ids it runs on."""
-    stages = {}
+    stages, chosen = {}, {}
     for item in items:
-        if item.get_closest_marker("sampled") and has_stage(item):
+        marker = item.get_closest_marker("sampled")
+        if marker and has_stage(item):
             stages.setdefault(item.originalname, []).append(item.callspec.params[STAGE_PARAM].id)
-    return {name: ({"02", "05"} & set(ids)) or {min(ids)} for name, ids in stages.items()}
+            chosen[item.originalname] = set(marker.args) or {"02", "05"}  # sampled("05"): that stage alone
+    return {name: (chosen[name] & set(ids)) or {min(ids)} for name, ids in stages.items()}
 
 
 def sampled_case(item):

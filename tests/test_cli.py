@@ -62,7 +62,7 @@ def test_the_highest_port_works(session):
         session.close()  # before another stage's check may take the port
 
 
-@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.sampled("02")  # the default run: on 02 alone (the port is one constant)
 @pytest.mark.points(1, "without --port, the server listens on the default port and the client connects to it")
 def test_the_default_port(session):
     """docs/protocol.md: `--port 65432` by default (stage 10: 6667), for the server and the client

@@ -66,7 +66,7 @@ def test_a_client_with_stdin_dev_null_ends_cleanly(session):
 
 
 @pytest.mark.needs("server", "chat")
-@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.sampled("02")  # the default run: on 02 alone (tests/conftest.py)
 @pytest.mark.points(1, "a client reading a pipe that stays open still ends when the server goes away")
 def test_a_client_on_an_open_pipe_ends_when_the_server_goes(session):
     """`producer | client.py`, where the producer never ends (a `tail -f`, say): when the server
