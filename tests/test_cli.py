@@ -27,6 +27,7 @@ def test_server_prints_its_real_port(session):
         pass  # the port in the line is the one really listening
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a port in use gives a one-line error naming it, exit code 1")
 def test_server_port_in_use_is_one_line_error(session):
     first = session.start_server()
@@ -138,6 +139,7 @@ def test_server_restarts_on_the_same_port_at_once(session):
     again.expect(session.spec("listening", host=server.host, port=server.port))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "Ctrl+D ends the client with exit code 0, no traceback")
 def test_client_ctrl_d_leaves_cleanly(session):
     client = session.client()
@@ -145,6 +147,7 @@ def test_client_ctrl_d_leaves_cleanly(session):
     client.term.expect_exit(0)
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "Ctrl+C ends the client with exit code 0, no traceback")
 def test_client_ctrl_c_leaves_cleanly(session):
     client = session.client()
