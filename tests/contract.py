@@ -38,7 +38,7 @@ def shown(text):
 
 # ---------------------------------------------------------------- every stage
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2  # EXIT_USAGE: argparse's, for a bad argument
 DEFAULT_PORT, IRC_DEFAULT_PORT = 65432, 6667  # without --port (docs/protocol.md, "Defaults")
 
 
@@ -51,8 +51,10 @@ PROGRAMS = {
                       "once it listens, with the real port (also with --port 0); the tests read the port from it"),
     "stopped": Term("server", "server stopped", "after Ctrl+C, before it exits with code 0"),
     "traceback": Term("any", "Traceback", "never: no program may print a traceback, whatever it is sent or typed"),
-    "bad_port": Term("any", "--port", "in the one line of error (it names the option), then exit code 1, for a "
-                                      "bad --port (99999, -1, or not a number)"),
+    "usage": Term("any", "usage:", "argparse's usage line, first, for a bad argument; then its one line of "
+                                   "error naming the option, and exit code 2"),
+    "bad_port": Term("any", "--port", "in argparse's line of error (it names the option), then exit code 2, for "
+                                      "a bad --port (99999, -1, or not a number)"),
     "port_named": Term("any", "{port}", "in the one line of error, then exit code 1, for a port in use (server) "
                                         "or a refused connection (client)"),
     "clean_exit": Term("any", "exit code 0", "Ctrl+C or Ctrl+D on a client; Ctrl+C on a server"),
@@ -96,7 +98,7 @@ ROOM = {
     "join_timeout": Term("client", "join timeout",
                          "on the wire, then the server closes a connection that has not joined within "
                          "--join-timeout seconds of connecting (default 60); stages 03 on: the code join-timeout"),
-    "bad_join_timeout": Term("server", "--join-timeout", "in the one line of error, then exit code 1, for a bad "
+    "bad_join_timeout": Term("server", "--join-timeout", "in argparse's line of error, then exit code 2, for a bad "
                                                        "--join-timeout (0, -5, or not a number)"),
     "name_prompt": Term("client", "name:",
                         "the client asks for a name: started without --name, or after bad-name or name-taken"),
@@ -292,7 +294,7 @@ PEER = {
     "not_a_number": Term("peer", "must be a number", "an id or port that is not a number"),
     "usage_connect": Term("peer", "usage: connect HOST PORT", "connect with a missing argument"),
     "usage_send": Term("peer", "usage: send ID MESSAGE", "send with a missing argument"),
-    "bad_port_argument": Term("peer", "PORT", "in the one line of error, then exit code 1, for peer.py with a "
+    "bad_port_argument": Term("peer", "PORT", "in argparse's line of error, then exit code 2, for peer.py with a "
                                               "port that is not a number"),
     "unknown": Term("peer", "unknown command", "a word that is not a command"),
     "refused": Term("peer", "cannot connect to 127.0.0.1:{port}: Connection refused", "connect to a closed port"),

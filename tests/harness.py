@@ -320,6 +320,18 @@ class Terminal:
                 f"[{self.label}] expected one line of error mentioning {', '.join(map(repr, words))}",
                 f"{len(lines)} line(s):\n" + last_lines(self.output(), 10))
 
+    def expect_usage_exit(self, *words):
+        """Wait for argparse's answer to a bad argument: exit code 2, its usage line, then one line of
+        error that mentions every one of `words` (the option's name)."""
+        __tracebackhide__ = True
+        self.expect_exit(contract.EXIT_USAGE)
+        lines = [line for line in clean(self.output()).split("\n") if line.strip()]
+        usage = contract.PROGRAMS["usage"].text
+        if not (lines and lines[0].startswith(usage) and all(word in lines[-1] for word in words)):
+            raise self.session.failure(
+                f"[{self.label}] expected argparse's {usage!r} line, then one line of error mentioning "
+                f"{', '.join(map(repr, words))}", last_lines(self.output(), 10))
+
     def describe_exit(self):
         if self.child.isalive():
             return "still running"

@@ -37,17 +37,17 @@ def test_server_port_in_use_is_one_line_error(session):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("port", ["not-a-port", "-1", "65536"])
-@pytest.mark.points(1, "a bad --port gives the server a one-line error, exit code 1")
+@pytest.mark.points(1, "a bad --port gives the server argparse's usage error, exit code 2")
 def test_server_bad_port_is_one_line_error(session, port):
-    session.spawn("server", "server.py", "--port", port).expect_error_exit(session.spec("bad_port"))
+    session.spawn("server", "server.py", "--port", port).expect_usage_exit(session.spec("bad_port"))
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("port", ["99999", "65536", "-1"])
-@pytest.mark.points(1, "a bad --port gives the client a one-line error, exit code 1")
+@pytest.mark.points(1, "a bad --port gives the client argparse's usage error, exit code 2")
 def test_client_bad_port_is_one_line_error(session, port):
     name = session.stage.client_class.name_args(session.name("alice"))  # the client needs nothing else first
-    session.spawn("client", "client.py", "--port", port, *name).expect_error_exit(session.spec("bad_port"))
+    session.spawn("client", "client.py", "--port", port, *name).expect_usage_exit(session.spec("bad_port"))
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)

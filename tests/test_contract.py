@@ -8,7 +8,7 @@ import pytest
 import contract
 from stages import BY_ID, REPO, STAGES
 
-WAITS = {"expect", "expect_regex", "sees", "logs", "never_saw", "assert_not_seen", "expect_error_exit", "shows",
+WAITS = {"expect", "expect_regex", "sees", "logs", "never_saw", "assert_not_seen", "expect_error_exit", "expect_usage_exit", "shows",
          "expect_line", "wait_for_screen"}
 CHECK_FILES = sorted((REPO / "tests").glob("test_*.py")) + [REPO / "tests" / name for name in
                                                             ("stages.py", "harness.py", "screen.py")]

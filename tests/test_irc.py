@@ -783,10 +783,10 @@ def test_ctrl_c_tells_every_client_and_exits_0(lab):
 @pytest.mark.parametrize("option", ["--port 99999", "--port x", "--ping-interval 0",
                                     "--ping-timeout -1", "--join-timeout nan",
                                     "--name a:b", "--name ."])
-@pytest.mark.points(1, "a bad option is one line of error, exit code 1")
-def test_a_bad_argument_is_one_line_and_exit_1(lab, option):
+@pytest.mark.points(1, "a bad option gets argparse's usage error, exit code 2")
+def test_a_bad_argument_is_a_usage_error_and_exit_2(lab, option):
     term = lab.session.spawn("server", "server.py", *option.split())
-    term.expect_error_exit(option.split()[0])
+    term.expect_usage_exit(option.split()[0])
 
 
 @pytest.mark.points(1, "a port in use is one line of error, exit code 1")

@@ -130,10 +130,10 @@ def test_a_direct_message_with_a_lone_surrogate_is_delivered(session):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("value", ["0", "-5", "soon"])
-@pytest.mark.points(1, "a bad --join-timeout gives a one-line error, exit code 1")
+@pytest.mark.points(1, "a bad --join-timeout gives argparse's usage error, exit code 2")
 def test_a_bad_join_timeout_is_one_line_error(session, value):
     server = session.spawn("server", "server.py", "--port", "0", "--join-timeout", value)
-    server.expect_error_exit(session.spec("bad_join_timeout"))
+    server.expect_usage_exit(session.spec("bad_join_timeout"))
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)

@@ -188,9 +188,9 @@ def test_a_bare_port_number_works(session):
 
 @pytest.mark.parametrize("args, words", [(["--port", "99999"], ["bad_port"]), (["eighty"], ["bad_port_argument"])],
                          ids=["port-too-big", "not-a-number"])
-@pytest.mark.points(1, "a bad port gives a one-line error, exit code 1")
+@pytest.mark.points(1, "a bad port gives argparse's usage error, exit code 2")
 def test_bad_port_is_a_one_line_error(session, args, words):
-    session.spawn("peer", "peer.py", *args).expect_error_exit(*map(session.spec, words))
+    session.spawn("peer", "peer.py", *args).expect_usage_exit(*map(session.spec, words))
 
 
 @pytest.mark.points(1, "a port in use gives a one-line error naming it, exit code 1")

@@ -18,13 +18,6 @@ DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes; a longer line is refused, so one client cannot fill our memory
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -33,7 +26,7 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(
+    parser = argparse.ArgumentParser(
         description="Stage 01: blocking echo server, one client at a time."
     )
     parser.add_argument(

@@ -38,13 +38,6 @@ MIN_SHARE = 256 * 1024
 DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to send its name
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -61,7 +54,7 @@ def seconds(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 02: select-based chat server.")
+    parser = argparse.ArgumentParser(description="Stage 02: select-based chat server.")
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,

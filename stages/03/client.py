@@ -22,13 +22,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 < port <= 65535:
@@ -37,7 +30,9 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 03: chat client speaking JSON Lines.")
+    parser = argparse.ArgumentParser(
+        description="Stage 03: chat client speaking JSON Lines."
+    )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
     )

@@ -49,13 +49,6 @@ FIELDS = {  # what each client message must carry, and of which type
 # --8<-- [end:schema]
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -79,7 +72,7 @@ def seconds(text):
 
 
 def parse_args():
-    parser = ArgumentParser(
+    parser = argparse.ArgumentParser(
         description="Stage 04: threaded chat server speaking JSON Lines."
     )
     parser.add_argument(

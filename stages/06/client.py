@@ -38,13 +38,6 @@ HELP = [
 ]
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 < port <= 65535:
@@ -53,7 +46,9 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 06: chat client with a terminal UI.")
+    parser = argparse.ArgumentParser(
+        description="Stage 06: chat client with a terminal UI."
+    )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
     )

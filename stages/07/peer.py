@@ -42,13 +42,6 @@ COMMANDS = {
 }
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -57,7 +50,7 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(description="Stage 07: a peer-to-peer chat.")
+    parser = argparse.ArgumentParser(description="Stage 07: a peer-to-peer chat.")
     parser.add_argument(
         "bare_port",
         nargs="?",

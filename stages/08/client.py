@@ -28,13 +28,6 @@ HELP = """commands:
   C HELP   show this list"""
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 < port <= 65535:
@@ -43,7 +36,7 @@ def port_number(text):
 
 
 def parse_args():
-    parser = ArgumentParser(
+    parser = argparse.ArgumentParser(
         description="Stage 08: chat client with commands, on asyncio."
     )
     parser.add_argument(

@@ -46,13 +46,6 @@ FIELDS = {  # what each client message must carry, and of which type
 }
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -75,7 +68,7 @@ def seconds(text):
 
 
 def parse_args():
-    parser = ArgumentParser(
+    parser = argparse.ArgumentParser(
         description="Stage 08: the complete chat server, on asyncio."
     )
     parser.add_argument(

@@ -72,13 +72,6 @@ HANDSHAKE_SECONDS = 10
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse prints the usage and exits with 2; the kit promises
-        # one clear line and exit code 1.
-        sys.exit(f"{self.prog}: error: {message}")
-
-
 def port_number(text):
     port = int(text)
     if not 0 <= port <= 65535:
@@ -114,7 +107,7 @@ def byte_size(text):
 
 
 def parse_args():
-    parser = ArgumentParser(
+    parser = argparse.ArgumentParser(
         description="Stage 09: the complete chat server, on TLS, with file transfer."
     )
     parser.add_argument(
