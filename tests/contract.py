@@ -23,6 +23,7 @@ class Term:
     text: str  # a template for what must appear (a regex if pattern=True)
     when: str  # when it must appear: the spec's sentence
     pattern: bool = False
+    cap: str = None  # a capability (tests/stages.py): the term is in the spec of the stages that have it
 
     def __call__(self, **values):
         if self.pattern:  # a name or text is matched as itself, never as a regex
@@ -89,17 +90,20 @@ ROOM = {
                      "the last thing it does for a join"),
     "said_log": Term("server", "{text}", "a log line for each message, holding its text"),
     "escaped": Term("client", "\\u{code}", "a control character in a name or text (ESC is 001b, CR 000d) is shown "
-                                          "as these six characters, never sent raw to the terminal"),
+                                          "as these six characters, never sent raw to the terminal",
+                    cap="escapes_text"),
     "never_raw": Term("server", "ESC, BEL, BS or U+202E", "never, raw, in the server's log: a control character from "
-                                                         "the network is logged escaped (\\u001b, or repr()'s \\x1b)"),
+                                                         "the network is logged escaped (\\u001b, or repr()'s \\x1b)",
+                      cap="hostile_text"),
     "out_of_files": Term("server", "cannot accept", "in the log when accept() fails for lack of file descriptors "
-                                                    "(ulimit -n); the server goes on"),
+                                                    "(ulimit -n); the server goes on", cap="fd_exhaustion"),
     "left_log": Term("server", "{name} left", "a log line when someone leaves"),
     "join_timeout": Term("client", "join timeout",
                          "on the wire, then the server closes a connection that has not joined within "
-                         "--join-timeout seconds of connecting (default 60); stages 03 on: the code join-timeout"),
+                         "--join-timeout seconds of connecting (default 60); stages 03 on: the code join-timeout",
+                         cap="join_deadline"),
     "bad_join_timeout": Term("server", "--join-timeout", "in argparse's line of error, then exit code 2, for a bad "
-                                                       "--join-timeout (0, -5, or not a number)"),
+                                                       "--join-timeout (0, -5, or not a number)", cap="join_deadline"),
     "name_prompt": Term("client", "name:",
                         "the client asks for a name: started without --name, or after bad-name or name-taken"),
 }
@@ -119,7 +123,7 @@ JSON_ROOM = {
                      "its size as N bytes and a time HH:MM", pattern=True),
     "join_timeout": Term("client", "join-timeout",
                          "the error code, on the wire, then the server closes a connection that has not been "
-                         "welcomed within --join-timeout seconds of connecting (default 60)"),
+                         "welcomed within --join-timeout seconds of connecting (default 60)", cap="join_deadline"),
     "size": Term("server", r"\d+ bytes", "in each message's log line", pattern=True),
     "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
 }
@@ -190,7 +194,8 @@ IRC = {
     "name_prompt": Term("client", "name:", "the client asks for a nickname: started without --name, after an "
                                            "empty line, or after 431, 432 or 433"),
     "escaped": Term("client", "\\u{code}", "a control character in a message (IRC's colours too, and CTCP but "
-                                          "/me: ESC is 001b, ^C 0003) is shown as these six characters, never raw"),
+                                          "/me: ESC is 001b, ^C 0003) is shown as these six characters, never raw",
+                    cap="escapes_text"),
     "shutting_down": Term("client", "Server shutting down", "the reason in the server's ERROR when it stops"),
     "join_log": Term("server", "{name} joined",
                      "the server's log, once it has echoed a JOIN and sent NAMES: the last thing it does for a join"),
@@ -200,7 +205,7 @@ IRC = {
     "bad_join_timeout": ROOM["bad_join_timeout"],
     "join_timeout": Term("server", "Registration timed out",
                          "in the ERROR before the server closes a connection that has not registered within "
-                         "--join-timeout seconds of connecting (default 60)"),
+                         "--join-timeout seconds of connecting (default 60)", cap="join_deadline"),
     "too_long": Term("server", "Input line was too long",
                      "417, for a line over 512 bytes (CR LF included); the line is dropped, the connection goes on"),
 }

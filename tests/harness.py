@@ -162,7 +162,7 @@ class Terminal:
     def expect_spec(self, key, **values):
         """Wait for the contract's term `key` (tests/contract.py), filled in: a pattern or a plain text."""
         __tracebackhide__ = True
-        term = self.session.stage.client_class.terms[key]
+        term = self.session.stage.terms[key]
         return self.expect_regex(term(**values)) if term.pattern else self.expect(term(**values))
 
     def _wait(self, regex, text, timeout):
@@ -726,7 +726,7 @@ class Session:
 
     def spec(self, key, **values):
         """What the contract (tests/contract.py) says this stage's programs show, filled in."""
-        return self.stage.client_class.terms[key](**values)
+        return self.stage.terms[key](**values)
 
     def text(self, words=3):
         """A new random message text: a submission cannot know in advance what the check will type."""
@@ -812,7 +812,7 @@ class Session:
 
     def server_logs_join(self, name):
         """Wait for the server's join log line for `name`: the last thing it does for a newcomer."""
-        terms = self.stage.client_class.terms
+        terms = self.stage.terms
         self.gate("join_log", lambda: self.server.logs(terms["join_log"](name=name)))
 
     # --8<-- [start:gate]
@@ -851,7 +851,7 @@ class Session:
 
     def gate_cause(self, gate):
         program, key = self.GATES[gate]
-        terms = self.stage.client_class.terms
+        terms = self.stage.terms
         term = terms.get(key) or terms["connected"]
         return (f"{program} never showed {contract.shown(term.text)!r}, which the contract says it shows "
                 f"{term.when}. Every check that needs it fails with it.")

@@ -12,10 +12,12 @@ Capabilities:
   join_leave    the others are told "NAME joined" and "NAME left"
   many_clients  `crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for
                 selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads
-  drops_stuck   a client that never reads is dropped; it cannot freeze the room or fill memory
+  drops_stuck   a client that never reads is dropped (one cap per client); it cannot freeze the room
   message_log   the server logs a line per message, with its sender and its text (not stage 10:
                 an IRC server logs who comes and goes, not what they say)
   json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
+  name_rules    a name that breaks the protocol's rule (control characters included) is refused
+  escapes_text  the client shows a control character from the network escaped, never raw (stage 03 on)
   max_clients   --max-clients N; the next client gets error server-full
   dm            direct messages: dm {to, text}; error no-such-user
   who           the user list: who -> users {names}
@@ -34,6 +36,17 @@ Capabilities:
                 a plaintext client gets error tls-required
   file_transfer C FT NAME PATH; the recipient answers C OK or C NO; offer/accept/chunk/done on the wire;
                 saved under --downloads with a safe, new name; --max-file-size on the server
+
+The defences of a server that strangers can reach (stage 06, "Limits", and every later server stage;
+lessons 02-05 list them in their "Not handled here" box):
+  join_deadline     a connection that never joins is dropped after --join-timeout; at the descriptor
+                    limit, they cannot lock real users out
+  fd_exhaustion     accept() failing for lack of descriptors (EMFILE) neither kills the server nor spins
+  memory_share      stuck clients cost bounded memory in total: one total split into shares, with a floor
+  log_never_blocks  a log that nobody reads, that is closed, or that cannot encode never stops the chat
+  shutdown_deadline a stuck client cannot hold up Ctrl+C on the server
+  hostile_text      control characters from the network reach the server's log escaped
+
   irc           the server speaks IRC (RFC 1459 and 2812, the subset lesson 10 covers): checked on
                 the wire by tests/test_irc.py, and with real clients (irssi)
 
@@ -451,6 +464,13 @@ class Stage:
         return set(caps) <= self.caps
 
     @property
+    def terms(self):
+        """This stage's part of the contract: its driver's terms, but those of capabilities it lacks
+        (a defence that only stage 06 on has: a term's `cap`)."""
+        return {key: term for key, term in self.client_class.terms.items()
+                if term.cap is None or term.cap in self.caps}
+
+    @property
     def schema(self):
         """Every server message of this stage's protocol and its fields (tests/contract.py), or None."""
         return contract.JSON_2_HISTORY if self.has("history") else contract.WIRE.get(self.wire)
@@ -470,12 +490,16 @@ class Stage:
 
 # --8<-- [start:stages]
 CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck", "message_log"}
-PROTOCOL = CHAT | {"json_wire", "max_clients"}
+PROTOCOL = CHAT | {"json_wire", "max_clients", "name_rules", "escapes_text"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command"}
 COMPLETE |= {"shutdown_notice"}
-TUI = COMPLETE - {"commands"} | {"history", "slash_commands", "tui"}
+# Stage 06 teaches these, one at a time; every later server stage keeps them.
+DEFENCES = {"join_deadline", "fd_exhaustion", "memory_share", "log_never_blocks",
+            "shutdown_deadline", "hostile_text"}
+LIMITS = COMPLETE | DEFENCES
+TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui"}
 ECHO = {"server", "echo", "one_at_a_time"}
-IRC = CHAT - {"message_log"} | {"shutdown_notice", "irc"}
+IRC = CHAT - {"message_log"} | DEFENCES | {"shutdown_notice", "irc", "name_rules", "escapes_text"}
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient,
@@ -499,11 +523,11 @@ STAGES = [
     # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle
     # connections in the slow tier.
     Stage("08", "asyncio", CommandClient,
-          frozenset(COMPLETE | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
+          frozenset(LIMITS | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
     # 08 over TLS, plus files: every connection (and every raw test peer) does a TLS
     # handshake first.
     Stage("09", "secure chat (TLS) and file transfer", FileClient,
-          frozenset(COMPLETE | {"tls", "file_transfer"}), "json-2-tls",
+          frozenset(LIMITS | {"tls", "file_transfer"}), "json-2-tls",
           crowd=100, full_crowd=1000),
     # 08's design speaking IRC; its client.py is a minimal one for the shared checks.
     Stage("10", "the chat speaks IRC", IrcClient,

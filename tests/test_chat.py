@@ -124,8 +124,8 @@ def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     listener.expect_line(driver.wire_said(talker.name, text))
 
 
-@pytest.mark.sampled("05")  # the default run: on 05 alone, where a thread per client could wait for ever
-@pytest.mark.needs("drops_stuck")
+@pytest.mark.sampled  # the default run: on the first stage with the deadline (06)
+@pytest.mark.needs("shutdown_deadline")
 @pytest.mark.points(1, "Ctrl+C stops the server even while a stuck client has output waiting")
 def test_a_stuck_client_cannot_hold_up_the_shutdown(session):
     """The stuck client's share is not full yet, but the kernel's buffers for it are: a thread

@@ -267,7 +267,7 @@ def test_site_builds_strictly(site_build):
     assert outcome["returncode"] == 0, outcome["stderr"]
     for stage in STAGES:  # each lesson, as built, states every term of its stage's contract
         page = (folder / "lessons" / lesson_for(stage.id).stem / "index.html").read_text()
-        missing = [key for key, term in stage.client_class.terms.items()
+        missing = [key for key, term in stage.terms.items()
                    if html.escape(contract.shown(term.text).strip(), quote=False) not in page]
         assert not missing, f"lesson {stage.id}'s page does not show these contract terms: {missing}"
 

@@ -129,6 +129,7 @@ def test_a_direct_message_with_a_lone_surrogate_is_delivered(session):
 # ---------------------------------------------------------------- connections that never join
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("join_deadline")
 @pytest.mark.parametrize("value", ["0", "-5", "soon"])
 @pytest.mark.points(1, "a bad --join-timeout gives argparse's usage error, exit code 2")
 def test_a_bad_join_timeout_is_one_line_error(session, value):
@@ -137,6 +138,7 @@ def test_a_bad_join_timeout_is_one_line_error(session, value):
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("join_deadline")
 @pytest.mark.points(2, "connections that never join are dropped after --join-timeout; users get in")
 def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(session):
     """With ulimit -n 64, a crowd of silent and dribbling connections would hold every
@@ -226,7 +228,7 @@ def peak_growth_mib(pid, before_kib):
     raise AssertionError("no VmHWM in /proc")
 
 
-@pytest.mark.needs("drops_stuck")
+@pytest.mark.needs("memory_share")
 @pytest.mark.slow  # the kernel holds up to 4 MiB per stuck socket first: about 700 MB go through the server
 @pytest.mark.points(2, "stuck clients cost at most 64 MiB of waiting output in all, however many")
 def test_stuck_clients_cost_bounded_memory_in_total(session):
@@ -275,8 +277,8 @@ CROWD = 300  # connections open: an even split of 64 MiB is then 218 KiB, under 
 FLOOR_KIB, KEPT_KIB, DROPPED_KIB, TLS_RESERVED_KIB = 256, 240, 288, 128
 
 
-@pytest.mark.sampled("02")  # the default run: on 02 alone (the same rule in every stage)
-@pytest.mark.needs("drops_stuck")
+@pytest.mark.sampled  # the default run: on the first stage with the share (06), the same rule in every stage
+@pytest.mark.needs("memory_share")
 @pytest.mark.points(2, "past 256 connections, a stuck client is dropped once it has 256 KiB waiting, not before")
 def test_past_256_connections_a_share_is_256_kib(session):
     """docs/protocol.md, "Memory": a connection's share is 64 MiB divided by the connections open

@@ -95,6 +95,7 @@ def joined(peers):
     return peers
 
 
+@pytest.mark.needs("log_never_blocks")
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a log that nobody reads never stops the chat, or new users joining")
 def test_a_log_that_nobody_reads_never_stops_the_chat(session, piped):
@@ -117,6 +118,7 @@ def test_a_log_that_nobody_reads_never_stops_the_chat(session, piped):
     assert_clean_exit(session, server)  # and Ctrl+C still ends it, the log still unread
 
 
+@pytest.mark.needs("log_never_blocks")
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a closed log (server.py | head -1) neither kills the server nor breaks Ctrl+C")
 def test_a_closed_log_neither_kills_the_server_nor_breaks_its_exit(session, piped):
@@ -133,6 +135,7 @@ def test_a_closed_log_neither_kills_the_server_nor_breaks_its_exit(session, pipe
     assert_clean_exit(session, server)
 
 
+@pytest.mark.needs("log_never_blocks")
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a log that cannot encode the text (PYTHONIOENCODING=ascii) drops nobody")
 def test_a_log_that_cannot_encode_the_text_drops_nobody(session, piped):

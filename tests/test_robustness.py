@@ -132,7 +132,8 @@ def test_crlf_line_endings_are_understood(session):
     peer.expect_line(driver.wire_welcome(peer.name))
     peer.send(driver.wire_say(text)[:-1] + b"\r\n")
     bob.sees(bob.said(peer.name, text))
-    bob.never_saw(session.spec("escaped", code="000d"), "a \\r is part of the line ending, not of the message")
+    if session.stage.has("escapes_text"):
+        bob.never_saw(session.spec("escaped", code="000d"), "a \\r is part of the line ending, not of the message")
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
@@ -190,7 +191,7 @@ HOSTILE = {
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
-@pytest.mark.needs("chat")
+@pytest.mark.needs("name_rules")
 @pytest.mark.points(1, "names with escape sequences are refused")
 def test_hostile_names_are_refused(session):
     driver = session.stage.client_class
@@ -204,7 +205,7 @@ def test_hostile_names_are_refused(session):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
-@pytest.mark.needs("chat")
+@pytest.mark.needs("escapes_text")
 @pytest.mark.parametrize("kind", HOSTILE)
 @pytest.mark.points(1, "escape sequences in messages reach terminals as harmless text")
 def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
@@ -214,9 +215,11 @@ def test_hostile_text_reaches_terminals_as_harmless_text(session, kind):
     end = session.text()
     peer.send(driver.wire_say(f"{HOSTILE[kind]} {end}"))
     bob.sees(end)
-    if session.stage.has("message_log"):  # the server's console is a terminal too
+    terms = [bob.term]
+    if session.stage.has("message_log", "hostile_text"):  # the server's console is a terminal too (stage 06)
         session.server.term.expect_spec("said_log", name=peer.name, text=end)
-    for term in (bob.term, session.server.term):
+        terms.append(session.server.term)
+    for term in terms:
         for byte in RAW_CONTROLS:
             assert byte not in term.output(), f"[{term.label}] received a raw {byte!r} from mallory"
 
@@ -450,7 +453,7 @@ def limit_open_files():
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
-@pytest.mark.needs("chat")
+@pytest.mark.needs("fd_exhaustion")
 @pytest.mark.points(1, "running out of file descriptors neither kills nor spins the server")
 def test_out_of_file_descriptors_neither_kills_nor_spins(session):
     server = session.start_server(*(("--max-clients", "500") if session.stage.has("max_clients") else ()),

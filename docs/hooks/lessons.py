@@ -165,7 +165,7 @@ def contract_table(root, stage_id):
     finally:
         sys.path.pop(0)
     rows = ["| Program | Must show | When |", "| --- | --- | --- |"]
-    for term in BY_ID[stage_id].client_class.terms.values():
+    for term in BY_ID[stage_id].terms.values():
         shown = contract.shown(term.text).replace("|", "\\|")
         shown = f"`{shown}` (a pattern)" if term.pattern else f"`{shown}`"
         rows.append(f"| {term.who} | {shown} | {term.when} |")
