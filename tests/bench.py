@@ -2,9 +2,9 @@
 
     python tests/bench.py                                         # every multi-client stage, N = 100 and 1,000
     python tests/bench.py --write-docs                            # the same, into the committed docs/bench/
-    python tests/bench.py --stages 02,05,08 --clients 100,1000 --messages 200
+    python tests/bench.py --stages 02,05,09 --clients 100,1000 --messages 200
     python tests/bench.py --quick --out /tmp/bench                # seconds: what CI runs (a small IRC case too)
-    python tests/bench.py --irc                                   # stage 10 against miniircd, on IRC
+    python tests/bench.py --irc                                   # stage 11 against miniircd, on IRC
     python tests/bench.py --irc --write-docs                      # the same, into docs/bench/irc*
 
 For each stage (and tests/bench_baseline.py) and each N, on loopback only:
@@ -23,7 +23,7 @@ For each stage (and tests/bench_baseline.py) and each N, on loopback only:
 - the most clients (from --ladder) that all join within JOIN_SECONDS and all get one
   broadcast within 5 s.
 
-With --irc, stages/10/server.py and miniircd (PyPI) instead, on an IRC workload: every client
+With --irc, stages/11/server.py and miniircd (PyPI) instead, on an IRC workload: every client
 registers (NICK, USER) and JOINs one channel, the sender says PRIVMSG to it. The same figures, the
 JOIN storm (N²/2 lines) timed apart from them, and a never-reading member watched for longer: the
 others' throughput round by round and the server's RSS over time (see "IRC" below).
@@ -66,7 +66,7 @@ BASELINE = Stage("base", "baseline: minimal epoll broadcast", RoomClient, frozen
                  folder=REPO / "tests")
 MARK = b"bench "  # every measured message's text starts with this
 SAMPLE = 10  # receivers per receiver process whose latencies are recorded
-DEFAULT_STAGES = "02,03,04,05,08,09"  # 06's server is 05's plus a history: the same figures
+DEFAULT_STAGES = "02,03,04,05,09,10"  # 07's server is 05's plus a history: the same figures
 ROUND_SECONDS = 2  # a throughput round is cut to about this long
 RATE_SECONDS = 2  # each latency round lasts this long
 JOIN_SECONDS = 120  # for every client to be welcomed (every join is announced to everyone: N² messages)
@@ -494,8 +494,8 @@ def targets(data):
     for stage in ("04", "05"):
         ratio(stage, 100, 0.5)
         capacity(stage, 500)
-    capacity("08", 5000)
-    p99_under("08", 1000, 50, lambda r: r["latency_50"], "at 50 messages/s,")
+    capacity("09", 5000)
+    p99_under("09", 1000, 50, lambda r: r["latency_50"], "at 50 messages/s,")
     for stage in dict.fromkeys(r["stage"] for r in data["results"] if r["stage"] != "base"):
         for clients in sorted({r["clients"] for r in data["results"]}):
             p99_under(stage, clients, 100, lambda r: r["stuck"], "with one client stuck, the others'")
@@ -506,11 +506,11 @@ def targets(data):
 
 
 MODELS = {"02": "selectors", "03": "selectors", "04": "a thread per client", "05": "a thread per client",
-          "08": "asyncio"}
+          "09": "asyncio"}
 
 
 def models(data):
-    """The three concurrency models side by side at the largest N (lesson 08 includes this file)."""
+    """The three concurrency models side by side at the largest N (lesson 09 includes this file)."""
     size = max(row["clients"] for row in data["results"])
     lines = [f"| model | stage | server KiB per client | × baseline | with one client stuck: the others' p99 (ms) "
              f"| most clients |", "| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -575,25 +575,25 @@ def plot(data, out):
         plt.close(figure)
 
 
-# ---------------------------------------------------------------- IRC: stage 10 against miniircd
+# ---------------------------------------------------------------- IRC: stage 11 against miniircd
 #
-# The same questions on an IRC workload, for stages/10/server.py and miniircd (PyPI), in one run:
+# The same questions on an IRC workload, for stages/11/server.py and miniircd (PyPI), in one run:
 # every client registers (NICK, USER), JOINs one channel and the sender says PRIVMSG to it.
 # Everyone is told of every JOIN, so joining N clients is N²/2 lines: that storm is timed on its
 # own, and no measurement starts until it is over.
 
-STAGE_10 = REPO / "stages" / "10" / "server.py"
-IRC_SERVERS = ("10", "miniircd")
+STAGE_11 = REPO / "stages" / "11" / "server.py"
+IRC_SERVERS = ("11", "miniircd")
 IRC_CHANNEL = "#kit"
 IRC_JOINED = b" 366 "  # RPL_ENDOFNAMES: the last line of the server's answer to a JOIN
 SENDER_JOINED = b":sender!"  # the sender joins last: a member that has seen its JOIN has had the whole storm
 IRC_QUIT = b" QUIT "  # a member dropped (or gone): every other member is told
 IRC_LADDER = "1000,2000,5000"
 IRC_RATES = "10,50,200"  # messages a second; 10 × 999 members is 10,000 deliveries a second
-IRC_LADDER_JOIN_SECONDS = 360  # 5,000 clients: 12.5 million JOIN lines (stage 10 took 202 s in one run)
+IRC_LADDER_JOIN_SECONDS = 360  # 5,000 clients: 12.5 million JOIN lines (stage 11 took 202 s in one run)
 STUCK_SECONDS = 20  # the never-reading member's phase (full-speed rounds, one after the other) lasts this long...
 STUCK_MIB = 6  # ...then on until each member was sent this much (the kernel holds up to 4 MiB for a socket,
-STUCK_MAX_SECONDS = 120  # tcp_wmem, and stage 10 at most 1 MiB for one client), or until this long,
+STUCK_MAX_SECONDS = 120  # tcp_wmem, and stage 11 at most 1 MiB for one client), or until this long,
 AFTER_DROP_SECONDS = 10  # or until this long after the server dropped the member (to watch its memory)
 STUCK_PAD = 400  # the phase's lines are long (a paste), about 470 bytes: the server's limits come sooner
 RELAYED = len(b":sender!sender@127.0.0.1 PRIVMSG #kit :bench 1234 12345678901234567 \r\n") + STUCK_PAD
@@ -611,7 +611,7 @@ def irc_say(text):
 
 
 def answer_pings(sock, lines):
-    """Both servers PING an idle client (miniircd after 90 s, stage 10 after 120 s) and drop it if it does
+    """Both servers PING an idle client (miniircd after 90 s, stage 11 after 120 s) and drop it if it does
     not answer: a long run has to. `lines` holds complete lines only."""
     if b"PING" in lines:
         for line in lines.split(b"\n"):
@@ -632,14 +632,14 @@ def miniircd_installed():
 
 
 class IrcServerProcess:
-    """stages/10/server.py (or `program`, a changed copy) or miniircd on 127.0.0.1, its output read as it
+    """stages/11/server.py (or `program`, a changed copy) or miniircd on 127.0.0.1, its output read as it
     comes (the end of it kept, to say why a server stopped)."""
 
-    def __init__(self, name, program=STAGE_10):
+    def __init__(self, name, program=STAGE_11):
         self.name, self.tail = name, b""
-        # Their listen() backlogs: asyncio.start_server(backlog=1024) in stage 10, listen(5) in miniircd.
-        self.backlog = 1024 if name == "10" else 5
-        if name == "10":
+        # Their listen() backlogs: asyncio.start_server(backlog=1024) in stage 11, listen(5) in miniircd.
+        self.backlog = 1024 if name == "11" else 5
+        if name == "11":
             command = [sys.executable, str(program), "--port", "0"]
         else:  # miniircd has no --port 0 and says nothing unless --verbose: a free port, then a probe
             self.port = free_port()
@@ -648,14 +648,14 @@ class IrcServerProcess:
                 command += ["--setuid", "root"]  # miniircd refuses to run as root without it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
-        if name == "10":
+        if name == "11":
             match = LISTENING.search(self.process.stdout.readline().decode(errors="replace"))
             if not match:
                 self.stop()
-                raise RuntimeError("stage 10: the server did not start")
+                raise RuntimeError("stage 11: the server did not start")
             self.port = int(match.group(2))
         threading.Thread(target=self.read_log, daemon=True).start()
-        if name != "10":
+        if name != "11":
             self.wait_until_listening()
 
     def read_log(self):
@@ -972,7 +972,7 @@ def stuck_phase(generator, server, clients, messages, seconds, most, progress, l
 
 
 def measure_irc(name, clients, messages, rates, repeats, progress, stuck_seconds=(STUCK_SECONDS, STUCK_MAX_SECONDS),
-                rate_seconds=RATE_SECONDS, program=STAGE_10):
+                rate_seconds=RATE_SECONDS, program=STAGE_11):
     """Every figure for one server and N members of one channel (plus a never-reading one at the end)."""
     label = f"{name} N={clients}"
     result = {"server": name, "clients": clients}
@@ -1021,7 +1021,7 @@ def measure_irc(name, clients, messages, rates, repeats, progress, stuck_seconds
     return result
 
 
-def irc_most_clients(name, ladder, progress, program=STAGE_10):
+def irc_most_clients(name, ladder, progress, program=STAGE_11):
     """The largest N on the ladder at which every member joins in time and gets one PRIVMSG within 5 s;
     each step's JOIN storm and memory per client, and why the first step that failed did."""
     best, steps = 0, []
@@ -1056,9 +1056,9 @@ def irc_most_clients(name, ladder, progress, program=STAGE_10):
 
 
 def run_irc(args, sizes, rates, ladder, progress):
-    servers = [name for name in IRC_SERVERS if name == "10" or miniircd_installed()]
+    servers = [name for name in IRC_SERVERS if name == "11" or miniircd_installed()]
     if "miniircd" not in servers:
-        progress("miniircd is not installed (pip install -r requirements.txt): stage 10 is measured alone")
+        progress("miniircd is not installed (pip install -r requirements.txt): stage 11 is measured alone")
     results = []
     for size in sizes:  # at each N, the two servers one after the other: the machine drifts less in between
         for name in servers:
@@ -1066,15 +1066,15 @@ def run_irc(args, sizes, rates, ladder, progress):
                                        *(((1, 1), 0.4) if args.quick else
                                          ((args.stuck_seconds, max(args.stuck_seconds, args.stuck_max_seconds)),
                                           RATE_SECONDS)),
-                                       program=Path(args.stage10)))
+                                       program=Path(args.irc_server)))
     most, ladders = {}, {}
     for name in servers if ladder else ():
-        most[name], ladders[name] = irc_most_clients(name, ladder, progress, Path(args.stage10))
-    program = Path(args.stage10).read_bytes()  # which stage 10 was measured: its git blob id
+        most[name], ladders[name] = irc_most_clients(name, ladder, progress, Path(args.irc_server))
+    program = Path(args.irc_server).read_bytes()  # which stage 11 was measured: its git blob id
     blob = hashlib.sha1(b"blob %d\0" % len(program) + program).hexdigest()
-    path = Path(args.stage10).resolve()
+    path = Path(args.irc_server).resolve()
     shown = str(path.relative_to(REPO)) if REPO in path.parents else str(path)
-    return {"servers": servers, "rates": rates, "stage10": {"path": shown, "git_blob": blob},
+    return {"servers": servers, "rates": rates, "irc_stage": {"path": shown, "git_blob": blob},
             "results": results, "most_clients": most, "ladder": ladders}
 
 
@@ -1114,7 +1114,7 @@ def irc_rows(irc):
 
 
 def vs_miniircd(row, peer):
-    if row["server"] != "10" or "error" in row or not peer:
+    if row["server"] != "11" or "error" in row or not peer:
         return "-"
     return f"{row['throughput'] / peer['throughput']:.2f}"
 
@@ -1155,10 +1155,10 @@ def most_clients_text(irc):
     return "; ".join(parts)
 
 
-def stage10_text(irc):
-    if "stage10" not in irc:
+def irc_stage_text(irc):
+    if "irc_stage" not in irc:
         return ""
-    return f" Stage 10 was `{irc['stage10']['path']}`, git blob {irc['stage10']['git_blob'][:10]}."
+    return f" Stage 11 was `{irc['irc_stage']['path']}`, git blob {irc['irc_stage']['git_blob'][:10]}."
 
 
 def load_text(data):
@@ -1170,13 +1170,13 @@ def load_text(data):
 
 
 def irc_markdown(data):
-    """Stage 10 against miniircd, as docs/measuring.md shows it."""
+    """Stage 11 against miniircd, as docs/measuring.md shows it."""
     irc, machine = data["irc"], data["machine"]
     rates = irc_rates(irc)
     storms = sum(row.get("join_seconds", 0) for row in irc["results"])
     lines = [f"Measured with `{data['command']}` on {machine['cores']} cores ({machine['cpu']}), "
              f"Python {machine['python']}, {machine['system']}; {data['seconds']:.0f} s in all, of which the JOIN "
-             f"storms of the measured rows took {storms:.0f} s." + load_text(data) + stage10_text(irc), "",
+             f"storms of the measured rows took {storms:.0f} s." + load_text(data) + irc_stage_text(irc), "",
              "| server | N | JOIN storm (s) | deliveries/s | × miniircd | "
              + "".join(f"p99 at {rate}/s (ms) | " for rate in rates)
              + f"server KiB per client | with a never-reading member: p99 at {rates[0]}/s (ms) "
@@ -1212,11 +1212,11 @@ def irc_markdown(data):
 
 
 def irc_targets(data):
-    """Issue 17's targets for stage 10, each with what this run measured and whether it was met."""
+    """Issue 17's targets for stage 11, each with what this run measured and whether it was met."""
     irc = data["irc"]
     checks = []  # (target, measured, met)
     for row, peer in irc_rows(irc):
-        if row["server"] != "10":
+        if row["server"] != "11":
             continue
         size = f"N={row['clients']:,}"
         if "error" in row:
@@ -1240,10 +1240,10 @@ def irc_targets(data):
                        + (f"{rise:+,} KiB over the second half" if rise is not None else "too few rounds to tell")
                        + f" ({stuck['held_kib']:+,} KiB from the start of the phase to its end)",
                        stuck["dropped_after_s"] is not None and rise is not None and rise < BOUNDED_KIB))
-    if "10" in irc["most_clients"]:
-        most = irc["most_clients"]["10"]
+    if "11" in irc["most_clients"]:
+        most = irc["most_clients"]["11"]
         checks.append(("5,000+ clients in one channel", f"{most:,}", most >= 5000))
-    lines = ["| target for stage 10 | measured | met |", "| --- | --- | --- |"]
+    lines = ["| target for stage 11 | measured | met |", "| --- | --- | --- |"]
     lines += [f"| {target} | {measured} | {'yes' if met else '**no**'} |" for target, measured, met in checks]
     for row in irc["results"]:
         if row["server"] == "miniircd" and "error" not in row:
@@ -1287,7 +1287,7 @@ def irc_plot(data, out):
     speed.set_yscale("log")
     for axes in (memory, speed):
         axes.legend(fontsize=8)
-    figure.suptitle(f"Stage 10 and miniircd with a member that never reads ({data['machine']['cores']} cores, "
+    figure.suptitle(f"Stage 11 and miniircd with a member that never reads ({data['machine']['cores']} cores, "
                     f"Python {data['machine']['python']})", fontsize=10)
     figure.tight_layout()
     figure.savefig(out / "irc-stuck.svg", metadata={"Date": None})
@@ -1322,9 +1322,9 @@ def results_folder(args):
 
 def main():
     parser = argparse.ArgumentParser(description="Benchmark the multi-client stages against an epoll baseline, "
-                                     "or (--irc) stage 10 against miniircd.")
+                                     "or (--irc) stage 11 against miniircd.")
     parser.add_argument("--stages", default=DEFAULT_STAGES, help=f"default {DEFAULT_STAGES}")
-    parser.add_argument("--irc", action="store_true", help="the IRC workload instead: stage 10 and miniircd, "
+    parser.add_argument("--irc", action="store_true", help="the IRC workload instead: stage 11 and miniircd, "
                         "members of one channel (writes irc.json, irc-table.md, irc-targets.md, irc-stuck.svg)")
     parser.add_argument("--clients", default="100,1000", help="numbers of clients, e.g. 100,1000")
     parser.add_argument("--messages", type=int, default=1000,
@@ -1339,9 +1339,9 @@ def main():
     parser.add_argument("--stuck-max-seconds", type=float, default=STUCK_MAX_SECONDS,
                         help=f"...then goes on until each member was sent {STUCK_MIB} MiB, at most this long "
                         f"(default {STUCK_MAX_SECONDS})")
-    parser.add_argument("--stage10", default=str(STAGE_10), metavar="SERVER_PY",
-                        help="with --irc: the stage 10 server to measure, to try a change on a copy "
-                        f"(default {STAGE_10.relative_to(REPO)})")
+    parser.add_argument("--irc-server", default=str(STAGE_11), metavar="SERVER_PY",
+                        help="with --irc: the stage 11 server to measure, to try a change on a copy "
+                        f"(default {STAGE_11.relative_to(REPO)})")
     parser.add_argument("--out", default=None, help="folder for results.json and plots (default: a new temporary "
                         "folder; the committed results are never overwritten by a default run)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the committed results, {DOCS.relative_to(REPO)}/")
@@ -1366,7 +1366,7 @@ def main():
         args.rates = IRC_RATES if args.irc else "50,200"
     irc_ladder = args.ladder
     if args.quick:
-        args.stages, args.clients, args.messages, args.repeats, args.ladder, args.rates = "02,08", "20", 50, 1, "", "50"
+        args.stages, args.clients, args.messages, args.repeats, args.ladder, args.rates = "02,09", "20", 50, 1, "", "50"
         irc_ladder = "50"
     stages = [BY_ID[stage_id.strip().zfill(2)] for stage_id in args.stages.split(",")] if chat else []
     sizes = [int(size) for size in args.clients.split(",")]

@@ -26,7 +26,7 @@ def pytest_addoption(parser):
     group.addoption("--stage", default=None, metavar="NN[,NN...]",
                     help="run the checks of these stages only, e.g. --stage 01,02")
     group.addoption("--impl", default=None, metavar="DIR",
-                    help="check the programs in DIR (server.py and client.py; peer.py for 07) "
+                    help="check the programs in DIR (server.py and client.py; peer.py for 08) "
                          "instead of stages/NN (needs one --stage)")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write a points summary (summary.txt) and Gradescope's results.json to DIR")

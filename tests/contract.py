@@ -128,7 +128,7 @@ JSON_ROOM = {
     "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
 }
 
-# ---------------------------------------------------------------- 05 and 08: commands
+# ---------------------------------------------------------------- 05 and 09: commands
 
 COMMANDS = ("C PM", "C DM", "C LS", "C EX")
 COMMAND = {
@@ -147,7 +147,7 @@ COMMAND = {
     "shutting_down": Term("client", "shutting down", "the server is stopping (its shutdown notice)"),
 }
 
-# ---------------------------------------------------------------- 06: slash commands
+# ---------------------------------------------------------------- 07: slash commands
 
 SLASH = {
     **COMMAND,
@@ -162,7 +162,7 @@ SLASH = {
 for key in ("hint", "back", "no_such_user"):
     del SLASH[key]
 
-# ---------------------------------------------------------------- 09: TLS and files
+# ---------------------------------------------------------------- 10: TLS and files
 
 FILES = {
     **COMMAND,
@@ -175,14 +175,14 @@ FILES = {
     "limit": Term("client", "{size}", "C FT of a file over the server's limit: the limit, e.g. 1.0 KiB; nothing is sent"),
     "missing_file": Term("server", "{file}", "in the one line of error, then exit code 1, for a --cert or --key "
                                              "file that cannot be read"),
-    "tls_error": Term("client", "TLS", "a plaintext client (stage 08's) shows the server's tls-required error"),
+    "tls_error": Term("client", "TLS", "a plaintext client (stage 09's) shows the server's tls-required error"),
     "certificate": Term("client", "certificate",
                         "in the one line of error (exit code 1) for an untrusted or misnamed certificate"),
 }
 
-# ---------------------------------------------------------------- 10: IRC
+# ---------------------------------------------------------------- 11: IRC
 
-# Stage 10's own client.py (the one the shared checks drive: lesson 10, "A client for the
+# Stage 11's own client.py (the one the shared checks drive: lesson 11, "A client for the
 # checks"), then what the server sends on the wire, then what irssi shows.
 IRC = {
     **PROGRAMS, **SERVER_GONE,
@@ -212,15 +212,15 @@ IRC = {
 
 # What the server sends. The commands one user's action makes the server relay (PRIVMSG,
 # NOTICE, JOIN, PART, QUIT, NICK, TOPIC, MODE: ":nick!user@host COMMAND ...") are RFC 1459's
-# own syntax, which lesson 10 shows. The words at the end of each numeric are free in the
+# own syntax, which lesson 11 shows. The words at the end of each numeric are free in the
 # RFCs; the kit's stage fixes them, and tests/test_irc.py compares them whole.
 IRC_WIRE = {
     "001": Term("server", ":{server} 001 {nick} :Welcome to the kit IRC network, {nick}!{user}@{host}",
                 "registration is done (NICK and USER, and CAP END if CAP LS or REQ came first): 001 to 005, "
                 "then 422"),
-    "002": Term("server", ":{server} 002 {nick} :Your host is {server}, running version kit-10", "after 001"),
+    "002": Term("server", ":{server} 002 {nick} :Your host is {server}, running version kit-11", "after 001"),
     "003": Term("server", ":{server} 003 {nick} :This server was created {created}", "after 002"),
-    "004": Term("server", ":{server} 004 {nick} {server} kit-10 i bn",
+    "004": Term("server", ":{server} 004 {nick} {server} kit-11 i bn",
                 "after 003: the server's name and version, its user modes and its channel modes"),
     "005": Term("server", ":{server} 005 {nick} CHANTYPES=# NICKLEN=30 CHANNELLEN=50 CHANLIMIT=#:50 PREFIX= "
                           "CASEMAPPING=rfc1459 :are supported by this server",
@@ -280,7 +280,7 @@ IRSSI = {
 IRC.update(IRC_WIRE)
 IRC.update(IRSSI)
 
-# ---------------------------------------------------------------- 07: peers
+# ---------------------------------------------------------------- 08: peers
 
 PEER = {
     **PROGRAMS,
@@ -340,7 +340,7 @@ JSON_2 = {
     "users": {"names": NAMES, "time": TIME},
     "shutdown": {"time": TIME},
 }
-JSON_2_HISTORY = {**JSON_2, "said": {**JSON_2["said"], "history?": "true"}}  # 06: history is optional
+JSON_2_HISTORY = {**JSON_2, "said": {**JSON_2["said"], "history?": "true"}}  # 07: history is optional
 JSON_2_FILES = {
     **JSON_2,
     "welcome": {**JSON_2["welcome"], "max_file_size": NUMBER},

@@ -30,7 +30,7 @@ import pexpect
 import contract
 
 TIMEOUT = 5.0  # seconds to wait for one expected line; the programs answer in milliseconds
-DEV_CERTS = Path(__file__).resolve().parent.parent / "stages" / "09" / "certs"  # the spec's TLS stages' certificates
+DEV_CERTS = Path(__file__).resolve().parent.parent / "stages" / "10" / "certs"  # the spec's TLS stages' certificates
 LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
 
 
@@ -466,7 +466,7 @@ def irc_parse(line):
 
 class IrcLine:
     """Matches a received IRC line: this command (or numeric), these first parameters, and a
-    prefix whose nick is `source` if given (stage 10's wire, for the shared checks)."""
+    prefix whose nick is `source` if given (stage 11's wire, for the shared checks)."""
 
     def __init__(self, command, *params, source=None):
         self.command, self.params, self.source = command, params, source

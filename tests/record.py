@@ -59,7 +59,7 @@ class Normaliser:
             text = re.sub(rf"(?<![\d:]){port}(?!\d)", shown, text)
         text = re.sub(r"(?<!\d)\d\d:\d\d:\d\d(?!\d)", "14:02:07", text)
         text = re.sub(r"\[\d\d:\d\d\]", "[14:02]", text)
-        text = re.sub(r"(?<!\d)\d{4}-\d\d-\d\d(?!\d)", "2026-11-22", text)  # stage 10's 003
+        text = re.sub(r"(?<!\d)\d{4}-\d\d-\d\d(?!\d)", "2026-11-22", text)  # stage 11's 003
         # irssi's dates (a channel's creation, 329) and how long its join took
         text = re.sub(r"\b[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d 14:02:07 \d{4}\b", "Sun Nov 22 14:02:07 2026", text)
         return re.sub(r"synced in \d+ secs", "synced in 0 secs", text)
@@ -72,7 +72,7 @@ class Recording:
         self.stage = stage
         self.session = Session(stage, workdir, RoleNames())
         self.commands = {}
-        self.peers = []  # stage 07: the peers' ports, in the order they started
+        self.peers = []  # stage 08: the peers' ports, in the order they started
 
     def server(self):
         server = self.session.start_server()
@@ -86,7 +86,7 @@ class Recording:
         return term
 
     def peer(self, name):
-        """A stage 07 peer; its port shows as 65433, 65434, ... in the recording."""
+        """A stage 08 peer; its port shows as 65433, 65434, ... in the recording."""
         peer = self.stage.client_class.start(self.session, name)
         self.commands[name] = f"$ python stages/{self.stage.id}/peer.py --host 127.0.0.1 {65433 + len(self.peers)}"
         self.peers.append(peer.port)
@@ -96,7 +96,7 @@ class Recording:
         self.session.pump()
         if self.peers:
             normalise = Normaliser(self.peers[0], {port: str(65433 + number) for number, port in enumerate(self.peers)})
-        elif self.stage.has("irc"):  # IRC's port, stage 10's default
+        elif self.stage.has("irc"):  # IRC's port, stage 11's default
             normalise = Normaliser(self.session.server.port, {self.session.server.port: "6667"})
         else:
             normalise = Normaliser(self.session.server.port)
@@ -247,7 +247,7 @@ def stage_05(rec):
         term.expect_exit(0)
 
 
-def stage_06(rec):
+def stage_07(rec):
     rec.server()
     carol = rec.client("carol", "--plain", "--name", "carol")
     carol.expect("welcome, carol")
@@ -275,7 +275,7 @@ def stage_06(rec):
     alice.wait_for(lambda: alice.row(-1) == "> see you", "the typed words")
 
 
-def stage_07(rec):
+def stage_08(rec):
     """Three peers; ports replaced by 65433, 65434 and 65435 in the recording."""
     peers = [rec.peer(name) for name in ("alice", "bob", "carol")]
     alice, bob, carol = (peer.term for peer in peers)
@@ -303,7 +303,7 @@ def stage_07(rec):
     bob.expect("closed by the peer")
 
 
-def stage_09(rec):
+def stage_10(rec):
     notes = Path(rec.session.workdir) / "notes.txt"
     notes.write_text("".join(f"line {number}: the minutes of the meeting\n" for number in range(1, 101)))
     server = rec.server()
@@ -318,10 +318,10 @@ def stage_09(rec):
     bob.expect("C NO to decline")
     ask(bob, "C OK", "saved")
     alice.expect("sent notes.txt")
-    # A plaintext client (stage 08's) knocks: it is told, and nobody else notices.
-    old = rec.session.spawn("stage 08 client", "client.py", "--port", str(rec.session.server.port), "--name", "dave",
-                            stage=BY_ID["08"])
-    rec.commands["stage 08 client"] = "$ python stages/08/client.py --name dave"
+    # A plaintext client (stage 09's) knocks: it is told, and nobody else notices.
+    old = rec.session.spawn("stage 09 client", "client.py", "--port", str(rec.session.server.port), "--name", "dave",
+                            stage=BY_ID["09"])
+    rec.commands["stage 09 client"] = "$ python stages/09/client.py --name dave"
     old.expect("name: ")
     press(old, "ctrl_d")
     old.expect_exit(0)
@@ -356,8 +356,8 @@ def irssi(rec, nick):
     return term
 
 
-def stage_10(rec):
-    """alice in irssi, bob in the kit's own client.py, in #kit on stage 10's server."""
+def stage_11(rec):
+    """alice in irssi, bob in the kit's own client.py, in #kit on stage 11's server."""
     server = rec.server()
     alice = irssi(rec, "alice")
     alice.shows("Irssi")
@@ -391,10 +391,12 @@ def stage_10(rec):
     server.expect("bob quit")
 
 
-SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05, "06": stage_06,
-             "07": stage_07, "08": stage_05,  # 08 is 05 on asyncio: the same scenario, the same screens
-             "09": stage_09, "10": stage_10}
-NEEDS = {"10": "irssi"}  # a program a scenario runs besides the stage's own
+SCENARIOS = {"01": stage_01, "02": stage_02, "03": stage_03, "04": stage_04, "05": stage_05,
+             "06": stage_05,  # 06 is 05 made fit for strangers: the same scenario, the same screens
+             "07": stage_07,
+             "08": stage_08, "09": stage_05,  # 09 is 05 on asyncio: the same scenario, the same screens
+             "10": stage_10, "11": stage_11}
+NEEDS = {"11": "irssi"}  # a program a scenario runs besides the stage's own
 
 
 # ---------------------------------------------------------------- the protocol on the wire

@@ -1,4 +1,4 @@
-"""Full-screen programs (stage 06's curses client), checked on what a person would see.
+"""Full-screen programs (stage 07's curses client), checked on what a person would see.
 
 A curses program does not print lines: it moves the cursor and repaints parts of the
 screen. So its output is played through pyte, a terminal emulator, and the checks

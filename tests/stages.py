@@ -13,7 +13,7 @@ Capabilities:
   many_clients  `crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for
                 selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads
   drops_stuck   a client that never reads is dropped (one cap per client); it cannot freeze the room
-  message_log   the server logs a line per message, with its sender and its text (not stage 10:
+  message_log   the server logs a line per message, with its sender and its text (not stage 11:
                 an IRC server logs who comes and goes, not what they say)
   json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
   name_rules    a name that breaks the protocol's rule (control characters included) is refused
@@ -23,14 +23,14 @@ Capabilities:
   who           the user list: who -> users {names}
   unique_names  a taken name (any case) gets error name-taken; the client asks again
   commands      stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>
-  exit_command  the client has a command to leave (C EX in 05 and 08, /quit in 06): its driver's exit_command()
+  exit_command  the client has a command to leave (C EX in 05 and 09, /quit in 07): its driver's exit_command()
   shutdown_notice  Ctrl+C on the server tells every client it is shutting down
   history       a newcomer gets the last public messages (--history N, default 20), marked "history"
-  slash_commands   stage 06's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
+  slash_commands   stage 07's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
                 its --plain mode (also used when there is no terminal) is the driver below
   tui           a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)
-  server        a server.py and a client.py (every stage but 07, where each peer.py is both)
-  many_idle     5,000 idle connections at once while a few clients chat (asyncio, stage 08)
+  server        a server.py and a client.py (every stage but 08, where each peer.py is both)
+  many_idle     5,000 idle connections at once while a few clients chat (asyncio, stage 09)
   p2p           peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit
   tls           every connection is TLS: server --cert/--key, client --cafile (the kit's dev CA in the tests);
                 a plaintext client gets error tls-required
@@ -47,7 +47,7 @@ lessons 02-05 list them in their "Not handled here" box):
   shutdown_deadline a stuck client cannot hold up Ctrl+C on the server
   hostile_text      control characters from the network reach the server's log escaped
 
-  irc           the server speaks IRC (RFC 1459 and 2812, the subset lesson 10 covers): checked on
+  irc           the server speaks IRC (RFC 1459 and 2812, the subset lesson 11 covers): checked on
                 the wire by tests/test_irc.py, and with real clients (irssi)
 
 Each stage also names its wire protocol: clients and servers of stages with the
@@ -305,7 +305,7 @@ class CommandClient(JsonRoomClient):
 
 
 class SlashClient(JsonRoomClient):
-    """Stage 06's UI in plain mode: plain text is public, "/msg NAME TEXT" is direct, "/quit" leaves.
+    """Stage 07's UI in plain mode: plain text is public, "/msg NAME TEXT" is direct, "/quit" leaves.
 
     Its full-screen mode is checked on screen by tests/test_terminal_ui.py.
     """
@@ -329,7 +329,7 @@ class SlashClient(JsonRoomClient):
 
 
 class FileClient(CommandClient):
-    """Stage 09's UI: stage 05's commands, and C FT (then C <name>, C <path>), C OK, C NO for files."""
+    """Stage 10's UI: stage 05's commands, and C FT (then C <name>, C <path>), C OK, C NO for files."""
 
     terms = contract.FILES
 
@@ -345,16 +345,16 @@ class FileClient(CommandClient):
 
 
 class IrcClient(RoomClient):
-    """Stage 10's client.py: `--name NICK`, and a line you type goes to #kit; IRC on the wire.
+    """Stage 11's client.py: `--name NICK`, and a line you type goes to #kit; IRC on the wire.
 
     The stage needs no client (irssi is one), but the shared checks drive a client in a
-    terminal: stages/10/client.py is a minimal one. Raw test peers speak IRC: NICK and USER,
+    terminal: stages/11/client.py is a minimal one. Raw test peers speak IRC: NICK and USER,
     then JOIN #kit, is their hello; the end of the NAMES list is their welcome.
     """
 
     terms = contract.IRC
     max_line = 512  # RFC 1459 2.3, CR LF included
-    drops_long_lines = False  # 417, and the connection goes on (lesson 10)
+    drops_long_lines = False  # 417, and the connection goes on (lesson 11)
     channel = "#kit"
 
     @staticmethod
@@ -403,7 +403,7 @@ class IrcClient(RoomClient):
 
 
 class Peer:
-    """Stage 07's UI: one peer.py in a terminal, driven through its commands."""
+    """Stage 08's UI: one peer.py in a terminal, driven through its commands."""
 
     terms = contract.PEER
 
@@ -516,21 +516,24 @@ STAGES = [
           frozenset(PROTOCOL), "json-1", crowd=100, full_crowd=500),
     Stage("05", "the complete chat", CommandClient,
           frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
-    Stage("06", "a terminal UI", SlashClient,
+    # 05's chat, fit for strangers: each defence taught one at a time.
+    Stage("06", "limits: a server that strangers can reach", CommandClient,
+          frozenset(LIMITS), "json-2", crowd=100, full_crowd=500),
+    Stage("07", "a terminal UI", SlashClient,
           frozenset(TUI), "json-2", crowd=100, full_crowd=500),
-    Stage("07", "peer-to-peer", Peer,
+    Stage("08", "peer-to-peer", Peer,
           frozenset({"p2p"}), "p2p", programs=("peer.py",)),
     # asyncio: stage 05's behaviour and UI, so the same driver; 5,000 idle
     # connections in the slow tier.
-    Stage("08", "asyncio", CommandClient,
+    Stage("09", "asyncio", CommandClient,
           frozenset(LIMITS | {"many_idle"}), "json-2", crowd=100, full_crowd=1000),
-    # 08 over TLS, plus files: every connection (and every raw test peer) does a TLS
+    # 09 over TLS, plus files: every connection (and every raw test peer) does a TLS
     # handshake first.
-    Stage("09", "secure chat (TLS) and file transfer", FileClient,
+    Stage("10", "secure chat (TLS) and file transfer", FileClient,
           frozenset(LIMITS | {"tls", "file_transfer"}), "json-2-tls",
           crowd=100, full_crowd=1000),
-    # 08's design speaking IRC; its client.py is a minimal one for the shared checks.
-    Stage("10", "the chat speaks IRC", IrcClient,
+    # 09's design speaking IRC; its client.py is a minimal one for the shared checks.
+    Stage("11", "the chat speaks IRC", IrcClient,
           frozenset(IRC), "irc", crowd=100, full_crowd=1000),
 ]
 

@@ -51,7 +51,7 @@ def test_server_logs_one_line_per_event(session):
     bob = session.client("bob")
     session.server.logs(session.spec("join_log", name=bob.name))
     text = session.chat_goes_on(bob, alice)
-    if session.stage.has("message_log"):  # stage 10 logs who comes and goes, not what they say
+    if session.stage.has("message_log"):  # stage 11 logs who comes and goes, not what they say
         session.server.term.expect_spec("said_log", name=bob.name, text=text)
     bob.quit()
     session.server.logs(session.spec("left_log", name=bob.name))
@@ -124,7 +124,7 @@ def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     listener.expect_line(driver.wire_said(talker.name, text))
 
 
-@pytest.mark.sampled  # the default run: on the first stage with the deadline (06)
+@pytest.mark.sampled  # the default run: on the first stage with the deadline (07)
 @pytest.mark.needs("shutdown_deadline")
 @pytest.mark.points(1, "Ctrl+C stops the server even while a stuck client has output waiting")
 def test_a_stuck_client_cannot_hold_up_the_shutdown(session):

@@ -16,7 +16,7 @@ import pytest
 import contract
 from harness import Server, closed_port
 
-pytestmark = pytest.mark.needs("server")  # stage 07's peer.py keeps the same contract: tests/test_p2p.py
+pytestmark = pytest.mark.needs("server")  # stage 08's peer.py keeps the same contract: tests/test_p2p.py
 
 
 @pytest.mark.points(1, "the server prints 'listening on HOST:PORT' with the real port")
@@ -66,7 +66,7 @@ def test_the_highest_port_works(session):
 @pytest.mark.sampled("02")  # the default run: on 02 alone (the port is one constant)
 @pytest.mark.points(1, "without --port, the server listens on the default port and the client connects to it")
 def test_the_default_port(session):
-    """docs/protocol.md: `--port 65432` by default (stage 10: 6667), for the server and the client
+    """docs/protocol.md: `--port 65432` by default (stage 11: 6667), for the server and the client
     alike, so that `python server.py` and `python client.py` find each other."""
     port = contract.default_port(session.stage.has("irc"))
     with one_worker_at_a_time(f"port-{port}"):

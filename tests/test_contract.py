@@ -63,7 +63,7 @@ def test_every_term_is_a_valid_template(stage_id):
 
 def test_the_spec_names_the_default_ports():
     """The default ports are in the spec's "Defaults" rows of the server and the client (not the
-    peer's: stage 07 has none of these checks), as tests/test_cli.py waits for them."""
+    peer's: stage 08 has none of these checks), as tests/test_cli.py waits for them."""
     defaults = [line for line in (REPO / "docs" / "protocol.md").read_text().splitlines()
                 if line.startswith("| Defaults |") and "peer" not in line and "0.0.0.0" not in line]
     assert len(defaults) == 2, "docs/protocol.md: expected a '| Defaults |' row for the server and the client"

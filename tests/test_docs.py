@@ -64,7 +64,7 @@ def test_lesson_follows_the_template(stage_id):
     assert "```mermaid" in text, "no message-flow diagram"
     assert f"--stage {stage_id}" in text, "'Check your work' does not give the test command"
     before = [stage for stage in STAGES if stage.id < stage_id][-1:]
-    if before and before[0].programs == BY_ID[stage_id].programs:  # a new kind of program (07's peer) has no diff
+    if before and before[0].programs == BY_ID[stage_id].programs:  # a new kind of program (08's peer) has no diff
         assert f"<!-- diff stages/" in text and f"stages/{stage_id}/" in text, "'What changed' has no generated diff"
 
 
@@ -130,15 +130,15 @@ def test_the_benchmark_figures_on_the_site_are_the_tools_output():
         "docs/bench/targets.md differs from results.json: run python tests/bench.py --report docs/bench"
     assert (folder / "models.md").read_text() == bench.models(data), \
         "docs/bench/models.md differs from results.json: run python tests/bench.py --report docs/bench"
-    assert '--8<-- "docs/bench/models.md"' in (REPO / "lessons" / "08-asyncio.md").read_text(), \
-        "lesson 08 should show the three models' measured figures (docs/bench/models.md)"
+    assert '--8<-- "docs/bench/models.md"' in (REPO / "lessons" / "09-asyncio.md").read_text(), \
+        "lesson 09 should show the three models' measured figures (docs/bench/models.md)"
     page = (REPO / "docs" / "measuring.md").read_text()
     for name in ("table.md", "targets.md"):
         assert f'--8<-- "docs/bench/{name}"' in page, f"docs/measuring.md does not include docs/bench/{name}"
     for name in ("throughput", "p99", "memory"):
         assert (folder / f"{name}.svg").is_file() and f"(bench/{name}.svg)" in page, f"{name}.svg is not on the page"
     stages = {row["stage"] for row in data["results"]}
-    assert {"base", "02", "03", "04", "05", "08"} <= stages, f"the committed run misses stages: {sorted(stages)}"
+    assert {"base", "02", "03", "04", "05", "09"} <= stages, f"the committed run misses stages: {sorted(stages)}"
 
 
 def test_the_kill_rate_in_the_instructors_guide_is_counted_from_known_bad():
@@ -154,7 +154,7 @@ def test_the_kill_rate_in_the_instructors_guide_is_counted_from_known_bad():
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.parametrize("stage_id", sorted(record.SCENARIOS))
 def test_recorded_transcripts_match_what_the_stage_does(stage_id):
-    needed = record.NEEDS.get(stage_id)  # stage 10's scenario runs irssi
+    needed = record.NEEDS.get(stage_id)  # stage 11's scenario runs irssi
     if needed and shutil.which(needed) is None:
         pytest.skip(f"{needed} is not installed (Debian: apt-get install {needed}, as .ci/run does)")
     folder = REPO / "docs" / "transcripts" / stage_id
@@ -512,7 +512,7 @@ def test_the_search_index_has_the_lessons_prose_and_no_diff(site):
 @SITE_PATIENCE
 @pytest.mark.parametrize("stage_id", [stage.id for stage in STAGES])
 def test_the_exercises_render_as_one_numbered_list(site, stage_id):
-    """Lesson 09's exercise 4 once rendered as "a." inside exercise 3: a list broken by its
+    """Lesson 10's exercise 4 once rendered as "a." inside exercise 3: a list broken by its
     indentation. Each lesson's exercises are one <ol>, with one item per numbered line."""
     numbered = re.findall(r"^\d+\. ", section(lesson_for(stage_id).read_text(), "Exercises"),
                           re.MULTILINE)

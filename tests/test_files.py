@@ -1,4 +1,4 @@
-"""File transfer (stage 09): offered, accepted or declined, sent in bounded chunks between chat
+"""File transfer (stage 10): offered, accepted or declined, sent in bounded chunks between chat
 lines, checked with SHA-256, and saved under a safe new name in the downloads folder.
 
 Most checks have a real client on one side and a raw test peer on the other, so that they

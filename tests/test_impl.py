@@ -67,7 +67,7 @@ def test_ctrl_c_checks_are_fair_when_the_grader_runs_in_the_background(tmp_path)
 @pytest.mark.parametrize("args, message", [
     (["--impl", "nowhere"], "--impl needs --stage"),
     (["--stage", "02", "--impl", "nowhere"], "no server.py or client.py"),
-    (["--stage", "07", "--impl", "nowhere"], "no peer.py"),
+    (["--stage", "08", "--impl", "nowhere"], "no peer.py"),
     (["--stage", "99"], "unknown stage 99"),
 ])
 def test_bad_options_are_clear_usage_errors(args, message):

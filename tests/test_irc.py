@@ -1,4 +1,4 @@
-"""Stage 10, the IRC server: checked on the wire, and with real clients (irssi, the irc package).
+"""Stage 11, the IRC server: checked on the wire, and with real clients (irssi, the irc package).
 
 The wire checks compare every field of every reply: the prefix, the command or
 numeric, each parameter and the trailing one. A check sends its command, then
@@ -17,10 +17,10 @@ The irssi checks drive two irssi processes in ptys and read their screens throug
 pyte (tests/screen.py). What they wait for is irssi's own wording ("has joined"):
 it is in tests/contract.py too (IRSSI), as what the server must make irssi show.
 
-Every check runs on each selected stage with the `irc` capability (stage 10), through
-the kit's `session` fixture: `python -m pytest --stage 10` runs them with the shared
+Every check runs on each selected stage with the `irc` capability (stage 11), through
+the kit's `session` fixture: `python -m pytest --stage 11` runs them with the shared
 checks, and `--impl DIR` runs them against DIR/server.py. The words each reply ends
-with are the contract's (tests/contract.py, IRC_WIRE), which lesson 10 shows.
+with are the contract's (tests/contract.py, IRC_WIRE), which lesson 11 shows.
 """
 
 import contextlib
@@ -44,7 +44,7 @@ import contract
 from harness import LISTENING, TIMEOUT, connect
 from screen import ScreenTerminal
 
-# The kit's default run sends each command whole; --stage 10 and the slow tier also send it a
+# The kit's default run sends each command whole; --stage 11 and the slow tier also send it a
 # byte per write and batched (tests/conftest.py, sampled_cases).
 pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
 
@@ -233,7 +233,7 @@ class Lab:
         self.server = self.port = self.name = self.created = None
 
     def start(self, *options):
-        """The stage's server (stages/10/server.py, or --impl's) on a free port."""
+        """The stage's server (stages/11/server.py, or --impl's) on a free port."""
         self.server = self.session.start_server(*options).term
         self.port = self.session.server.port
         return self.server

@@ -69,13 +69,13 @@ def test_a_line_over_the_limit_is_refused_however_it_arrives(session, way):
     if driver.drops_long_lines:
         flooder.expect_closed()
         listener.expect_line(driver.wire_left(flooder.name))  # after anything the server relayed from it
-    else:  # stage 10: 417, the line is dropped, and the connection goes on
+    else:  # stage 11: 417, the line is dropped, and the connection goes on
         after = session.text()
         flooder.send(driver.wire_say(after))
         listener.expect_line(driver.wire_said(flooder.name, after))
     why = "the line was over the limit: the server must refuse it, not relay it"
     if session.stage.has("json_wire"):
-        session.joined_peer("newcomer")  # stage 06 replays its history: the line must not be in it
+        session.joined_peer("newcomer")  # stage 07 replays its history: the line must not be in it
         session.nobody_else_got(marker, flooder, why=why)
     elif listener.received(marker):
         raise session.failure(f"[{listener.label}] expected NOT to receive {marker!r} ({why})", "it was received")
@@ -233,7 +233,7 @@ def peak_growth_mib(pid, before_kib):
 @pytest.mark.points(2, "stuck clients cost at most 64 MiB of waiting output in all, however many")
 def test_stuck_clients_cost_bounded_memory_in_total(session):
     """150 clients that never read, and a sender of long messages: a bound per client alone
-    (1 MiB, or 8 MiB in 09) would let the server hold 150 MiB or more. Each client's share of
+    (1 MiB, or 8 MiB in 10) would let the server hold 150 MiB or more. Each client's share of
     64 MiB keeps the total bounded however many are stuck. Where the stage has direct
     messages, each stuck client is sent its own, so that no copy can be shared between them."""
     from test_robustness import rss_kib
@@ -277,7 +277,7 @@ CROWD = 300  # connections open: an even split of 64 MiB is then 218 KiB, under 
 FLOOR_KIB, KEPT_KIB, DROPPED_KIB, TLS_RESERVED_KIB = 256, 240, 288, 128
 
 
-@pytest.mark.sampled  # the default run: on the first stage with the share (06), the same rule in every stage
+@pytest.mark.sampled  # the default run: on the first stage with the share (07), the same rule in every stage
 @pytest.mark.needs("memory_share")
 @pytest.mark.points(2, "past 256 connections, a stuck client is dropped once it has 256 KiB waiting, not before")
 def test_past_256_connections_a_share_is_256_kib(session):

@@ -1,4 +1,4 @@
-"""Stage 07: peer-to-peer. Three peers in a triangle, every command, and the bad input a person types.
+"""Stage 08: peer-to-peer. Three peers in a triangle, every command, and the bad input a person types.
 
 Every peer listens on 127.0.0.1 with --port 0 (tests/stages.py, Peer.start).
 """

@@ -85,7 +85,7 @@ def test_client_asks_again_after_a_bad_name(session):
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
-@pytest.mark.points(2, "a line over the limit (8 KiB; 64 KiB in 09) gets line-too-long and only that client goes")
+@pytest.mark.points(2, "a line over the limit (8 KiB; 64 KiB in 10) gets line-too-long and only that client goes")
 def test_too_long_line_disconnects_only_that_client(session):
     alice, bob = session.client("alice"), session.client("bob")
     flooder = session.joined_peer("flooder")

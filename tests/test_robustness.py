@@ -77,7 +77,7 @@ def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
         if peer.has_data():
             break
     peer.expect_line(too_long)
-    if session.stage.client_class.drops_long_lines:  # stage 10: 417, and the connection goes on
+    if session.stage.client_class.drops_long_lines:  # stage 11: 417, and the connection goes on
         peer.expect_closed()
     grown = rss_kib(server.term.pid) - before_rss
     assert grown < 8 * 1024, f"the server's memory grew by {grown} KiB for one long line: is the buffer bounded?"

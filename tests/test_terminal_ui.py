@@ -1,4 +1,4 @@
-"""Stage 06 on: the history a newcomer gets, slash commands, and the full-screen client checked on screen."""
+"""Stage 07 on: the history a newcomer gets, slash commands, and the full-screen client checked on screen."""
 
 import re
 import sys

@@ -1,4 +1,4 @@
-"""TLS (stage 09): the wire is encrypted, the server's certificate and host name are checked,
+"""TLS (stage 10): the wire is encrypted, the server's certificate and host name are checked,
 and a plaintext client is told what is wrong without disturbing anyone else."""
 
 import selectors
@@ -95,8 +95,8 @@ def test_a_plaintext_client_is_told_and_nobody_is_disturbed(session):
             answer += data
     assert b"tls-required" in answer, f"a plaintext hello got {answer!r}, not an error tls-required"
     old = session.spawn("stage-08-client", "client.py", "--port", str(server.port), "--name", session.name("old"),
-                        stage=BY_ID["08"])
-    old.expect(session.spec("tls_error"))  # stage 08's client shows the server's error as it shows any error
+                        stage=BY_ID["09"])
+    old.expect(session.spec("tls_error"))  # stage 09's client shows the server's error as it shows any error
     session.chat_goes_on(alice, bob)
     server.term.assert_not_seen(session.spec("traceback"))
 
@@ -129,7 +129,7 @@ def test_the_server_reports_a_missing_certificate(session, tmp_path):
 
 
 def test_the_development_certificate_is_labelled_and_valid_for_another_year():
-    """Maintainers: when this fails, run stages/09/certs/make-dev-certs.sh and commit the new files."""
+    """Maintainers: when this fails, run stages/10/certs/make-dev-certs.sh and commit the new files."""
     for name in ("dev-ca.pem", "localhost.pem"):
         end = subprocess.run(["openssl", "x509", "-in", str(DEV_CERTS / name), "-noout", "-checkend",
                               str(365 * 24 * 3600)], capture_output=True, text=True)

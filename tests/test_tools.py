@@ -33,7 +33,7 @@ def test_default_outputs_are_ignored_by_git(path):
     assert result.returncode == 0, f"{path} is not in .gitignore"
 
 
-# ---------------------------------------------------------------- tests/bench.py --irc: stage 10 against miniircd
+# ---------------------------------------------------------------- tests/bench.py --irc: stage 11 against miniircd
 
 IRC_FIGURES = ("join_seconds", "throughput", "kib_per_client", "server_cpu_per_1000", "generator_cores")
 STUCK_FIGURES = ("p99_ms", "throughput", "throughput_ratio", "rss_start_kib", "rss_max_kib", "rss_end_kib",
@@ -56,8 +56,8 @@ def irc_run(tmp_path_factory):
 def test_bench_irc_measures_both_servers_with_every_figure(irc_run):
     _, data, _ = irc_run
     irc = data["irc"]
-    assert irc["servers"] == ["10", "miniircd"]
-    assert [(row["server"], row["clients"]) for row in irc["results"]] == [("10", 20), ("miniircd", 20)]
+    assert irc["servers"] == ["11", "miniircd"]
+    assert [(row["server"], row["clients"]) for row in irc["results"]] == [("11", 20), ("miniircd", 20)]
     for row in irc["results"]:
         assert "error" not in row, f"{row['server']}: {row['error']}"
         for figure in IRC_FIGURES:
@@ -68,7 +68,7 @@ def test_bench_irc_measures_both_servers_with_every_figure(irc_run):
             assert stuck.get(figure) is not None, f"{row['server']} with a never-reading member: no {figure}"
         assert len(stuck["rss_kib"]) >= 2 and stuck["rounds"], "no memory over time, or no rounds"
         assert "dropped_after_s" in stuck and len(stuck["rss_between_rounds_kib"]) >= 2
-    assert irc["most_clients"] == {"10": 50, "miniircd": 50}, irc["ladder"]
+    assert irc["most_clients"] == {"11": 50, "miniircd": 50}, irc["ladder"]
 
 
 @pytest.mark.slow  # runs both IRC servers (8 s): the slow tier, as CI runs it
@@ -79,7 +79,7 @@ def test_bench_irc_writes_its_tables_and_plot_and_nothing_of_the_chat_run(irc_ru
     table, targets = (out / "irc-table.md").read_text(), (out / "irc-targets.md").read_text()
     assert table == bench.irc_markdown(data) and targets == bench.irc_targets(data)
     assert "None" not in table + targets and "failed" not in table
-    assert "| 10 | 20 |" in table and "| miniircd | 20 |" in table
+    assert "| 11 | 20 |" in table and "| miniircd | 20 |" in table
     for target in ("throughput ≥ miniircd's", "costs the others nothing", "memory stays bounded",
                    "5,000+ clients"):
         assert target in targets, f"no line for the target {target!r}"
@@ -87,7 +87,7 @@ def test_bench_irc_writes_its_tables_and_plot_and_nothing_of_the_chat_run(irc_ru
 
 
 def test_bench_irc_targets_say_no_to_a_miss():
-    """A made-up run where stage 10 misses every target: the table says so, line by line."""
+    """A made-up run where stage 11 misses every target: the table says so, line by line."""
     stuck = {"p99_ms": 1.0, "throughput": 10, "throughput_ratio": 0.1, "rss_start_kib": 1024, "rss_max_kib": 9000,
              "rss_end_kib": 9000, "held_kib": 7000,
              "rss_between_rounds_kib": [[0, 1024], [20, 8024]],
@@ -96,11 +96,11 @@ def test_bench_irc_targets_say_no_to_a_miss():
              "mib_to_each": 4, "rounds": [{"at_s": 0, "sent": 1000, "deliveries_per_s": 10}]}
     row = {"clients": 100, "join_seconds": 1, "throughput": 100, "kib_per_client": 10, "latency_50": {"p99_ms": 1},
            "stuck": stuck}
-    data = {"irc": {"servers": ["10", "miniircd"], "most_clients": {"10": 2000, "miniircd": 1000},
-                    "ladder": {"10": [{"clients": 2000, "join_seconds": 9, "kib_per_client": 9},
+    data = {"irc": {"servers": ["11", "miniircd"], "most_clients": {"11": 2000, "miniircd": 1000},
+                    "ladder": {"11": [{"clients": 2000, "join_seconds": 9, "kib_per_client": 9},
                                       {"clients": 5000, "error": "not all joined within 240 s"}],
                                "miniircd": [{"clients": 1000, "join_seconds": 9, "kib_per_client": 2}]},
-                    "results": [{**row, "server": "10"}, {**row, "server": "miniircd", "throughput": 200}]}}
+                    "results": [{**row, "server": "11"}, {**row, "server": "miniircd", "throughput": 200}]}}
     lines = bench.irc_targets(data).splitlines()[2:]
     assert [line.endswith("| **no** |") for line in lines[:4]] == [True] * 4, lines
     machine = {"cores": 2, "cpu": "x", "python": "3", "system": "x"}
@@ -121,4 +121,4 @@ def test_the_committed_irc_figures_are_the_tools_output():
         assert f'--8<-- "docs/bench/{name}"' in page, f"docs/measuring.md does not include docs/bench/{name}"
     assert (folder / "irc-stuck.svg").is_file() and "(bench/irc-stuck.svg)" in page
     assert data["command"] in page, "docs/measuring.md does not give the command of the committed run"
-    assert {row["server"] for row in data["irc"]["results"]} == {"10", "miniircd"}
+    assert {row["server"] for row in data["irc"]["results"]} == {"11", "miniircd"}

@@ -1,18 +1,17 @@
-"""Stage 06 server: stage 05's server, plus one thing a real chat needs: a newcomer
-sees what was said just before they came in.
+"""Stage 05 server: the complete chat. Stage 04's threads, plus direct messages,
+a user list, unique names and a clean shutdown.
 
-Run it:    python stages/06/server.py [--host HOST] [--port PORT] [--max-clients N]
-                                      [--history N] [--join-timeout SECONDS]
+Run it:    python stages/05/server.py [--host HOST] [--port PORT] [--max-clients N]
+                                     [--join-timeout SECONDS]
 
-The protocol is stage 05's, so stage 05's client works with this server and
-stage 06's client works with stage 05's. The only addition is compatible: right
-after its welcome, a newcomer gets the last N public messages (default 20) as
-ordinary `said` messages with their original time and `"history": true`. A
-client that does not know the field shows them as messages; ours marks them.
+New in the protocol (docs/protocol.md):
+  client -> server   dm {to, text}        who {}
+  server -> client   dm {from, text}      users {names}      shutdown {}
+Names are now unique, compared without regard to case: "Alice" and "alice"
+are the same person to a reader, so they must be to the server too.
 """
 
 import argparse
-import collections
 import contextlib
 import errno
 import json
@@ -64,13 +63,6 @@ def positive(text):
     return number
 
 
-def count(text):
-    number = int(text)
-    if number < 0:
-        raise ValueError(text)
-    return number
-
-
 def seconds(text):
     value = float(text)
     # poll() cannot wait 25 days (OverflowError): a day is plenty; nan fails both tests.
@@ -80,9 +72,7 @@ def seconds(text):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Stage 06: the complete chat server, with history."
-    )
+    parser = argparse.ArgumentParser(description="Stage 05: the complete chat server.")
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -105,12 +95,6 @@ def parse_args():
             "seconds a connection may take to be welcomed "
             f"(default {DEFAULT_JOIN_TIMEOUT})"
         ),
-    )
-    parser.add_argument(
-        "--history",
-        type=count,
-        default=20,
-        help="public messages a newcomer is shown on joining (default 20, 0 for none)",
     )
     return parser.parse_args()
 
@@ -214,8 +198,7 @@ log = Log()  # every line the server prints goes through log: no other print()
 # --8<-- [start:codec]
 def encode(message):
     """One server message on the wire: a JSON object, time-stamped, on one line."""
-    # setdefault: a message replayed from the history keeps the time it was first said.
-    message.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (json.dumps(message) + "\n").encode("utf-8")
 
 
@@ -352,13 +335,10 @@ def write_loop(client):
 
 
 class ChatServer:
-    def __init__(self, max_clients, history, join_timeout):
+    def __init__(self, max_clients, join_timeout):
         self.max_clients = max_clients
         self.join_timeout = join_timeout
         self.clients = set()
-        # The last public messages. A deque with maxlen forgets the oldest by itself, so
-        # the history costs a fixed amount of memory however long the server runs.
-        self.history = collections.deque(maxlen=history)
         # Every client's thread reads and changes self.clients. Without a lock,
         # two threads could check "is there room?" at the same moment and both say
         # yes, or one could loop over the set while another changes it ("Set
@@ -489,7 +469,7 @@ class ChatServer:
         if kind == "say" and client.name is not None:
             log_line = f"{client.name} said {len(line)} bytes: {message['text']!r}"
             said = {"type": "said", "from": client.name, "text": message["text"]}
-            client.said.append((log_line, said))
+            client.said.append((log_line, encode(said)))
             return None
         # Anything else goes out after what was said before it, in the order sent.
         self.pass_on(client)
@@ -510,34 +490,6 @@ class ChatServer:
                 )
             self.send(client, encode({"type": "users", "names": names}))
         return None
-
-    # --8<-- [start:history]
-    def pass_on(self, client):
-        """Hand the room what the client said in its last recv(): all of it at once.
-
-        Why not one message at a time: a fast client's recv() can bring hundreds of
-        lines. Each message put in an outbox wakes that listener's writer thread,
-        and every woken thread then waits its turn for the GIL. All at once, each
-        writer wakes once and sends all of it in one sendall()."""
-        if not client.said:
-            return
-        lines, said = zip(*client.said)
-        client.said = []
-        log(*lines)
-        # encode() stamps each message's time too.
-        data = b"".join(encode(message) for message in said)
-        # Remember and broadcast under one lock: a newcomer then gets each
-        # message exactly once, either from the history (said before it
-        # joined) or live (said after).
-        with self.lock:
-            self.history.extend(said)
-            others = [
-                other for other in self.clients if other is not client and other.name
-            ]
-        for other in others:
-            self.send(other, data)
-
-    # --8<-- [end:history]
 
     # --8<-- [start:dm]
     def direct_message(self, sender, to, text, size):
@@ -585,14 +537,7 @@ class ChatServer:
             full = len(names) >= self.max_clients
             if not taken and not full:
                 client.name = name
-                # Queued while we hold the lock, so no live message can
-                # overtake the welcome or the history.
-                self.send(
-                    client,
-                    encode({"type": "welcome", "name": name, "online": len(names) + 1}),
-                )
-                for said in self.history:
-                    self.send(client, encode({**said, "history": True}))
+        online = len(names) + 1
         if taken:
             self.send_error(
                 client, "name-taken", f"{name} is already taken, choose another name"
@@ -603,6 +548,7 @@ class ChatServer:
                 client, "server-full", f"the room is full ({self.max_clients} clients)"
             )
             return "full"
+        self.send(client, encode({"type": "welcome", "name": name, "online": online}))
         self.broadcast(encode({"type": "joined", "name": name}), sender=client)
         log(f"{name} joined from {client.address}")
         return None
@@ -611,6 +557,22 @@ class ChatServer:
 
     def send_error(self, client, code, message):
         self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    # --8<-- [start:pass_on]
+    def pass_on(self, client):
+        """Hand the room what the client said in its last recv(): all of it at once.
+
+        Why not one message at a time: a fast client's recv() can bring hundreds of
+        lines. Each message put in an outbox wakes that listener's writer thread,
+        and every woken thread then waits its turn for the GIL. All at once, each
+        writer wakes once and sends all of it in one sendall()."""
+        if client.said:
+            lines, messages = zip(*client.said)
+            client.said = []
+            log(*lines)
+            self.broadcast(b"".join(messages), sender=client)
+
+    # --8<-- [end:pass_on]
 
     def broadcast(self, data, sender):
         # A snapshot: we must not hold the lock while we hand out messages.
@@ -679,7 +641,7 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(args.max_clients, args.history, args.join_timeout)
+    server = ChatServer(args.max_clients, args.join_timeout)
     log.start()
     log.put(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:

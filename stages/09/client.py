@@ -1,48 +1,28 @@
-"""Stage 09 client: stage 08's client over TLS, and files sent to and from other users.
+"""Stage 09 client: stage 05's command-mode client, on asyncio.
 
 Run it:    python stages/09/client.py [--host HOST] [--port PORT] [--name NAME]
-                                      [--cafile FILE] [--downloads FOLDER]
 
-It trusts the server only if the server's certificate is signed by the CA in --cafile
-(by default the kit's development CA, certs/dev-ca.pem) and names the host you
-connected to. C FT offers a file to a user; C OK and C NO answer an offer. Files
-you accept are saved in --downloads (default: ./downloads), under a safe name.
+The UI is stage 05's (C PM, C DM, C LS, C EX, C HELP; D <text>). Stage 05 needed a
+receiver thread because input() blocks; here the keyboard is one more thing the
+event loop watches (loop.add_reader), so two coroutines share one thread: one
+shows what the server sends, one follows your commands.
 """
 
 import argparse
 import asyncio
-import base64
-import binascii
-import collections
-import hashlib
 import json
 import os
-import re
 import signal
 import socket
-import ssl
 import sys
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-# The kit's development CA: local use only.
-CA_FILE = Path(__file__).resolve().parent / "certs" / "dev-ca.pem"
-# File bytes per message: small enough that chat lines slip in between chunks.
-CHUNK = 16 * 1024
-# The longest line we accept from the server (a chunk is about 22 KiB).
-MAX_LINE = 256 * 1024
-FILE_MESSAGES = {"offer", "accepted", "declined", "chunk", "done", "cancelled"}
-# In a file name from the network, anything but letters, digits, _ . - and space.
-UNSAFE = re.compile(r"[^\w. -]")
 HELP = """commands:
   C PM     send a public message (then type D <message>)
   C DM     send a direct message (then C <name>, then D <message>)
-  C FT     send a file (then C <name>, then C <path>)
-  C OK     accept the file offered to you (the oldest offer first)
-  C NO     decline it
   C LS     list the users online
   C EX     leave the chat
   C HELP   show this list"""
@@ -57,7 +37,7 @@ def port_number(text):
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description="Stage 09: chat client with commands and files, over TLS."
+        description="Stage 09: chat client with commands, on asyncio."
     )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
@@ -69,16 +49,6 @@ def parse_args():
         help=f"server port (default {DEFAULT_PORT})",
     )
     parser.add_argument("--name", help="your name in the room (asked for if not given)")
-    parser.add_argument(
-        "--cafile",
-        default=CA_FILE,
-        help="trust servers signed by this CA (default: the kit's dev CA)",
-    )
-    parser.add_argument(
-        "--downloads",
-        default="downloads",
-        help="where accepted files are saved (default ./downloads)",
-    )
     return parser.parse_args()
 
 
@@ -203,281 +173,6 @@ def show(line):
     print(f"\r{line}\n> ", end="", flush=True)
 
 
-def size_text(size):
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024**2:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / 1024**2:.1f} MiB"
-
-
-# --8<-- [start:safe_name]
-def safe_name(name):
-    """A file name that came over the network is hostile until made safe.
-
-    Keep only its last part ("../../.bashrc" and "/etc/passwd" must not reach outside
-    the downloads folder), only harmless characters (no escape sequences, no "\\"),
-    and no leading dot (no hidden files, no "..")."""
-    name = UNSAFE.sub("_", str(name).replace("\\", "/").split("/")[-1]).strip(" .")
-    return name[:100] or "download"
-
-
-def open_new_file(folder, name):
-    """Create a new file in `folder`, never overwriting one: "x" mode fails if the
-    name exists (even as a symbolic link), and then we try "name (1).ext",
-    "name (2).ext"..."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
-    for number in range(1000):
-        path = folder / (name if number == 0 else f"{stem} ({number}){dot}{extension}")
-        try:
-            return path, open(path, "xb")
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"too many files called {name} in {folder}")
-
-
-# --8<-- [end:safe_name]
-
-
-def unreadable(path):
-    """Why the file at `path` cannot be sent (None if it can): missing, a directory,
-    or not ours to read. What is not a plain file (a named pipe) could block open()."""
-    try:
-        if path.is_dir():
-            return "it is a directory"
-        if path.exists() and not path.is_file():
-            return "it is not a plain file"
-        with open(path, "rb"):
-            return None
-    except OSError as error:
-        return error.strerror or str(error)
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Download:
-    def __init__(self, offer, path, file):
-        self.sender, self.id = offer["from"], offer["id"]
-        self.name = printable(offer["name"])
-        self.size, self.sha256 = offer["size"], offer["sha256"]
-        self.path, self.file = path, file
-        self.received, self.digest = 0, hashlib.sha256()
-
-    def discard(self):
-        self.file.close()
-        self.path.unlink(missing_ok=True)
-
-
-# --8<-- [start:files]
-class Files:
-    """The files we offer and send, and the ones offered and sent to us."""
-
-    def __init__(self, writer, downloads, max_size, me):
-        self.writer, self.downloads, self.max_size = writer, Path(downloads), max_size
-        self.me = me  # our name: a file to ourselves is refused before it is offered
-        # Our id for a file -> its path, from the offer until it is sent.
-        self.outgoing = {}
-        self.offers = collections.deque()  # offers to us, waiting for C OK or C NO
-        self.incoming = {}  # (sender, id) -> Download
-        # Our id -> the task sending that file (asyncio keeps only weak references).
-        self.sending = {}
-        self.ids = iter(range(1, 1 << 62))
-
-    async def offer(self, to, path_text):
-        path = Path(path_text).expanduser()
-        if why := unreadable(path):
-            print(f"! no file to send: {printable(path_text)}: {why}")
-            return
-        size = path.stat().st_size
-        if size > self.max_size:
-            print(
-                f"! {path.name} is {size_text(size)}; "
-                f"this server takes files of up to {size_text(self.max_size)}"
-            )
-            return
-        # Hashing a big file takes a while: in a thread, so that the
-        # chat goes on meanwhile.
-        try:
-            sha256 = await asyncio.to_thread(sha256_of, path)
-        except OSError as error:  # gone or changed since unreadable() looked
-            print(f"! no file to send: {printable(path_text)}: {error.strerror}")
-            return
-        file_id = str(next(self.ids))
-        self.outgoing[file_id] = path
-        send(
-            self.writer,
-            {
-                "type": "offer",
-                "to": to,
-                "id": file_id,
-                "name": path.name,
-                "size": size,
-                "sha256": sha256,
-            },
-        )
-        print(
-            f"* offered {printable(path.name)} ({size_text(size)}) "
-            f"to {printable(to)}: waiting for an answer"
-        )
-
-    def answer(self, accept):
-        """C OK or C NO: answer the oldest offer still waiting."""
-        if not self.offers:
-            print("! no file is waiting for your answer")
-            return
-        offer = self.offers.popleft()
-        reply = {
-            "type": "accept" if accept else "decline",
-            "from": offer["from"],
-            "id": offer["id"],
-        }
-        if accept:
-            try:
-                path, file = open_new_file(self.downloads, safe_name(offer["name"]))
-            except OSError as error:
-                print(
-                    f"! cannot save files in {self.downloads}: "
-                    f"{error.strerror or error}; declined"
-                )
-                reply["type"] = "decline"
-            else:
-                self.incoming[(offer["from"], offer["id"])] = Download(
-                    offer, path, file
-                )
-                print(
-                    f"* receiving {printable(offer['name'])} "
-                    f"from {printable(offer['from'])} into {path}"
-                )
-        send(self.writer, reply)
-
-    async def send_file(self, file_id, to):
-        path = self.outgoing[file_id]
-        with open(path, "rb") as file:
-            while block := file.read(CHUNK):
-                if file_id not in self.outgoing:
-                    return  # cancelled
-                send(
-                    self.writer,
-                    {
-                        "type": "chunk",
-                        "id": file_id,
-                        "data": base64.b64encode(block).decode(),
-                    },
-                )
-                # drain() waits while the socket's buffer is full: the file goes out no
-                # faster than the network takes it, and a chat line typed meanwhile
-                # goes out between two chunks.
-                await self.writer.drain()
-        send(self.writer, {"type": "done", "id": file_id})
-        del self.outgoing[file_id]
-        show(f"* sent {printable(path.name)} to {printable(to)}")
-
-    def handle(self, message):
-        """A file message from the server:
-        offer, accepted, declined, chunk, done or cancelled."""
-        kind, key = message["type"], (message.get("from"), message.get("id"))
-        download = self.incoming.get(key)
-        if kind == "offer":
-            self.offers.append(message)
-            show(
-                f"* {printable(message.get('from'))} "
-                f"offers you {printable(message.get('name'))} "
-                f"({size_text(message.get('size', 0))}): "
-                "C OK to accept, C NO to decline"
-            )
-        elif kind == "accepted" and message.get("id") in self.outgoing:
-            task = self.sending[message["id"]] = asyncio.create_task(
-                self.send_file(message["id"], message.get("by"))
-            )
-            task.add_done_callback(lambda _: self.sending.pop(message["id"], None))
-        elif kind == "declined" and message.get("id") in self.outgoing:
-            path = self.outgoing.pop(message["id"])
-            show(f"* {printable(message.get('by'))} declined {printable(path.name)}")
-        elif kind == "chunk" and download:
-            self.receive_chunk(download, message.get("data"))
-        elif kind == "done" and download:
-            self.finish(download)
-        elif kind == "cancelled":
-            self.cancelled(message, download)
-
-    def receive_chunk(self, download, data):
-        try:
-            block = base64.b64decode(str(data), validate=True)
-        except binascii.Error:
-            block = None
-        if block is None or download.received + len(block) > download.size:
-            self.give_up(download, "it does not match its offer")
-            send(
-                self.writer,
-                {"type": "cancel", "from": download.sender, "id": download.id},
-            )
-            return
-        try:
-            download.file.write(block)
-        except OSError as error:  # a full disk, say: this file fails, the chat goes on
-            self.give_up(download, error.strerror or str(error))
-            send(
-                self.writer,
-                {"type": "cancel", "from": download.sender, "id": download.id},
-            )
-            return
-        download.digest.update(block)
-        download.received += len(block)
-
-    def finish(self, download):
-        """The sender says that was all:
-        keep the file only if it is exactly what was offered."""
-        del self.incoming[(download.sender, download.id)]
-        if (
-            download.received != download.size
-            or download.digest.hexdigest() != download.sha256
-        ):
-            download.discard()
-            show(
-                f"! {download.name} from {printable(download.sender)} "
-                "was damaged on the way (SHA-256 does not match): deleted"
-            )
-            return
-        download.file.close()
-        show(
-            f"* saved {download.name} from {printable(download.sender)} "
-            f"({size_text(download.size)}, SHA-256 checked) as {download.path}"
-        )
-
-    def give_up(self, download, why):
-        del self.incoming[(download.sender, download.id)]
-        download.discard()
-        show(
-            f"! {download.name} from {printable(download.sender)} was not saved: {why}"
-        )
-
-    def cancelled(self, message, download):
-        if download:
-            self.give_up(download, printable(message.get("reason")))
-        elif (path := self.outgoing.pop(message.get("id"), None)) is not None:
-            show(
-                f"! {printable(path.name)} "
-                f"was not sent to {printable(message.get('to'))}: "
-                f"{printable(message.get('reason'))}"
-            )
-        ended = (message.get("from"), message.get("id"))
-        self.offers = collections.deque(
-            offer
-            for offer in self.offers
-            if (offer.get("from"), offer.get("id")) != ended
-        )
-
-
-# --8<-- [end:files]
-
-
 async def join(reader, writer, keyboard, name):
     """Say hello until the server welcomes us. Returns the welcome."""
     client_id = uuid.uuid4().hex
@@ -496,15 +191,13 @@ async def join(reader, writer, keyboard, name):
 
 
 # --8<-- [start:tasks]
-async def receive_forever(reader, user_lists, said_bye, files):
+async def receive_forever(reader, user_lists, said_bye):
     """Show what the server sends, until it says bye (we are leaving) or goes away."""
     while (message := await receive(reader)) is not None:
         if message.get("type") == "bye":
             said_bye.set()
         elif message.get("type") == "users":
             user_lists.put_nowait(message)  # the command that asked for it prints it
-        elif message.get("type") in FILE_MESSAGES:
-            files.handle(message)
         elif (line := render(message)) is not None:
             show(line)
 
@@ -563,18 +256,7 @@ async def direct_message(writer, keyboard, user_lists):
         send(writer, {"type": "dm", "to": name, "text": text})
 
 
-async def offer_file(keyboard, user_lists, files):
-    if (names := await show_users(files.writer, user_lists)) is None:
-        return
-    if (name := await recipient(keyboard, names)) is None:
-        return
-    if name.lower() == files.me.lower():
-        print("! that is you: a file goes to someone else")
-    elif path := await ask(keyboard, "C", "path"):
-        await files.offer(name, path)
-
-
-async def commands(writer, keyboard, user_lists, files):
+async def commands(writer, keyboard, user_lists):
     """Follow your commands until C EX."""
     print("type C HELP for the commands")
     while (command := (await keyboard.line()).upper()) != "C EX":
@@ -583,10 +265,6 @@ async def commands(writer, keyboard, user_lists, files):
                 send(writer, {"type": "say", "text": text})
         elif command == "C DM":
             await direct_message(writer, keyboard, user_lists)
-        elif command == "C FT":
-            await offer_file(keyboard, user_lists, files)
-        elif command in ("C OK", "C NO"):
-            files.answer(accept=command == "C OK")
         elif command == "C LS":
             await show_users(writer, user_lists)
         elif command == "C HELP":
@@ -604,62 +282,18 @@ async def commands(writer, keyboard, user_lists, files):
 
 
 # --8<-- [start:main]
-# --8<-- [start:connect]
-async def connect_securely(host, port, cafile):
-    """A TLS connection to a server we trust: its certificate is signed
-    by the CA in `cafile`, and names `host`. Anything else ends the
-    program with one line saying why."""
-    where = f"{host}:{port}"
-    try:  # before connecting: a CA file we cannot read is no fault of the server's
-        # The default context verifies the certificate and the host name.
-        context = ssl.create_default_context(cafile=cafile)
-    except OSError as error:  # ssl.SSLError too: a file that holds no certificate
-        sys.exit(f"error: cannot use the CA file {cafile}: {error.strerror or error}")
-    try:
-        return await asyncio.open_connection(
-            host, port, ssl=context, limit=MAX_LINE, ssl_handshake_timeout=10
-        )
-    except ssl.SSLCertVerificationError as error:
-        sys.exit(f"error: will not trust the server at {where}: {error.verify_message}")
-    except ssl.SSLError as error:
-        sys.exit(
-            f"error: no TLS at {where} ({error.reason or error}): "
-            "is it a stage 09 server?"
-        )
-    except asyncio.TimeoutError:
-        sys.exit(
-            f"error: no TLS at {where}: no answer to the TLS handshake within 10 s"
-        )
-    except OSError as error:
-        sys.exit(f"error: cannot connect to {where}: {reason(error)}")
-
-
-# --8<-- [end:connect]
-
-
-def reason(error):
-    """The system's words for an OSError, as stage 05 prints them: asyncio's own
-    message is "Connect call failed ('127.0.0.1', 65432)"."""
-    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
-        return os.strerror(error.errno)
-    return error.strerror or str(error)
-
-
 async def chat(args):
     loop = asyncio.get_running_loop()
-    reader, writer = await connect_securely(args.host, args.port, args.cafile)
+    try:
+        reader, writer = await asyncio.open_connection(args.host, args.port)
+    except OSError as error:
+        sys.exit(f"error: cannot connect to {args.host}:{args.port}: {reason(error)}")
     keyboard, user_lists, said_bye = Keyboard(loop), asyncio.Queue(), asyncio.Event()
     receiving = None
     try:
-        welcome = await join(reader, writer, keyboard, args.name)
-        print(render(welcome))
-        max_size = welcome.get("max_file_size")
-        max_size = max_size if isinstance(max_size, int) else 0
-        files = Files(writer, args.downloads, max_size, str(welcome.get("name", "")))
-        receiving = asyncio.create_task(
-            receive_forever(reader, user_lists, said_bye, files)
-        )
-        typing = asyncio.create_task(commands(writer, keyboard, user_lists, files))
+        print(render(await join(reader, writer, keyboard, args.name)))
+        receiving = asyncio.create_task(receive_forever(reader, user_lists, said_bye))
+        typing = asyncio.create_task(commands(writer, keyboard, user_lists))
         # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D),
         # or the server going away.
         done, _ = await asyncio.wait(
@@ -683,6 +317,14 @@ async def chat(args):
         writer.close()
         return
     await leave(writer, said_bye)
+
+
+def reason(error):
+    """The system's words for an OSError, as stage 05 prints them: asyncio's own
+    message is "Connect call failed ('127.0.0.1', 65432)"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
 
 
 async def leave(writer, said_bye):

@@ -1,23 +1,19 @@
-"""Stage 09 server: stage 08's chat over TLS, and files sent from one user to another.
+"""Stage 09 server: stage 05's complete chat, on asyncio.
 
 Run it:    python stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
-                                      [--cert FILE --key FILE] [--max-file-size SIZE]
                                       [--join-timeout SECONDS]
 
-Every connection is TLS: without --cert and --key, the server uses the development
-certificate in certs/ (for local use only: its private key is published with the kit).
-A client that speaks plaintext is told so in one line, and closed.
-
-Files go through the server as chunk messages, relayed only once the recipient has
-accepted, and never stored here. Protocol: docs/protocol.md, "Stage 09".
+The protocol, the limits and the log are stage 05's (docs/protocol.md): stage 05's
+client works with this server. What changed is how it waits. Stage 02 waited with
+selectors and callbacks, stages 04-05 with a thread per client; here each client
+is a coroutine, `async def serve_client`, that reads top to bottom like a thread,
+but every `await` hands the one thread back to the event loop. No thread means no
+lock: between two awaits, nothing else runs.
 """
 
 import argparse
 import asyncio
 import contextlib
-import base64
-import binascii
-import collections
 import json
 import math
 import os
@@ -25,28 +21,21 @@ import queue
 import re
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-# Bytes in one message (a file chunk is about 22 KiB); past this
-# without a newline, we disconnect.
-MAX_LINE = 65536
-# Bytes waiting for one client before we drop it: room for file chunks (08: 1 MiB).
-MAX_PENDING = 8 * 1024 * 1024
+# Bytes in one message; past this without a newline, the client is disconnected.
+MAX_LINE = 8192
+# Bytes waiting to go out to one client before we drop it, as in stage 05.
+MAX_PENDING = 1024 * 1024
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 # ...but never less than this: a room of N clients sends each a burst of N join notices.
 MIN_SHARE = 256 * 1024
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
-WRITE_PIECE = 64 * 1024  # bytes handed to TLS at a time: see Outbox.take()
-# What may wait for a client below the TLS layer, out of our sight: asyncio's TCP buffer
-# (it stops taking more past 64 KiB) and the one piece that took it past that.
-UNSEEN = 64 * 1024 + WRITE_PIECE
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
@@ -54,22 +43,7 @@ FIELDS = {  # what each client message must carry, and of which type
     "dm": {"to": str, "text": str},
     "who": {},
     "bye": {},
-    # A file, announced.
-    "offer": {"to": str, "id": str, "name": str, "size": int, "sha256": str},
-    "accept": {"from": str, "id": str},  # the recipient's answers
-    "decline": {"from": str, "id": str},
-    "chunk": {"id": str, "data": str},  # the sender's file, in base64 pieces
-    "done": {"id": str},
-    # Either side gives up ("from" names the sender when the recipient cancels).
-    "cancel": {"id": str},
 }
-# The development certificate: local use only.
-CERTS = Path(__file__).resolve().parent / "certs"
-# Every TLS connection starts with a handshake record, whose first byte is 0x16.
-TLS_HANDSHAKE = b"\x16"
-# A connection that has not finished its TLS handshake by then is closed.
-HANDSHAKE_SECONDS = 10
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def port_number(text):
@@ -93,22 +67,9 @@ def seconds(text):
     return number
 
 
-def byte_size(text):
-    """A size such as 1048576, 512K or 10M."""
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    number, unit = (
-        (text[:-1], units[text[-1].upper()])
-        if text[-1:].upper() in units
-        else (text, 1)
-    )
-    if int(number) < 0:
-        raise ValueError(text)
-    return int(number) * unit
-
-
 def parse_args():
     parser = argparse.ArgumentParser(
-        description="Stage 09: the complete chat server, on TLS, with file transfer."
+        description="Stage 09: the complete chat server, on asyncio."
     )
     parser.add_argument(
         "--host",
@@ -125,21 +86,6 @@ def parse_args():
         "--max-clients", type=positive, default=100, help="room size (default 100)"
     )
     parser.add_argument(
-        "--cert", default=CERTS / "localhost.pem", help="the server's certificate (PEM)"
-    )
-    parser.add_argument(
-        "--key",
-        default=CERTS / "localhost-key.pem",
-        help="the certificate's private key (PEM)",
-    )
-    parser.add_argument(
-        "--max-file-size",
-        type=byte_size,
-        default="10M",
-        metavar="SIZE",
-        help="largest file a client may send, e.g. 512K or 10M (default 10M)",
-    )
-    parser.add_argument(
         "--join-timeout",
         type=seconds,
         default=60,
@@ -147,22 +93,6 @@ def parse_args():
         help="close a connection not joined by then (default 60)",
     )
     return parser.parse_args()
-
-
-# --8<-- [start:tls_context]
-def tls_context(cert, key):
-    """What we prove to clients: this certificate, and that we hold its private key."""
-    # Modern defaults: TLS 1.2+, strong ciphers.
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as error:
-        why = getattr(error, "strerror", None) or error
-        sys.exit(f"error: cannot use certificate {cert} with key {key}: {why}")
-    return context
-
-
-# --8<-- [end:tls_context]
 
 
 # --8<-- [start:log]
@@ -280,21 +210,17 @@ def decode(line):
 
 # --8<-- [start:client]
 class Outbox:
-    """Stage 08's outbox, holding messages rather than one growing buffer. An outbox may
-    hold 8 MiB here: as one bytearray it needs one block of memory that size, and the
-    blocks that dropped clients leave do not fit the next ones, so the server's memory
-    grows though less is waiting. Messages keep their size, and a broadcast is one
-    bytes object, however many outboxes hold it."""
+    """Stage 05's outbox for an event loop: no lock, as only the loop's one thread
+    touches it, and an Event instead of a Condition to wake the writer task."""
 
     def __init__(self):
         self.ready = asyncio.Event()
-        self.messages, self.size = collections.deque(), 0  # size: bytes in the messages
+        self.data = bytearray()
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
         """Add data, never waiting for the writer (send() has checked the bound)."""
-        self.messages.append(data)
-        self.size += len(data)
+        self.data += data
         self.ready.set()
 
     def close(self):
@@ -302,20 +228,14 @@ class Outbox:
         self.ready.set()
 
     async def take(self):
-        """Wait until there is something to send, then take messages: WRITE_PIECE
-        bytes' worth (or one). [] once closed and empty. Not all of them, as stage 08
-        does: under TLS, asyncio passes what we write on to a buffer below its TLS
-        layer, which get_write_buffer_size() does not count. Small pieces keep that
-        part small."""
-        while not self.messages and not self.closing:
+        """Wait until there is something to send, then take all of it.
+
+        b"" once closed and empty."""
+        while not self.data and not self.closing:
             self.ready.clear()
             await self.ready.wait()
-        taken, size = [], 0
-        while self.messages and size < WRITE_PIECE:
-            taken.append(self.messages.popleft())
-            size += len(taken[-1])
-        self.size -= size
-        return taken
+        data, self.data = bytes(self.data), bytearray()
+        return data
 
 
 class Client:
@@ -332,107 +252,34 @@ class Client:
 
     def waiting(self):
         """Bytes on their way to this client: in its outbox, and in the transport's
-        buffer (handed to write(), not yet encrypted and taken by the kernel)."""
-        return self.outbox.size + self.writer.transport.get_write_buffer_size()
+        buffer (handed to write(), not yet taken by the kernel)."""
+        return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
         """The only task that writes to this client.
 
         drain() waits while the kernel's buffer is full, so a slow reader slows
         only this task, never the room."""
-        # What piled up while we waited goes in one write (up to WRITE_PIECE): one
-        # wake-up of this task and one system call for many messages, not one each.
-        while messages := await self.outbox.take():
-            self.writer.writelines(messages)
-            del messages  # the transport keeps what the kernel did not take
+        # Everything that piled up while we waited goes in one write(): one wake-up of
+        # this task and one system call for all of it, instead of one each.
+        while data := await self.outbox.take():
+            self.writer.write(data)
+            del data  # the transport keeps what the kernel did not take: hold it once
             await self.writer.drain()
 
 
 # --8<-- [end:client]
 
 
-class Transfer:
-    """A file on its way from one client to another. We relay it; we never keep it."""
-
-    def __init__(self, sender, recipient, file_id, size):
-        self.sender, self.recipient = sender, recipient
-        self.id, self.size = file_id, size
-        # No byte goes to the recipient before it says yes.
-        self.accepted, self.relayed = False, 0
-
-
 class ChatServer:
-    def __init__(self, max_clients, max_file_size, context, join_timeout):
-        self.max_clients, self.max_file_size = max_clients, max_file_size
-        self.context = context
-        self.join_timeout = join_timeout
+    def __init__(self, max_clients, join_timeout):
+        self.max_clients, self.join_timeout = max_clients, join_timeout
         # No lock: only the event loop's one thread ever touches it.
         self.clients = set()
-        self.transfers = {}  # (sender, its id for the file) -> Transfer
-        # Connections still in their TLS handshake (asyncio keeps only weak references).
-        self.greeting = set()
         self.stopping = False
 
-    # --8<-- [start:greet]
-    async def accept_forever(self, listener):
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, (host, port, *_) = await loop.sock_accept(listener)
-            except OSError as error:
-                # Out of file descriptors: wait until some are free,
-                # instead of spinning.
-                log(f"cannot accept a client: {reason(error)}; trying again in 1 s")
-                await asyncio.sleep(1)
-                continue
-            task = asyncio.create_task(self.greet(sock, f"{host}:{port}"))
-            self.greeting.add(task)
-            task.add_done_callback(self.greeting.discard)
-
-    async def greet(self, sock, address):
-        """Look at a new connection's first byte: a TLS handshake,
-        or a plaintext client to turn away."""
-        loop = asyncio.get_running_loop()
-        # The join timeout counts from now, the TLS handshake included.
-        joined_by = loop.time() + self.join_timeout
-        patience = min(HANDSHAKE_SECONDS, self.join_timeout)
-        try:
-            first = await asyncio.wait_for(first_byte(sock), patience)
-            if first == b"":
-                sock.close()  # connected and left without a word
-            elif first != TLS_HANDSHAKE:
-                # Take what it sent: closing with unread bytes resets the connection.
-                sock.recv(MAX_LINE)
-                text = "this server only speaks TLS: use a TLS client (stage 09)"
-                refusal = {"type": "error", "code": "tls-required", "message": text}
-                await loop.sock_sendall(sock, encode(refusal))
-                log(f"{address} spoke plaintext, not TLS: told it so, and closed")
-                sock.close()
-            else:
-                # From here on asyncio does the TLS work: handshake, then encrypting
-                # and decrypting every byte. serve_client() gets a reader and a
-                # writer of plaintext, as before.
-                def stream():
-                    """What asyncio.start_server() builds for each connection."""
-
-                    def serve(reader, writer):
-                        return self.serve_client(reader, writer, joined_by)
-
-                    reader = asyncio.StreamReader(limit=MAX_LINE)
-                    return asyncio.StreamReaderProtocol(reader, serve)
-
-                await loop.connect_accepted_socket(
-                    stream, sock, ssl=self.context, ssl_handshake_timeout=patience
-                )
-        except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
-            why = getattr(error, "reason", None) or error or "timeout"
-            log(f"{address} did not complete a TLS handshake: {why}")
-            sock.close()
-
-    # --8<-- [end:greet]
-
     # --8<-- [start:serve_client]
-    async def serve_client(self, reader, writer, joined_by):
+    async def serve_client(self, reader, writer):
         """One client, from connection to goodbye.
 
         asyncio starts one of these tasks per connection."""
@@ -441,7 +288,7 @@ class ChatServer:
         self.clients.add(client)
         writing = client.writing = asyncio.create_task(client.write_loop())
         try:
-            reason = await self.read_loop(client, joined_by)
+            reason = await self.read_loop(client)
         except (ConnectionError, OSError):
             reason = "lost"
         self.disconnect(client, reason)
@@ -455,8 +302,9 @@ class ChatServer:
 
     # --8<-- [end:serve_client]
 
-    async def read_loop(self, client, joined_by):
+    async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
+        joined_by = asyncio.get_running_loop().time() + self.join_timeout
         while True:
             try:
                 line = await self.next_line(client, joined_by)
@@ -480,6 +328,7 @@ class ChatServer:
             if line.strip() and (reason := self.guarded(client, line)):
                 return reason
 
+    # --8<-- [start:next_line]
     async def next_line(self, client, joined_by):
         """The next line (framing: the reader buffers partial lines). Until the client
         has joined, only until `joined_by`: a connection that never joins, silent or
@@ -488,6 +337,8 @@ class ChatServer:
             return await client.reader.readuntil(b"\n")
         remaining = joined_by - asyncio.get_running_loop().time()
         return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
+
+    # --8<-- [end:next_line]
 
     def guarded(self, client, line):
         """handle_line(), with a last resort: a bug that one client's line sets off ends
@@ -531,23 +382,17 @@ class ChatServer:
                 (other.name for other in self.clients if other.name), key=str.lower
             )
             self.send(client, encode({"type": "users", "names": names}))
-        else:
-            # kind is offer, accept, decline, chunk, done or cancel.
-            getattr(self, f"file_{kind}")(client, message)
         return None
 
-    def find(self, name):
-        return next(
+    def direct_message(self, sender, to, text, size):
+        recipient = next(
             (
                 other
                 for other in self.clients
-                if other.name and other.name.lower() == name.lower()
+                if other.name and other.name.lower() == to.lower()
             ),
             None,
         )
-
-    def direct_message(self, sender, to, text, size):
-        recipient = self.find(to)
         if recipient is None:
             self.send_error(
                 sender, "no-such-user", f"nobody called {to[:40]!r} is online"
@@ -557,160 +402,6 @@ class ChatServer:
         # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
         log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
-
-    # --8<-- [start:files]
-    def file_offer(self, sender, offer):
-        """A file announced to one user.
-
-        Only its description goes to them: they say yes or no."""
-        recipient, key = self.find(offer["to"]), (sender, offer["id"])
-        if recipient is None or recipient is sender:
-            self.send_error(
-                sender,
-                "no-such-user",
-                f"nobody else called {offer['to'][:40]!r} is online",
-            )
-        elif not 0 <= offer["size"] <= self.max_file_size:
-            self.send_error(
-                sender,
-                "file-too-big",
-                f"this server relays files of up to {self.max_file_size} bytes",
-            )
-        elif key in self.transfers or not SHA256.fullmatch(offer["sha256"]):
-            self.send_error(
-                sender,
-                "bad-offer",
-                "an offer needs a new id and a SHA-256 as 64 hex digits",
-            )
-        else:
-            self.transfers[key] = Transfer(
-                sender, recipient, offer["id"], offer["size"]
-            )
-            log(
-                f"{sender.name} offers {recipient.name} a file of {offer['size']} bytes"
-            )
-            self.send(
-                recipient, encode({**offer, "from": sender.name, "to": recipient.name})
-            )
-
-    def file_accept(self, recipient, answer, accepted=True):
-        transfer = self.transfers.get((self.find(answer["from"]), answer["id"]))
-        if transfer is None or transfer.recipient is not recipient or transfer.accepted:
-            self.send_error(
-                recipient, "no-such-file", "no such file is waiting for your answer"
-            )
-            return
-        transfer.accepted = accepted
-        self.send(
-            transfer.sender,
-            encode(
-                {
-                    "type": "accepted" if accepted else "declined",
-                    "id": transfer.id,
-                    "by": recipient.name,
-                }
-            ),
-        )
-        if not accepted:
-            del self.transfers[(transfer.sender, transfer.id)]
-
-    def file_decline(self, recipient, answer):
-        self.file_accept(recipient, answer, accepted=False)
-
-    def file_chunk(self, sender, chunk):
-        transfer = self.sending(sender, chunk["id"])
-        if transfer is None:
-            return
-        try:
-            size = len(base64.b64decode(chunk["data"], validate=True))
-        except binascii.Error:
-            size = -1
-        transfer.relayed += size
-        if size < 0 or transfer.relayed > transfer.size:
-            self.end_transfer(
-                transfer, "the sender sent bad or too many bytes", tell_sender=True
-            )
-            return
-        # Relayed like any message: it waits its turn in the
-        # recipient's outbox, between chat lines.
-        self.send(
-            transfer.recipient,
-            encode(
-                {
-                    "type": "chunk",
-                    "from": sender.name,
-                    "id": transfer.id,
-                    "data": chunk["data"],
-                }
-            ),
-        )
-
-    def file_done(self, sender, done):
-        transfer = self.sending(sender, done["id"])
-        if transfer is None:
-            return
-        if transfer.relayed != transfer.size:
-            self.end_transfer(
-                transfer,
-                f"{transfer.relayed} bytes sent, {transfer.size} offered",
-                tell_sender=True,
-            )
-            return
-        del self.transfers[(sender, transfer.id)]
-        log(
-            f"{sender.name} sent {transfer.recipient.name} "
-            f"a file of {transfer.size} bytes"
-        )
-        self.send(
-            transfer.recipient,
-            encode({"type": "done", "from": sender.name, "id": transfer.id}),
-        )
-
-    def file_cancel(self, client, cancel):
-        sender = (
-            self.find(cancel["from"]) if isinstance(cancel.get("from"), str) else client
-        )
-        transfer = self.transfers.get((sender, cancel["id"]))
-        if transfer is not None and client in (transfer.sender, transfer.recipient):
-            self.end_transfer(
-                transfer,
-                f"cancelled by {client.name}",
-                tell_sender=client is transfer.recipient,
-            )
-
-    def sending(self, sender, file_id):
-        """The sender's accepted transfer with this id, or None
-        (and an error for the sender)."""
-        transfer = self.transfers.get((sender, file_id))
-        if transfer is None or not transfer.accepted:
-            self.send_error(
-                sender,
-                "not-accepted",
-                "send a file only once its recipient has accepted it",
-            )
-            return None
-        return transfer
-
-    def end_transfer(self, transfer, reason, tell_sender=False):
-        del self.transfers[(transfer.sender, transfer.id)]
-        log(
-            f"file {transfer.id} from {transfer.sender.name} "
-            f"to {transfer.recipient.name} stopped: {reason}"
-        )
-        notice = encode(
-            {
-                "type": "cancelled",
-                "from": transfer.sender.name,
-                "to": transfer.recipient.name,
-                "id": transfer.id,
-                "reason": reason,
-            }
-        )
-        self.send(transfer.recipient, notice)
-        if tell_sender:
-            self.send(transfer.sender, notice)
-
-    # --8<-- [end:files]
 
     # --8<-- [start:hello]
     def hello(self, client, name):
@@ -740,14 +431,7 @@ class ChatServer:
             client.name = name
             self.send(
                 client,
-                encode(
-                    {
-                        "type": "welcome",
-                        "name": name,
-                        "online": len(names) + 1,
-                        "max_file_size": self.max_file_size,
-                    }
-                ),
+                encode({"type": "welcome", "name": name, "online": len(names) + 1}),
             )
             self.broadcast(encode({"type": "joined", "name": name}), sender=client)
             log(f"{name} joined from {client.address}")
@@ -766,11 +450,9 @@ class ChatServer:
     # --8<-- [start:send]
     def share(self):
         """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
-        room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most.
-        Less what TLS keeps out of sight (UNSEEN), but never less than one line."""
+        room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most."""
         even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
-        share = max(MIN_SHARE, min(MAX_PENDING, even_split))
-        return max(MAX_LINE, share - UNSEEN)
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
 
     def send(self, client, data):
         """Queue a message for the client's writer task. Never waits."""
@@ -789,14 +471,6 @@ class ChatServer:
         if client not in self.clients:
             return
         self.clients.remove(client)
-        # A copy: end_transfer() deletes from self.transfers.
-        for transfer in list(self.transfers.values()):
-            if client in (transfer.sender, transfer.recipient):
-                self.end_transfer(
-                    transfer,
-                    f"{client.name} left",
-                    tell_sender=client is transfer.recipient,
-                )
         if client.name and not self.stopping:
             log(f"{client.name} left ({reason})")
             self.broadcast(
@@ -825,23 +499,20 @@ class ChatServer:
     # --8<-- [end:shutdown]
 
 
-async def first_byte(sock):
-    """Wait for the connection's first byte, and look at it without taking it
-    (MSG_PEEK): if it starts a TLS handshake, the TLS layer must still read it all."""
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(sock, lambda: readable.done() or readable.set_result(None))
-    try:
-        await readable
-    finally:
-        loop.remove_reader(sock)
-    return sock.recv(1, socket.MSG_PEEK)
+def report_accept_errors(loop, context):
+    """asyncio keeps serving when accept() fails for want of file descriptors (it pauses
+    accepting for a second); we only make its complaint one readable log line."""
+    error = context.get("exception")
+    if isinstance(error, OSError) and "accept" in context.get("message", ""):
+        log(f"cannot accept a client: {reason(error)}; trying again in a second")
+    else:
+        loop.default_exception_handler(context)
 
 
 def reason(error):
-    """The system's words for an OSError. socket.create_server() adds the address to
-    them: "Address already in use (while attempting to bind on address ('127.0.0.1',
-    65432))"."""
+    """The system's words for an OSError. asyncio's own message repeats the address:
+    "error while attempting to bind on address ('127.0.0.1', 65432): address already
+    in use"."""
     if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
         return os.strerror(error.errno)
     return error.strerror or str(error)
@@ -850,27 +521,23 @@ def reason(error):
 # --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
-    context = tls_context(args.cert, args.key)
-    chat = ChatServer(args.max_clients, args.max_file_size, context, args.join_timeout)
+    loop.set_exception_handler(report_accept_errors)
+    chat = ChatServer(args.max_clients, args.join_timeout)
     try:
         # backlog: a burst of thousands of connections waits in the kernel
         # until we accept them.
-        listener = socket.create_server((args.host, args.port), backlog=1024)
+        server = await asyncio.start_server(
+            chat.serve_client, args.host, args.port, limit=MAX_LINE, backlog=1024
+        )
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
-    # The event loop waits for connections; accept() itself must never wait.
-    listener.setblocking(False)
-    host, port = listener.getsockname()[:2]
+    host, port = server.sockets[0].getsockname()[:2]
     log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
-    accepting = asyncio.create_task(chat.accept_forever(listener))
     stop = asyncio.Event()
     # Ctrl+C: an event in the loop, not an exception anywhere.
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
-    accepting.cancel()
-    listener.close()
-    for task in list(chat.greeting):
-        task.cancel()  # half-made connections: nobody to say goodbye to yet
+    server.close()
     await chat.shut_down()
     log("server stopped", stamp=False)
 

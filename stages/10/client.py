@@ -1,26 +1,51 @@
-"""Stage 10 client: a minimal IRC client, so the kit's checks can drive this stage
-as they drive the others.
+"""Stage 10 client: stage 09's client over TLS, and files sent to and from other users.
 
-Run it:    python stages/10/client.py [--host HOST] [--port PORT] [--name NICK]
+Run it:    python stages/10/client.py [--host HOST] [--port PORT] [--name NAME]
+                                      [--cafile FILE] [--downloads FOLDER]
 
-The stage needs no client of its own: irssi or WeeChat is the client. This one is
-stage 04's client speaking IRC: a receiver thread prints what the server sends and
-answers its PINGs, while the main thread reads what you type. It registers (NICK,
-USER), joins #kit, and sends each line you type to #kit. A line that starts with /
-is a command: /msg NICK TEXT, /me TEXT, /quit [REASON]; any other /WORD ARGS goes
-to the server as the IRC command WORD ARGS, so /who #kit or /nick ada work too.
+It trusts the server only if the server's certificate is signed by the CA in --cafile
+(by default the kit's development CA, certs/dev-ca.pem) and names the host you
+connected to. C FT offers a file to a user; C OK and C NO answer an offer. Files
+you accept are saved in --downloads (default: ./downloads), under a safe name.
 """
 
 import argparse
+import asyncio
+import base64
+import binascii
+import collections
+import hashlib
+import json
 import os
 import re
+import signal
 import socket
+import ssl
 import sys
-import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 6667
-CHANNEL = "#kit"
+DEFAULT_PORT = 65432
+# The kit's development CA: local use only.
+CA_FILE = Path(__file__).resolve().parent / "certs" / "dev-ca.pem"
+# File bytes per message: small enough that chat lines slip in between chunks.
+CHUNK = 16 * 1024
+# The longest line we accept from the server (a chunk is about 22 KiB).
+MAX_LINE = 256 * 1024
+FILE_MESSAGES = {"offer", "accepted", "declined", "chunk", "done", "cancelled"}
+# In a file name from the network, anything but letters, digits, _ . - and space.
+UNSAFE = re.compile(r"[^\w. -]")
+HELP = """commands:
+  C PM     send a public message (then type D <message>)
+  C DM     send a direct message (then C <name>, then D <message>)
+  C FT     send a file (then C <name>, then C <path>)
+  C OK     accept the file offered to you (the oldest offer first)
+  C NO     decline it
+  C LS     list the users online
+  C EX     leave the chat
+  C HELP   show this list"""
 
 
 def port_number(text):
@@ -31,7 +56,9 @@ def port_number(text):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 10: a minimal IRC client.")
+    parser = argparse.ArgumentParser(
+        description="Stage 10: chat client with commands and files, over TLS."
+    )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
     )
@@ -41,239 +68,642 @@ def parse_args():
         default=DEFAULT_PORT,
         help=f"server port (default {DEFAULT_PORT})",
     )
-    parser.add_argument("--name", help="your nickname (asked for if not given)")
+    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    parser.add_argument(
+        "--cafile",
+        default=CA_FILE,
+        help="trust servers signed by this CA (default: the kit's dev CA)",
+    )
+    parser.add_argument(
+        "--downloads",
+        default="downloads",
+        help="where accepted files are saved (default ./downloads)",
+    )
     return parser.parse_args()
 
 
-def connect(host, port):
-    try:
-        return socket.create_connection((host, port))
-    except OSError as error:
-        sys.exit(f"error: cannot connect to {host}:{port}: {error.strerror or error}")
+class Leave(Exception):
+    """Ctrl+C or Ctrl+D: leave cleanly."""
 
 
-# --8<-- [start:wire]
-def line(command, *params):
-    """One line to send. The last parameter goes as the trailing one (after " :"),
-    the only place a space may be: "PRIVMSG #kit :hi all"."""
-    words = [command, *params[:-1], f":{params[-1]}"] if params else [command]
-    return " ".join(words).encode("utf-8") + b"\r\n"
+# --8<-- [start:keyboard]
+class Keyboard:
+    """Lines typed at the terminal, delivered without ever blocking the event loop."""
 
+    def __init__(self, loop):
+        self.lines, self.pending = asyncio.Queue(), b""
+        try:  # call readable() whenever a key line is ready
+            loop.add_reader(sys.stdin.fileno(), self.readable)
+            self.from_file = False
+        except PermissionError:
+            # epoll refuses a regular file (client.py < lines.txt) and /dev/null. Both
+            # are always ready to read: line() reads on whenever it has no line left.
+            self.from_file = True
+        # Ctrl+C becomes a line like any other, handled where we are,
+        # instead of an exception anywhere.
+        loop.add_signal_handler(signal.SIGINT, self.lines.put_nowait, Leave)
 
-def parse(data):
-    """A received line -> (the sender's nick or the server's name, COMMAND, params).
-    IRC is bytes: text that is not UTF-8 is read as Latin-1, as irssi does."""
-    try:
-        text = data.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1").rstrip("\r")
-    source = ""
-    if text.startswith(":"):
-        prefix, _, text = text[1:].partition(" ")
-        source = prefix.split("!", 1)[0]  # nick!user@host: we show the nick
-    middle, colon, trailing = text.partition(" :")
-    command, *params = middle.split() or [""]
-    return source, command.upper(), params + [trailing] * bool(colon)
-
-
-# --8<-- [end:wire]
-
-
-class ServerClosed(Exception):
-    pass
-
-
-class Connection:
-    """The socket to the server, for two threads: both may send (the receiver
-    answers PINGs), so a lock keeps their lines from mixing."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.pending = b""  # the start of a line whose end has not arrived
-        self.unread = []  # messages received but not handed out yet
-        self.nick = None  # ours, once the server has agreed to it
-        self.leaving = False  # set once we have sent QUIT: the close is expected
-
-    def send(self, command, *params):
-        with self.lock:
-            self.sock.sendall(line(command, *params))
-
-    def receive(self):
-        """The messages not handed out yet, or else those that one read completes
-        (maybe none)."""
-        if self.unread:
-            messages, self.unread = self.unread, []
-            return messages
-        data = self.sock.recv(4096)
-        if not data:
-            raise ServerClosed()
+    def readable(self):
+        data = os.read(sys.stdin.fileno(), 4096)
         *lines, self.pending = (self.pending + data).split(b"\n")
-        return [parse(data) for data in lines if data.strip()]
+        if not data:  # Ctrl+D, or the end of the file: a last unfinished line counts
+            lines, self.pending = [self.pending] if self.pending else [], b""
+        for line in lines:
+            self.lines.put_nowait(line.decode("utf-8", errors="replace").strip())
+        if not data:
+            self.lines.put_nowait(Leave)
+
+    async def line(self, prompt="> "):
+        print(prompt, end="", flush=True)
+        while self.from_file and self.lines.empty():
+            self.readable()
+        line = await self.lines.get()
+        if line is Leave:
+            raise Leave()
+        return line
 
 
-# --8<-- [start:render]
+# --8<-- [end:keyboard]
+
+
+def send(writer, message):
+    # write() buffers it all; nothing is lost.
+    writer.write((json.dumps(message) + "\n").encode("utf-8"))
+
+
+async def receive(reader):
+    """The next message from the server; None once it has closed the connection."""
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
+            return None
+        if line.strip():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if isinstance(message, dict):
+                return message
+            return {
+                "type": "error",
+                "code": "bad-json",
+                "message": "the server sent a line that is not a message",
+            }
+
+
 def printable(text):
-    # IRC passes control characters through: colours (^C), bold (^B), CTCP (^A),
-    # and escape sequences that would take over the terminal. Showing them safely
-    # is the client's job: each one is shown as \uXXXX.
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+    # A name or message may hold escape sequences that would take over our
+    # terminal: show them as \uXXXX.
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
-def render(conn, source, command, params):
-    """How one message from the server looks on screen (None: nothing to show)."""
-    who, text = printable(source), printable(params[-1] if params else "")
-    if command in ("PRIVMSG", "NOTICE") and len(params) == 2:
-        action = re.fullmatch("\x01ACTION (.*?)\x01?", params[1])  # /me
-        if action:
-            return f"* {who} {printable(action.group(1))}"
-        if command == "NOTICE":
-            return f"-{who}- {text}"
-        return f"<{who}> {text}" if params[0].startswith("#") else f"*{who}* {text}"
-    if command == "JOIN":
-        if source == conn.nick:
-            return f"* now talking in {text} as {who}"
-        return f"* {who} joined {text}"
-    if command == "PART":
-        return f"* {who} left {printable(params[0])}"
-    if command == "QUIT":
-        return f"* {who} quit ({text})"
-    if command == "NICK":
-        if source == conn.nick:
-            conn.nick = params[0]
-        return f"* {who} is now {text}"
-    if command == "TOPIC":
-        return f"* {who} set the topic of {printable(params[0])}: {text}"
-    if command == "ERROR":
-        return f"! {text}"
-    if command == "353":  # NAMES: who is in the channel
-        return f"* in {printable(params[2])}: {text}"
-    if command.isdigit() and command != "366":  # 366 ends NAMES
-        mark = "!" if command[0] in "45" else "-"  # 4xx and 5xx are errors
-        return f"{mark} {' '.join(map(printable, params[1:]))}"
+def clock(stamp):
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")
+    except (TypeError, ValueError):
+        return "--:--"
+
+
+def render(message):
+    """How one server message looks on screen (None: nothing to show).
+
+    Stage 05's, unchanged."""
+    kind, get = message.get("type"), lambda field: printable(message.get(field, ""))
+    stamp = f"[{clock(message.get('time'))}]"
+    if kind == "said":
+        return f"{stamp} {get('from')}: {get('text')}"
+    if kind == "dm":
+        return f"{stamp} [direct] {get('from')}: {get('text')}"
+    if kind == "users":
+        names = message.get("names")
+        return "* online: " + ", ".join(
+            map(printable, names if isinstance(names, list) else [])
+        )
+    notices = {
+        "welcome": f"* welcome, {get('name')} ({get('online')} online)",
+        "joined": f"* {get('name')} joined",
+        "left": f"* {get('name')} left ({get('reason')})",
+        "shutdown": "* the server is shutting down",
+    }
+    if kind in notices:
+        return f"{stamp} {notices[kind]}"
+    if kind == "error":
+        return f"! {get('message')} ({get('code')})"
+    return None if kind == "bye" else f"? {printable(json.dumps(message))}"
+
+
+def show(line):
+    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # prompt for what you type next.
+    print(f"\r{line}\n> ", end="", flush=True)
+
+
+def size_text(size):
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024**2:.1f} MiB"
+
+
+# --8<-- [start:safe_name]
+def safe_name(name):
+    """A file name that came over the network is hostile until made safe.
+
+    Keep only its last part ("../../.bashrc" and "/etc/passwd" must not reach outside
+    the downloads folder), only harmless characters (no escape sequences, no "\\"),
+    and no leading dot (no hidden files, no "..")."""
+    name = UNSAFE.sub("_", str(name).replace("\\", "/").split("/")[-1]).strip(" .")
+    return name[:100] or "download"
+
+
+def open_new_file(folder, name):
+    """Create a new file in `folder`, never overwriting one: "x" mode fails if the
+    name exists (even as a symbolic link), and then we try "name (1).ext",
+    "name (2).ext"..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
+    for number in range(1000):
+        path = folder / (name if number == 0 else f"{stem} ({number}){dot}{extension}")
+        try:
+            return path, open(path, "xb")
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many files called {name} in {folder}")
+
+
+# --8<-- [end:safe_name]
+
+
+def unreadable(path):
+    """Why the file at `path` cannot be sent (None if it can): missing, a directory,
+    or not ours to read. What is not a plain file (a named pipe) could block open()."""
+    try:
+        if path.is_dir():
+            return "it is a directory"
+        if path.exists() and not path.is_file():
+            return "it is not a plain file"
+        with open(path, "rb"):
+            return None
+    except OSError as error:
+        return error.strerror or str(error)
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Download:
+    def __init__(self, offer, path, file):
+        self.sender, self.id = offer["from"], offer["id"]
+        self.name = printable(offer["name"])
+        self.size, self.sha256 = offer["size"], offer["sha256"]
+        self.path, self.file = path, file
+        self.received, self.digest = 0, hashlib.sha256()
+
+    def discard(self):
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+# --8<-- [start:files]
+class Files:
+    """The files we offer and send, and the ones offered and sent to us."""
+
+    def __init__(self, writer, downloads, max_size, me):
+        self.writer, self.downloads, self.max_size = writer, Path(downloads), max_size
+        self.me = me  # our name: a file to ourselves is refused before it is offered
+        # Our id for a file -> its path, from the offer until it is sent.
+        self.outgoing = {}
+        self.offers = collections.deque()  # offers to us, waiting for C OK or C NO
+        self.incoming = {}  # (sender, id) -> Download
+        # Our id -> the task sending that file (asyncio keeps only weak references).
+        self.sending = {}
+        self.ids = iter(range(1, 1 << 62))
+
+    async def offer(self, to, path_text):
+        path = Path(path_text).expanduser()
+        if why := unreadable(path):
+            print(f"! no file to send: {printable(path_text)}: {why}")
+            return
+        size = path.stat().st_size
+        if size > self.max_size:
+            print(
+                f"! {path.name} is {size_text(size)}; "
+                f"this server takes files of up to {size_text(self.max_size)}"
+            )
+            return
+        # Hashing a big file takes a while: in a thread, so that the
+        # chat goes on meanwhile.
+        try:
+            sha256 = await asyncio.to_thread(sha256_of, path)
+        except OSError as error:  # gone or changed since unreadable() looked
+            print(f"! no file to send: {printable(path_text)}: {error.strerror}")
+            return
+        file_id = str(next(self.ids))
+        self.outgoing[file_id] = path
+        send(
+            self.writer,
+            {
+                "type": "offer",
+                "to": to,
+                "id": file_id,
+                "name": path.name,
+                "size": size,
+                "sha256": sha256,
+            },
+        )
+        print(
+            f"* offered {printable(path.name)} ({size_text(size)}) "
+            f"to {printable(to)}: waiting for an answer"
+        )
+
+    def answer(self, accept):
+        """C OK or C NO: answer the oldest offer still waiting."""
+        if not self.offers:
+            print("! no file is waiting for your answer")
+            return
+        offer = self.offers.popleft()
+        reply = {
+            "type": "accept" if accept else "decline",
+            "from": offer["from"],
+            "id": offer["id"],
+        }
+        if accept:
+            try:
+                path, file = open_new_file(self.downloads, safe_name(offer["name"]))
+            except OSError as error:
+                print(
+                    f"! cannot save files in {self.downloads}: "
+                    f"{error.strerror or error}; declined"
+                )
+                reply["type"] = "decline"
+            else:
+                self.incoming[(offer["from"], offer["id"])] = Download(
+                    offer, path, file
+                )
+                print(
+                    f"* receiving {printable(offer['name'])} "
+                    f"from {printable(offer['from'])} into {path}"
+                )
+        send(self.writer, reply)
+
+    async def send_file(self, file_id, to):
+        path = self.outgoing[file_id]
+        with open(path, "rb") as file:
+            while block := file.read(CHUNK):
+                if file_id not in self.outgoing:
+                    return  # cancelled
+                send(
+                    self.writer,
+                    {
+                        "type": "chunk",
+                        "id": file_id,
+                        "data": base64.b64encode(block).decode(),
+                    },
+                )
+                # drain() waits while the socket's buffer is full: the file goes out no
+                # faster than the network takes it, and a chat line typed meanwhile
+                # goes out between two chunks.
+                await self.writer.drain()
+        send(self.writer, {"type": "done", "id": file_id})
+        del self.outgoing[file_id]
+        show(f"* sent {printable(path.name)} to {printable(to)}")
+
+    def handle(self, message):
+        """A file message from the server:
+        offer, accepted, declined, chunk, done or cancelled."""
+        kind, key = message["type"], (message.get("from"), message.get("id"))
+        download = self.incoming.get(key)
+        if kind == "offer":
+            self.offers.append(message)
+            show(
+                f"* {printable(message.get('from'))} "
+                f"offers you {printable(message.get('name'))} "
+                f"({size_text(message.get('size', 0))}): "
+                "C OK to accept, C NO to decline"
+            )
+        elif kind == "accepted" and message.get("id") in self.outgoing:
+            task = self.sending[message["id"]] = asyncio.create_task(
+                self.send_file(message["id"], message.get("by"))
+            )
+            task.add_done_callback(lambda _: self.sending.pop(message["id"], None))
+        elif kind == "declined" and message.get("id") in self.outgoing:
+            path = self.outgoing.pop(message["id"])
+            show(f"* {printable(message.get('by'))} declined {printable(path.name)}")
+        elif kind == "chunk" and download:
+            self.receive_chunk(download, message.get("data"))
+        elif kind == "done" and download:
+            self.finish(download)
+        elif kind == "cancelled":
+            self.cancelled(message, download)
+
+    def receive_chunk(self, download, data):
+        try:
+            block = base64.b64decode(str(data), validate=True)
+        except binascii.Error:
+            block = None
+        if block is None or download.received + len(block) > download.size:
+            self.give_up(download, "it does not match its offer")
+            send(
+                self.writer,
+                {"type": "cancel", "from": download.sender, "id": download.id},
+            )
+            return
+        try:
+            download.file.write(block)
+        except OSError as error:  # a full disk, say: this file fails, the chat goes on
+            self.give_up(download, error.strerror or str(error))
+            send(
+                self.writer,
+                {"type": "cancel", "from": download.sender, "id": download.id},
+            )
+            return
+        download.digest.update(block)
+        download.received += len(block)
+
+    def finish(self, download):
+        """The sender says that was all:
+        keep the file only if it is exactly what was offered."""
+        del self.incoming[(download.sender, download.id)]
+        if (
+            download.received != download.size
+            or download.digest.hexdigest() != download.sha256
+        ):
+            download.discard()
+            show(
+                f"! {download.name} from {printable(download.sender)} "
+                "was damaged on the way (SHA-256 does not match): deleted"
+            )
+            return
+        download.file.close()
+        show(
+            f"* saved {download.name} from {printable(download.sender)} "
+            f"({size_text(download.size)}, SHA-256 checked) as {download.path}"
+        )
+
+    def give_up(self, download, why):
+        del self.incoming[(download.sender, download.id)]
+        download.discard()
+        show(
+            f"! {download.name} from {printable(download.sender)} was not saved: {why}"
+        )
+
+    def cancelled(self, message, download):
+        if download:
+            self.give_up(download, printable(message.get("reason")))
+        elif (path := self.outgoing.pop(message.get("id"), None)) is not None:
+            show(
+                f"! {printable(path.name)} "
+                f"was not sent to {printable(message.get('to'))}: "
+                f"{printable(message.get('reason'))}"
+            )
+        ended = (message.get("from"), message.get("id"))
+        self.offers = collections.deque(
+            offer
+            for offer in self.offers
+            if (offer.get("from"), offer.get("id")) != ended
+        )
+
+
+# --8<-- [end:files]
+
+
+async def join(reader, writer, keyboard, name):
+    """Say hello until the server welcomes us. Returns the welcome."""
+    client_id = uuid.uuid4().hex
+    while True:
+        name = name or (await keyboard.line("name: "))
+        send(writer, {"type": "hello", "name": name, "client_id": client_id})
+        reply = await receive(reader)
+        if reply is None:
+            raise ConnectionError()
+        if reply.get("type") == "welcome":
+            return reply
+        if reply.get("code") == "server-full":
+            sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
+        print(render(reply))
+        name = None
+
+
+# --8<-- [start:tasks]
+async def receive_forever(reader, user_lists, said_bye, files):
+    """Show what the server sends, until it says bye (we are leaving) or goes away."""
+    while (message := await receive(reader)) is not None:
+        if message.get("type") == "bye":
+            said_bye.set()
+        elif message.get("type") == "users":
+            user_lists.put_nowait(message)  # the command that asked for it prints it
+        elif message.get("type") in FILE_MESSAGES:
+            files.handle(message)
+        elif (line := render(message)) is not None:
+            show(line)
+
+
+async def ask(keyboard, prefix, what):
+    """Read the next line, which must start with `prefix` (C or D).
+
+    None if it does not."""
+    print(f"\r{what}: type {prefix} <{what}>")
+    line = await keyboard.line()
+    if line[:2].upper() == f"{prefix} " and line[2:].strip():
+        return line[2:].strip()
+    if line.upper() == prefix == "D":  # a D and nothing after it
+        print("! an empty message is not sent: back to command mode")
+        return None
+    print(
+        f"! expected {prefix} <{what}>: back to command mode "
+        "(C HELP lists the commands)"
+    )
     return None
 
 
-# --8<-- [end:render]
-
-
-def show(text):
-    # "\r" moves back over the "> " prompt; then a fresh prompt for what you type.
-    print(f"\r{text}\n> ", end="", flush=True)
-
-
-def ask_for_nick():
-    while not (nick := input("name: ").strip()):
-        pass  # an empty line: ask again
-    return nick
-
-
-# --8<-- [start:register]
-def register(conn, nick):
-    """NICK and USER, then JOIN #kit once the server has welcomed us (001). A nick
-    that is taken (433), bad (432) or empty (431) is asked for again."""
-    nick = nick or ask_for_nick()
-    user = re.sub(r"[^A-Za-z0-9]", "", nick)[:10] or "kit"
-    conn.send("NICK", nick)
-    conn.send("USER", user, "0", "*", nick)
-    while True:
-        messages = conn.receive()
-        while messages:
-            source, command, params = messages.pop(0)
-            if (text := render(conn, source, command, params)) is not None:
-                print(text)
-            if command == "PING":  # some servers ask before they welcome
-                conn.send("PONG", *params[-1:])
-            elif command == "001":
-                conn.nick = params[0]  # the nick the server knows us by
-                conn.send("JOIN", CHANNEL)
-            elif command in ("431", "432", "433"):
-                conn.send("NICK", ask_for_nick())
-            elif command == "JOIN" and source == conn.nick:
-                conn.unread = messages  # in #kit: the rest is the receiver thread's
-                return
-
-
-# --8<-- [end:register]
-
-
-# --8<-- [start:receiver]
-def receive_forever(conn, gone):
-    """The receiver thread: print what the server sends, answer its PINGs (or it
-    drops us as gone), until the server closes the connection."""
+async def show_users(writer, user_lists):
+    """Ask for the user list and print it. The names, or None if it never came."""
+    send(writer, {"type": "who"})
     try:
-        while True:
-            for source, command, params in conn.receive():
-                if command == "PING":
-                    conn.send("PONG", *params[-1:])
-                elif (text := render(conn, source, command, params)) is not None:
-                    show(text)
-    except (ServerClosed, OSError):
-        gone.set()
-        if conn.leaving:
-            return
-        print("\rconnection closed by server", flush=True)
-        # The main thread is blocked in input(), and nothing portable can wake it up.
-        # The conversation is over, so we end the whole process here.
-        os._exit(0)
+        users = await asyncio.wait_for(user_lists.get(), timeout=5)
+    except asyncio.TimeoutError:
+        print("! the server did not send the user list")
+        return None
+    print(render(users))
+    names = users.get("names")
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
-def chat(conn):
-    """The main thread: read what you type and send it."""
-    while True:
-        # input() raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C.
-        text = input("> ").strip()
-        if not text.startswith("/"):
-            if text:
-                conn.send("PRIVMSG", CHANNEL, text)
-            continue
-        word, _, rest = text[1:].partition(" ")
-        if word.lower() == "quit":
-            return rest
-        if word.lower() == "msg":  # the server says what is missing (411, 412)
-            conn.send("PRIVMSG", *rest.partition(" ")[::2])
-        elif word.lower() == "me":
-            conn.send("PRIVMSG", CHANNEL, f"\x01ACTION {rest}\x01")
-        elif word:  # any other command, sent as it was typed: /topic #kit :tea
-            conn.send(f"{word.upper()} {rest}".strip())
+async def recipient(keyboard, names):
+    """Ask for a name, and check it against the user list just shown."""
+    name = await ask(keyboard, "C", "name")
+    # We have just fetched the list: say at once that nobody has the name, rather than
+    # after the message is typed. Compared as the server does, without regard to case.
+    if name is not None and name.lower() not in {online.lower() for online in names}:
+        print(
+            f"! nobody called {printable(name)} is online (no-such-user): "
+            "back to command mode"
+        )
+        return None
+    return name
 
 
-# --8<-- [end:receiver]
+async def direct_message(writer, keyboard, user_lists):
+    if (names := await show_users(writer, user_lists)) is None:
+        return
+    if (name := await recipient(keyboard, names)) is None:
+        return
+    if text := await ask(keyboard, "D", "message"):
+        send(writer, {"type": "dm", "to": name, "text": text})
 
 
-def leave(conn, gone, reason, receiver):
-    """QUIT, and wait (briefly) for the server to close: it tells the others first,
-    then us (ERROR)."""
-    conn.leaving = True
-    try:
-        conn.send("QUIT", reason or "leaving")
-        if receiver.is_alive():  # only the receiver thread sees the close
-            gone.wait(timeout=2)
-    except (OSError, KeyboardInterrupt):
-        pass  # the server is gone, or you pressed Ctrl+C twice: we are leaving anyway
+async def offer_file(keyboard, user_lists, files):
+    if (names := await show_users(files.writer, user_lists)) is None:
+        return
+    if (name := await recipient(keyboard, names)) is None:
+        return
+    if name.lower() == files.me.lower():
+        print("! that is you: a file goes to someone else")
+    elif path := await ask(keyboard, "C", "path"):
+        await files.offer(name, path)
+
+
+async def commands(writer, keyboard, user_lists, files):
+    """Follow your commands until C EX."""
+    print("type C HELP for the commands")
+    while (command := (await keyboard.line()).upper()) != "C EX":
+        if command == "C PM":
+            if (text := await ask(keyboard, "D", "message")) is not None:
+                send(writer, {"type": "say", "text": text})
+        elif command == "C DM":
+            await direct_message(writer, keyboard, user_lists)
+        elif command == "C FT":
+            await offer_file(keyboard, user_lists, files)
+        elif command in ("C OK", "C NO"):
+            files.answer(accept=command == "C OK")
+        elif command == "C LS":
+            await show_users(writer, user_lists)
+        elif command == "C HELP":
+            print(HELP)
+        elif command.startswith("C"):
+            print(f"! unknown command {printable(command)}: C HELP lists the commands")
+        elif command:
+            print(
+                "! unknown command: commands start with C, as in C PM "
+                "(C HELP lists them)"
+            )
+
+
+# --8<-- [end:tasks]
 
 
 # --8<-- [start:main]
-def main():
-    args = parse_args()
-    with connect(args.host, args.port) as sock:
-        conn = Connection(sock)
-        gone = threading.Event()  # set by the receiver once the server has closed
-        receiver = threading.Thread(
-            target=receive_forever, args=(conn, gone), daemon=True
+# --8<-- [start:connect]
+async def connect_securely(host, port, cafile):
+    """A TLS connection to a server we trust: its certificate is signed
+    by the CA in `cafile`, and names `host`. Anything else ends the
+    program with one line saying why."""
+    where = f"{host}:{port}"
+    try:  # before connecting: a CA file we cannot read is no fault of the server's
+        # The default context verifies the certificate and the host name.
+        context = ssl.create_default_context(cafile=cafile)
+    except OSError as error:  # ssl.SSLError too: a file that holds no certificate
+        sys.exit(f"error: cannot use the CA file {cafile}: {error.strerror or error}")
+    try:
+        return await asyncio.open_connection(
+            host, port, ssl=context, limit=MAX_LINE, ssl_handshake_timeout=10
         )
-        reason = ""
-        try:
-            register(conn, args.name)
-            receiver.start()
-            reason = chat(conn)
-        except (EOFError, KeyboardInterrupt):
-            pass  # Ctrl+D or Ctrl+C: leave cleanly, without a traceback
-        except (ServerClosed, ConnectionError):
+    except ssl.SSLCertVerificationError as error:
+        sys.exit(f"error: will not trust the server at {where}: {error.verify_message}")
+    except ssl.SSLError as error:
+        sys.exit(
+            f"error: no TLS at {where} ({error.reason or error}): "
+            "is it a stage 10 server?"
+        )
+    except asyncio.TimeoutError:
+        sys.exit(
+            f"error: no TLS at {where}: no answer to the TLS handshake within 10 s"
+        )
+    except OSError as error:
+        sys.exit(f"error: cannot connect to {where}: {reason(error)}")
+
+
+# --8<-- [end:connect]
+
+
+def reason(error):
+    """The system's words for an OSError, as stage 05 prints them: asyncio's own
+    message is "Connect call failed ('127.0.0.1', 65432)"."""
+    if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
+async def chat(args):
+    loop = asyncio.get_running_loop()
+    reader, writer = await connect_securely(args.host, args.port, args.cafile)
+    keyboard, user_lists, said_bye = Keyboard(loop), asyncio.Queue(), asyncio.Event()
+    receiving = None
+    try:
+        welcome = await join(reader, writer, keyboard, args.name)
+        print(render(welcome))
+        max_size = welcome.get("max_file_size")
+        max_size = max_size if isinstance(max_size, int) else 0
+        files = Files(writer, args.downloads, max_size, str(welcome.get("name", "")))
+        receiving = asyncio.create_task(
+            receive_forever(reader, user_lists, said_bye, files)
+        )
+        typing = asyncio.create_task(commands(writer, keyboard, user_lists, files))
+        # Whichever ends first ends the chat: C EX (or Ctrl+C, Ctrl+D),
+        # or the server going away.
+        done, _ = await asyncio.wait(
+            [receiving, typing], return_when=asyncio.FIRST_COMPLETED
+        )
+        if receiving in done:
+            typing.cancel()
             print("\rconnection closed by server")
             return
-        print()
-        leave(conn, gone, reason, receiver)
+        error = typing.exception()
+        if isinstance(error, Exception) and not isinstance(error, Leave):
+            raise error  # a bug: show it rather than hide it
+    except Leave:
+        pass  # Ctrl+C or Ctrl+D: leave cleanly
+    except ConnectionError:
+        print("\rconnection closed by server")
+        return
+    print()
+    # Left at the name prompt: not in the room, nobody to say bye to.
+    if receiving is None:
+        writer.close()
+        return
+    await leave(writer, said_bye)
+
+
+async def leave(writer, said_bye):
+    """Say bye, and wait (two seconds at most) for the server's answer,
+    so it knows we quit on purpose."""
+    try:
+        send(writer, {"type": "bye"})
+        await writer.drain()
+        await asyncio.wait_for(said_bye.wait(), timeout=2)
+    except (OSError, asyncio.TimeoutError):
+        pass
+    writer.close()
+
+
+def main():
+    args = parse_args()
+    try:
+        asyncio.run(chat(args))
+    except KeyboardInterrupt:
+        # Ctrl+C before the keyboard was set up (while connecting): nothing to clean up.
+        pass
 
 
 # --8<-- [end:main]

@@ -1,58 +1,75 @@
-"""Stage 10 server: the chat speaks IRC, so real IRC clients (irssi, WeeChat) use it.
+"""Stage 10 server: stage 09's chat over TLS, and files sent from one user to another.
 
-Run it:    python stages/10/server.py [--host HOST] [--port PORT] [--join-timeout S]
-                                      [--ping-interval S] [--ping-timeout S]
-Then:      irssi -c 127.0.0.1 -p 6667      (or any IRC client), and /join #kit
+Run it:    python stages/10/server.py [--host HOST] [--port PORT] [--max-clients N]
+                                      [--cert FILE --key FILE] [--max-file-size SIZE]
+                                      [--join-timeout SECONDS]
 
-Stage 08's asyncio design, unchanged: a coroutine per client, a writer task per
-client with a bounded outbox, a log that never blocks the loop, a join timeout.
-What changed is the protocol: the subset of RFC 1459 and RFC 2812 that real
-clients need (registration with CAP, nicknames, channels, PING and PONG), with the
-numeric replies clients wait for. Real clients are the clients; client.py is a
-minimal one, so that the kit's checks can drive this stage as they drive the others.
+Every connection is TLS: without --cert and --key, the server uses the development
+certificate in certs/ (for local use only: its private key is published with the kit).
+A client that speaks plaintext is told so in one line, and closed.
+
+Files go through the server as chunk messages, relayed only once the recipient has
+accepted, and never stored here. Protocol: docs/protocol.md, "Stage 10".
 """
 
 import argparse
 import asyncio
 import contextlib
+import base64
+import binascii
+import collections
+import json
 import math
 import os
 import queue
 import re
 import signal
 import socket
-import string
+import ssl
 import sys
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 6667
-DEFAULT_NAME = "kit.irc"  # our name: the prefix of everything the server says
-VERSION = "kit-10"
-# RFC 1459 2.3: a line is at most 512 bytes, CR LF included, both ways.
-MAX_LINE = 512
-NICKLEN, CHANNELLEN, MAX_CHANNELS = 30, 50, 50
-# 005: what clients may assume about us (modern.ircdocs.horse). PREFIX is empty:
-# nobody is channel operator (@) or voiced (+) here.
-ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
-    CHANLIMIT=#:{MAX_CHANNELS} PREFIX= CASEMAPPING=rfc1459""".split()
-MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 05)
+DEFAULT_PORT = 65432
+# Bytes in one message (a file chunk is about 22 KiB); past this
+# without a newline, we disconnect.
+MAX_LINE = 65536
+# Bytes waiting for one client before we drop it: room for file chunks (09: 1 MiB).
+MAX_PENDING = 8 * 1024 * 1024
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
-MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
-# RFC 2812 2.3.1: a letter or one of []\`_^{|}, then letters, digits, those, or "-".
-NICK = re.compile(
-    rf"[A-Za-z\[\]\\`_^{{|}}][A-Za-z0-9\[\]\\`_^{{|}}-]{{0,{NICKLEN - 1}}}"
-)
-# RFC 2812 leaves out only NUL, BEL, CR, LF, space, comma and colon; we leave out
-# every control character: a channel's name is shown in every member's window.
-CHANNEL = re.compile(rf"#[^\x00-\x20\x7f,:]{{1,{CHANNELLEN - 1}}}")
-# CASEMAPPING=rfc1459: to IRC, []\~ are the capitals of {}|^ (Scandinavian letters
-# on old keyboards). "Nick[" and "nick{" are one name.
-FOLD = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
-TOO_LONG = object()  # what read_line() returns for a line it skipped
+WRITE_PIECE = 64 * 1024  # bytes handed to TLS at a time: see Outbox.take()
+# What may wait for a client below the TLS layer, out of our sight: asyncio's TCP buffer
+# (it stops taking more past 64 KiB) and the one piece that took it past that.
+UNSEEN = 64 * 1024 + WRITE_PIECE
+NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+FIELDS = {  # what each client message must carry, and of which type
+    "hello": {"name": str, "client_id": str},
+    "say": {"text": str},
+    "dm": {"to": str, "text": str},
+    "who": {},
+    "bye": {},
+    # A file, announced.
+    "offer": {"to": str, "id": str, "name": str, "size": int, "sha256": str},
+    "accept": {"from": str, "id": str},  # the recipient's answers
+    "decline": {"from": str, "id": str},
+    "chunk": {"id": str, "data": str},  # the sender's file, in base64 pieces
+    "done": {"id": str},
+    # Either side gives up ("from" names the sender when the recipient cancels).
+    "cancel": {"id": str},
+}
+# The development certificate: local use only.
+CERTS = Path(__file__).resolve().parent / "certs"
+# Every TLS connection starts with a handshake record, whose first byte is 0x16.
+TLS_HANDSHAKE = b"\x16"
+# A connection that has not finished its TLS handshake by then is closed.
+HANDSHAKE_SECONDS = 10
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def port_number(text):
@@ -62,10 +79,11 @@ def port_number(text):
     return port
 
 
-def server_name(text):
-    if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", text):  # a host name
+def positive(text):
+    number = int(text)
+    if number < 1:
         raise ValueError(text)
-    return text
+    return number
 
 
 def seconds(text):
@@ -75,25 +93,76 @@ def seconds(text):
     return number
 
 
-OPTIONS = {  # option -> (its type, default, what it does)
-    "--host": (str, DEFAULT_HOST, "address to listen on"),
-    "--name": (server_name, DEFAULT_NAME, "the server's name, as clients see it"),
-    "--port": (port_number, DEFAULT_PORT, "port to listen on, 0 picks a free one"),
-    "--join-timeout": (seconds, 60, "close a connection not registered by then"),
-    "--ping-interval": (seconds, 120, "PING a client that has been silent this long"),
-    "--ping-timeout": (seconds, 60, "then drop it if it has not answered by then"),
-}
+def byte_size(text):
+    """A size such as 1048576, 512K or 10M."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = (
+        (text[:-1], units[text[-1].upper()])
+        if text[-1:].upper() in units
+        else (text, 1)
+    )
+    if int(number) < 0:
+        raise ValueError(text)
+    return int(number) * unit
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description="Stage 10: the chat server, speaking IRC."
+        description="Stage 10: the complete chat server, on TLS, with file transfer."
     )
-    for option, (kind, default, text) in OPTIONS.items():
-        parser.add_argument(
-            option, type=kind, default=default, help=f"{text} (default {default})"
-        )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=100, help="room size (default 100)"
+    )
+    parser.add_argument(
+        "--cert", default=CERTS / "localhost.pem", help="the server's certificate (PEM)"
+    )
+    parser.add_argument(
+        "--key",
+        default=CERTS / "localhost-key.pem",
+        help="the certificate's private key (PEM)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=byte_size,
+        default="10M",
+        metavar="SIZE",
+        help="largest file a client may send, e.g. 512K or 10M (default 10M)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=seconds,
+        default=60,
+        metavar="SECONDS",
+        help="close a connection not joined by then (default 60)",
+    )
     return parser.parse_args()
+
+
+# --8<-- [start:tls_context]
+def tls_context(cert, key):
+    """What we prove to clients: this certificate, and that we hold its private key."""
+    # Modern defaults: TLS 1.2+, strong ciphers.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        why = getattr(error, "strerror", None) or error
+        sys.exit(f"error: cannot use certificate {cert} with key {key}: {why}")
+    return context
+
+
+# --8<-- [end:tls_context]
 
 
 # --8<-- [start:log]
@@ -101,12 +170,12 @@ class Console:
     """The server's log, as one more consumer that may stop reading (lesson 02).
 
     log() never waits for stdout: a line goes on a bounded queue, or is dropped and
-    counted when the queue is full. One writer thread does the waiting, and says
-    what was lost. Stage 08's class, unchanged."""
+    counted when the queue is full. One writer thread does the waiting, and says what
+    was lost."""
 
     def __init__(self):
         self.lines = queue.Queue(maxsize=LOG_BACKLOG)  # thread-safe: two threads use it
-        # The loop's thread counts drops, the writer's resets the count: a lock keeps
+        # The loop's thread counts drops and the writer's resets the count: a lock keeps
         # either from losing the other's change.
         self.lock = threading.Lock()
         self.dropped = 0
@@ -129,9 +198,10 @@ class Console:
             with self.lock:
                 dropped, self.dropped = self.dropped, 0
             if dropped:
-                batch.append(f"({dropped} log lines dropped: nobody was reading)\n")
-            text = "".join(line for line in batch if line)
-            if not self.write(text) or None in batch:
+                batch.append(
+                    f"({dropped} log lines dropped: nobody was reading the log)\n"
+                )
+            if not self.write("".join(line for line in batch if line)) or None in batch:
                 return
 
     def write(self, text):
@@ -148,8 +218,8 @@ class Console:
             return False
 
     def close(self, seconds=1.0):
-        """Give the writer `seconds` to write what is queued, no more: an unread
-        stdout must not hold up the exit."""
+        """Give the writer `seconds` to write what is queued, no more: an unread stdout
+        must not hold up the exit."""
         if self.writer.is_alive():
             deadline = time.monotonic() + seconds
             with contextlib.suppress(queue.Full):
@@ -170,99 +240,61 @@ def log(*lines, stamp=True):
 # --8<-- [end:log]
 
 
-# --8<-- [start:wire]
-def parse(text):
-    """'[:prefix] COMMAND middle ... [:trailing]' -> (prefix, COMMAND, [params]).
-
-    The trailing parameter, after " :", is the only one that may hold spaces (a
-    message's text). None for a line with no command."""
-    if text.startswith("@"):  # IRCv3 tags: no capability we offer sends them
-        text = text.partition(" ")[2]
-    text, prefix = text.lstrip(" "), None
-    if text.startswith(":"):
-        prefix, _, text = text[1:].partition(" ")
-    middle, colon, trailing = text.partition(" :")
-    params = [word for word in middle.split(" ") if word]
-    if colon:
-        params.append(trailing)
-    if not params:
-        return None
-    return prefix, params[0].upper(), params[1:]
+def encode(message):
+    """One server message on the wire: a JSON object, time-stamped, on one line."""
+    message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (json.dumps(message) + "\n").encode("utf-8")
 
 
-def middle(word):
-    """A middle parameter can hold no space, and cannot be empty or start with ":".
-    When we echo a client's word back (432, 421...), it must not break the line."""
-    word = word.split(" ", 1)[0]
-    return word if word and not word.startswith(":") else "*"
+class ProtocolError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
 
 
-def message(source, command, *params):
-    """One line on the wire. The last parameter is always sent as trailing (":"):
-    one rule, always valid, whatever it holds."""
-    words = [f":{source}", command] if source else [command]
-    if params:
-        words += [*map(middle, params[:-1]), f":{params[-1]}"]
-    # surrogateescape: bytes that were not UTF-8 go back out exactly as they came.
-    data = " ".join(words).encode("utf-8", "surrogateescape")
-    return cut(data, MAX_LINE - 2) + b"\r\n"
+def decode(line):
+    """Parse and check one client message.
+
+    Anything wrong becomes a ProtocolError, never a crash."""
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError):  # RecursionError: [[[[... thousands deep
+        raise ProtocolError("bad-json", "each line must be one JSON object") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(
+            "bad-message", 'a message is a JSON object with a "type" string'
+        )
+    fields = FIELDS.get(message["type"])
+    if fields is None:
+        raise ProtocolError(
+            "unknown-type", f"unknown message type {message['type'][:40]!r}"
+        )
+    for field, kind in fields.items():
+        if not isinstance(message.get(field), kind):
+            raise ProtocolError(
+                "bad-message",
+                f"{message['type']} needs a {kind.__name__} field {field!r}",
+            )
+    return message
 
 
-def cut(data, size):
-    """At most `size` bytes, never splitting a UTF-8 character: a relayed line grows by
-    its sender's prefix, and must still fit in 512 bytes."""
-    if len(data) <= size:
-        return data
-    while size and data[size] & 0xC0 == 0x80:  # 10xxxxxx: inside a character
-        size -= 1
-    return data[:size]
-
-
-def fold(name):
-    return name.translate(FOLD)
-
-
-def glob(mask):
-    """A test for folded names: does it match the mask? Only * and ? are wildcards
-    (nicks hold [ and ], which fnmatch would read as a set)."""
-    parts = {"*": ".*", "?": "."}
-    return re.compile(
-        "".join(parts.get(c) or re.escape(c) for c in fold(mask))
-    ).fullmatch
-
-
-# --8<-- [end:wire]
-
-
-# --8<-- [start:within]
-async def within(seconds, coroutine):
-    """Await `coroutine` for `seconds` at most, else raise asyncio.TimeoutError.
-
-    Python 3.11's asyncio.timeout() runs it in this task: a line already received
-    comes back without a turn of the event loop, so a client's lines are handled
-    back to back, and each writer task then sends what they made in one go.
-    wait_for() (3.10) runs it as a task of its own: a turn of the loop, and a send()
-    per member of the channel, for every line, and IRC's lines are short."""
-    if not hasattr(asyncio, "timeout"):  # Python 3.10
-        return await asyncio.wait_for(coroutine, seconds)
-    async with asyncio.timeout(seconds):
-        return await coroutine
-
-
-# --8<-- [end:within]
-
-
+# --8<-- [start:client]
 class Outbox:
-    """Stage 08's outbox: bytes for one client's writer task. No lock: only the
-    loop's one thread touches it."""
+    """Stage 09's outbox, holding messages rather than one growing buffer. An outbox may
+    hold 8 MiB here: as one bytearray it needs one block of memory that size, and the
+    blocks that dropped clients leave do not fit the next ones, so the server's memory
+    grows though less is waiting. Messages keep their size, and a broadcast is one
+    bytes object, however many outboxes hold it."""
 
     def __init__(self):
         self.ready = asyncio.Event()
-        self.data = bytearray()
+        self.messages, self.size = collections.deque(), 0  # size: bytes in the messages
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        self.data += data
+        """Add data, never waiting for the writer (send() has checked the bound)."""
+        self.messages.append(data)
+        self.size += len(data)
         self.ready.set()
 
     def close(self):
@@ -270,593 +302,576 @@ class Outbox:
         self.ready.set()
 
     async def take(self):
-        """Wait until there is something to send, then take all of it; b"" once
-        closed and empty."""
-        while not self.data and not self.closing:
+        """Wait until there is something to send, then take messages: WRITE_PIECE
+        bytes' worth (or one). [] once closed and empty. Not all of them, as stage 09
+        does: under TLS, asyncio passes what we write on to a buffer below its TLS
+        layer, which get_write_buffer_size() does not count. Small pieces keep that
+        part small."""
+        while not self.messages and not self.closing:
             self.ready.clear()
             await self.ready.wait()
-        data, self.data = bytes(self.data), bytearray()
-        return data
+        taken, size = [], 0
+        while self.messages and size < WRITE_PIECE:
+            taken.append(self.messages.popleft())
+            size += len(taken[-1])
+        self.size -= size
+        return taken
 
 
 class Client:
-    def __init__(self, reader, writer, deadline):
+    def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
-        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
-        self.address = f"{host}:{port}"
-        # A host is sent as a parameter (WHO): "::1" would start with ":".
-        self.host = f"0{host}" if host.startswith(":") else host
-        self.nick = self.user = None
-        self.realname = ""
-        self.registered = False
-        self.negotiating = False  # CAP LS or REQ seen, CAP END not yet: hold on
-        self.invisible = False  # user mode +i: what irssi asks for (MODE nick +i)
-        self.channels = set()
-        self.skipping = False  # inside a line longer than MAX_LINE, dropping it
-        self.deadline = deadline  # read by then: join timeout, later ping interval
-        self.pinged = False  # we sent PING and wait for any line back
-        self.quit_reason = None  # set when the server drops it (send())
+        peer = writer.get_extra_info("peername") or ("?", 0)  # None: gone already
+        host, port = peer[:2]
+        self.address, self.name = f"{host}:{port}", None
+        # Messages wait here for this client's writer task. Bounded, as in stage
+        # 05: a client that stops reading fills its own outbox, and is dropped,
+        # instead of growing our memory.
         self.outbox = Outbox()
-        self.writing = self.serving = None  # its two tasks
-
-    @property
-    def source(self):
-        """Who a message is from, as other clients see it: nick!user@host."""
-        return f"{self.nick}!{self.user}@{self.host}"
+        self.writing = None  # the task running write_loop()
 
     def waiting(self):
         """Bytes on their way to this client: in its outbox, and in the transport's
-        buffer (handed to write(), not yet taken by the kernel)."""
-        return len(self.outbox.data) + self.writer.transport.get_write_buffer_size()
+        buffer (handed to write(), not yet encrypted and taken by the kernel)."""
+        return self.outbox.size + self.writer.transport.get_write_buffer_size()
 
     async def write_loop(self):
-        """The only task that writes to this client: a slow reader slows only it."""
-        while data := await self.outbox.take():
-            self.writer.write(data)
-            del data  # the transport keeps what the kernel did not take: hold it once
+        """The only task that writes to this client.
+
+        drain() waits while the kernel's buffer is full, so a slow reader slows
+        only this task, never the room."""
+        # What piled up while we waited goes in one write (up to WRITE_PIECE): one
+        # wake-up of this task and one system call for many messages, not one each.
+        while messages := await self.outbox.take():
+            self.writer.writelines(messages)
+            del messages  # the transport keeps what the kernel did not take
             await self.writer.drain()
 
-    # --8<-- [start:read_line]
-    async def read_line(self):
-        """The next line; TOO_LONG as soon as a line passes MAX_LINE (the rest of it
-        is then skipped as it comes); b"" at the end. The reader's limit (MAX_LINE - 1
-        before the "\\n") holds however the bytes arrive: it raises as soon as its
-        buffer passes the limit."""
+
+# --8<-- [end:client]
+
+
+class Transfer:
+    """A file on its way from one client to another. We relay it; we never keep it."""
+
+    def __init__(self, sender, recipient, file_id, size):
+        self.sender, self.recipient = sender, recipient
+        self.id, self.size = file_id, size
+        # No byte goes to the recipient before it says yes.
+        self.accepted, self.relayed = False, 0
+
+
+class ChatServer:
+    def __init__(self, max_clients, max_file_size, context, join_timeout):
+        self.max_clients, self.max_file_size = max_clients, max_file_size
+        self.context = context
+        self.join_timeout = join_timeout
+        # No lock: only the event loop's one thread ever touches it.
+        self.clients = set()
+        self.transfers = {}  # (sender, its id for the file) -> Transfer
+        # Connections still in their TLS handshake (asyncio keeps only weak references).
+        self.greeting = set()
+        self.stopping = False
+
+    # --8<-- [start:greet]
+    async def accept_forever(self, listener):
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                line = await self.reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError:
-                return b""  # closed, maybe in the middle of a line
-            except asyncio.LimitOverrunError as error:
-                # Throw away what came so far; the rest of the line follows. The flag
-                # lives on the client: a ping timer may interrupt us mid-line.
-                await self.reader.readexactly(error.consumed)
-                if not self.skipping:  # said at once, not after megabytes more
-                    self.skipping = True
-                    return TOO_LONG
+                sock, (host, port, *_) = await loop.sock_accept(listener)
+            except OSError as error:
+                # Out of file descriptors: wait until some are free,
+                # instead of spinning.
+                log(f"cannot accept a client: {reason(error)}; trying again in 1 s")
+                await asyncio.sleep(1)
                 continue
-            if self.skipping:  # the end of the long line: thrown away too
-                self.skipping = False
-                continue
-            return line
+            task = asyncio.create_task(self.greet(sock, f"{host}:{port}"))
+            self.greeting.add(task)
+            task.add_done_callback(self.greeting.discard)
 
-    # --8<-- [end:read_line]
+    async def greet(self, sock, address):
+        """Look at a new connection's first byte: a TLS handshake,
+        or a plaintext client to turn away."""
+        loop = asyncio.get_running_loop()
+        # The join timeout counts from now, the TLS handshake included.
+        joined_by = loop.time() + self.join_timeout
+        patience = min(HANDSHAKE_SECONDS, self.join_timeout)
+        try:
+            first = await asyncio.wait_for(first_byte(sock), patience)
+            if first == b"":
+                sock.close()  # connected and left without a word
+            elif first != TLS_HANDSHAKE:
+                # Take what it sent: closing with unread bytes resets the connection.
+                sock.recv(MAX_LINE)
+                text = "this server only speaks TLS: use a TLS client (stage 10)"
+                refusal = {"type": "error", "code": "tls-required", "message": text}
+                await loop.sock_sendall(sock, encode(refusal))
+                log(f"{address} spoke plaintext, not TLS: told it so, and closed")
+                sock.close()
+            else:
+                # From here on asyncio does the TLS work: handshake, then encrypting
+                # and decrypting every byte. serve_client() gets a reader and a
+                # writer of plaintext, as before.
+                def stream():
+                    """What asyncio.start_server() builds for each connection."""
 
+                    def serve(reader, writer):
+                        return self.serve_client(reader, writer, joined_by)
 
-class Channel:
-    def __init__(self, name):
-        self.name = name  # as its creator spelled it
-        self.members = {}  # Client -> None: a set that keeps the order of joining
-        self.topic = ""
-        self.created = int(time.time())
+                    reader = asyncio.StreamReader(limit=MAX_LINE)
+                    return asyncio.StreamReaderProtocol(reader, serve)
 
+                await loop.connect_accepted_socket(
+                    stream, sock, ssl=self.context, ssl_handshake_timeout=patience
+                )
+        except (OSError, asyncio.TimeoutError) as error:  # ssl.SSLError is an OSError
+            why = getattr(error, "reason", None) or error or "timeout"
+            log(f"{address} did not complete a TLS handshake: {why}")
+            sock.close()
 
-class Closing(Exception):
-    """The server ends this connection; the argument says why (QUIT's reason)."""
+    # --8<-- [end:greet]
 
+    # --8<-- [start:serve_client]
+    async def serve_client(self, reader, writer, joined_by):
+        """One client, from connection to goodbye.
 
-class IrcServer:
-    def __init__(self, args):
-        self.name, self.join_timeout = args.name, args.join_timeout
-        self.ping_interval, self.ping_timeout = args.ping_interval, args.ping_timeout
-        self.clients = set()  # no lock: only the event loop's one thread touches these
-        self.nicks = {}  # fold(nick) -> Client, registered or not
-        self.channels = {}  # fold(name) -> Channel
-        self.stopping = False
-        self.created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-    def now(self):
-        return asyncio.get_running_loop().time()
-
-    async def serve_client(self, reader, writer):
-        """One client, from connection to goodbye: stage 08's, with IRC's goodbye."""
-        client = Client(reader, writer, self.now() + self.join_timeout)
+        asyncio starts one of these tasks per connection."""
+        client = Client(reader, writer)
         client.serving = asyncio.current_task()  # shut_down() waits for it
         self.clients.add(client)
         writing = client.writing = asyncio.create_task(client.write_loop())
         try:
-            reason = await self.read_loop(client)
-        except Closing as closing:
-            reason = str(closing)
+            reason = await self.read_loop(client, joined_by)
         except (ConnectionError, OSError):
-            reason = "Connection reset"
+            reason = "lost"
         self.disconnect(client, reason)
-        client.outbox.close()  # the writer: send what is queued (ERROR), then stop
+        client.outbox.close()  # the writer: send what is queued, then stop
         try:
-            await asyncio.wait_for(writing, timeout=2)  # a stuck client: 2 s at most
+            # A stuck client must not keep us here.
+            await asyncio.wait_for(writing, timeout=2)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             writing.cancel()
         writer.close()
 
-    async def read_loop(self, client):
+    # --8<-- [end:serve_client]
+
+    async def read_loop(self, client, joined_by):
         """Handle the client's lines until it leaves; return why it left."""
-        while line := await self.next_line(client):
-            if client.registered:  # any line shows it is alive: no PING needed
-                client.deadline, client.pinged = self.now() + self.ping_interval, False
-            if line is TOO_LONG:
-                # 417 (modern IRC) rather than a drop: the line is thrown away as it
-                # arrives, so it costs nothing, and a user who pasted too much keeps
-                # their connection. RFC 1459 servers cut it; cutting would relay half
-                # a command.
-                self.reply(client, "417", "Input line was too long")
-                continue
-            # A CR ends a line too: a bare CR relayed inside a message would let other
-            # clients read what follows it as a line from the server.
-            for piece in line.rstrip(b"\r\n").split(b"\r"):
-                if reason := self.guarded(client, piece):
-                    return reason
-        return "Connection closed"
-
-    # --8<-- [start:next_line]
-    async def next_line(self, client):
-        """The next line, waited for until the client's deadline: the join timeout
-        until it registers (a connection that never does must not hold a socket for
-        ever), then the ping interval. Past it we PING; silent past the ping timeout
-        too, it is dropped: a client gone without a word (cable pulled) looks idle."""
         while True:
-            remaining = client.deadline - self.now()
             try:
-                if remaining <= 0:  # a line read after the deadline is too late
-                    raise asyncio.TimeoutError
-                return await within(remaining, client.read_line())
+                line = await self.next_line(client, joined_by)
+            except asyncio.IncompleteReadError:
+                return "lost"  # the connection closed, maybe in the middle of a line
+            except asyncio.LimitOverrunError:
+                # The reader's limit (MAX_LINE) keeps a client that never sends
+                # "\n" from filling our memory.
+                self.send_error(
+                    client,
+                    "line-too-long",
+                    f"a message may be at most {MAX_LINE} bytes",
+                )
+                return "lost"
             except asyncio.TimeoutError:
-                if not client.registered:
-                    log(f"{client.address} did not register in time: closed")
-                    raise Closing("Registration timed out") from None
-                if client.pinged:
-                    waited = f"{self.ping_timeout:g} seconds"
-                    raise Closing(f"Ping timeout: {waited}") from None
-                client.pinged, client.deadline = True, self.now() + self.ping_timeout
-                self.send(client, message(None, "PING", self.name))
+                limit = f"{self.join_timeout:g} s"
+                log(f"{client.address} did not join within {limit}: closed")
+                self.send_error(client, "join-timeout", f"not joined within {limit}")
+                return "timeout"
+            line = line.rstrip(b"\r\n")
+            if line.strip() and (reason := self.guarded(client, line)):
+                return reason
 
-    # --8<-- [end:next_line]
+    async def next_line(self, client, joined_by):
+        """The next line (framing: the reader buffers partial lines). Until the client
+        has joined, only until `joined_by`: a connection that never joins, silent or
+        dribbling, must not hold a socket for ever (IRC servers do the same)."""
+        if client.name is not None:
+            return await client.reader.readuntil(b"\n")
+        remaining = joined_by - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(client.reader.readuntil(b"\n"), remaining)
 
     def guarded(self, client, line):
-        """handle_line(), with a last resort: a bug that one client's line sets off
-        ends that client (its channels are told it quit), never the server."""
+        """handle_line(), with a last resort: a bug that one client's line sets off ends
+        that client (the others are told it left), never the task with a ghost left in
+        the room."""
         try:
             return self.handle_line(client, line)
         except Exception as error:
-            log(f"{client.nick or client.address}: dropped after {error!r:.200}")
-            return "Internal error"
+            # repr(): the error may quote what the client sent, control characters too
+            log(f"{client.name or client.address}: dropped after {error!r:.200}")
+            return "lost"
 
-    # --8<-- [start:handle_line]
     def handle_line(self, client, line):
-        """Act on one line. Returns a reason to end the connection, or None."""
-        # IRC is bytes, and old clients send Latin-1: surrogateescape keeps every byte
-        # that is not UTF-8 as it came, so it is relayed unchanged; we only read the
-        # ASCII words (commands, nicks, channels) and never need to decode the rest.
-        parsed = parse(line.decode("utf-8", "surrogateescape"))
-        if parsed is None:
-            return None  # RFC 1459 2.3.1: empty lines are silently ignored
-        _, command, params = parsed  # a client's prefix tells us nothing: ignore it
-        if not client.registered and command not in BEFORE_REGISTRATION:
-            return self.reply(client, "451", "You have not registered")
-        if command not in self.HANDLERS:
-            return self.reply(client, "421", command, "Unknown command")
-        handler, needed = self.HANDLERS[command]
-        if len(params) < needed:
-            return self.reply(client, "461", command, "Not enough parameters")
-        return handler(self, client, params)
+        """Act on one message.
 
-    # --8<-- [end:handle_line]
+        Returns a reason to end the connection, or None to go on."""
+        try:
+            message = decode(line)
+        except ProtocolError as error:
+            # Answer, and keep the connection open.
+            self.send_error(client, error.code, str(error))
+            return None
+        kind = message["type"]
+        if kind == "hello":
+            return self.hello(client, message["name"])
+        if kind == "bye":
+            self.send(client, encode({"type": "bye"}))
+            return "quit"
+        if client.name is None:
+            self.send_error(client, "not-joined", "send hello first")
+        elif kind == "say":
+            log(f"{client.name} said {len(line)} bytes: {message['text']!r}")
+            self.broadcast(
+                encode({"type": "said", "from": client.name, "text": message["text"]}),
+                sender=client,
+            )
+        elif kind == "dm":
+            self.direct_message(client, message["to"], message["text"], len(line))
+        elif kind == "who":
+            names = sorted(
+                (other.name for other in self.clients if other.name), key=str.lower
+            )
+            self.send(client, encode({"type": "users", "names": names}))
+        else:
+            # kind is offer, accept, decline, chunk, done or cancel.
+            getattr(self, f"file_{kind}")(client, message)
+        return None
 
-    # ---------------------------------------------------------------- sending
+    def find(self, name):
+        return next(
+            (
+                other
+                for other in self.clients
+                if other.name and other.name.lower() == name.lower()
+            ),
+            None,
+        )
+
+    def direct_message(self, sender, to, text, size):
+        recipient = self.find(to)
+        if recipient is None:
+            self.send_error(
+                sender, "no-such-user", f"nobody called {to[:40]!r} is online"
+            )
+            return
+        # The size of the line as received, as for a say: measuring the text would mean
+        # encoding it, and a lone surrogate ("\ud800") cannot be encoded.
+        log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
+        self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
+
+    # --8<-- [start:files]
+    def file_offer(self, sender, offer):
+        """A file announced to one user.
+
+        Only its description goes to them: they say yes or no."""
+        recipient, key = self.find(offer["to"]), (sender, offer["id"])
+        if recipient is None or recipient is sender:
+            self.send_error(
+                sender,
+                "no-such-user",
+                f"nobody else called {offer['to'][:40]!r} is online",
+            )
+        elif not 0 <= offer["size"] <= self.max_file_size:
+            self.send_error(
+                sender,
+                "file-too-big",
+                f"this server relays files of up to {self.max_file_size} bytes",
+            )
+        elif key in self.transfers or not SHA256.fullmatch(offer["sha256"]):
+            self.send_error(
+                sender,
+                "bad-offer",
+                "an offer needs a new id and a SHA-256 as 64 hex digits",
+            )
+        else:
+            self.transfers[key] = Transfer(
+                sender, recipient, offer["id"], offer["size"]
+            )
+            log(
+                f"{sender.name} offers {recipient.name} a file of {offer['size']} bytes"
+            )
+            self.send(
+                recipient, encode({**offer, "from": sender.name, "to": recipient.name})
+            )
+
+    def file_accept(self, recipient, answer, accepted=True):
+        transfer = self.transfers.get((self.find(answer["from"]), answer["id"]))
+        if transfer is None or transfer.recipient is not recipient or transfer.accepted:
+            self.send_error(
+                recipient, "no-such-file", "no such file is waiting for your answer"
+            )
+            return
+        transfer.accepted = accepted
+        self.send(
+            transfer.sender,
+            encode(
+                {
+                    "type": "accepted" if accepted else "declined",
+                    "id": transfer.id,
+                    "by": recipient.name,
+                }
+            ),
+        )
+        if not accepted:
+            del self.transfers[(transfer.sender, transfer.id)]
+
+    def file_decline(self, recipient, answer):
+        self.file_accept(recipient, answer, accepted=False)
+
+    def file_chunk(self, sender, chunk):
+        transfer = self.sending(sender, chunk["id"])
+        if transfer is None:
+            return
+        try:
+            size = len(base64.b64decode(chunk["data"], validate=True))
+        except binascii.Error:
+            size = -1
+        transfer.relayed += size
+        if size < 0 or transfer.relayed > transfer.size:
+            self.end_transfer(
+                transfer, "the sender sent bad or too many bytes", tell_sender=True
+            )
+            return
+        # Relayed like any message: it waits its turn in the
+        # recipient's outbox, between chat lines.
+        self.send(
+            transfer.recipient,
+            encode(
+                {
+                    "type": "chunk",
+                    "from": sender.name,
+                    "id": transfer.id,
+                    "data": chunk["data"],
+                }
+            ),
+        )
+
+    def file_done(self, sender, done):
+        transfer = self.sending(sender, done["id"])
+        if transfer is None:
+            return
+        if transfer.relayed != transfer.size:
+            self.end_transfer(
+                transfer,
+                f"{transfer.relayed} bytes sent, {transfer.size} offered",
+                tell_sender=True,
+            )
+            return
+        del self.transfers[(sender, transfer.id)]
+        log(
+            f"{sender.name} sent {transfer.recipient.name} "
+            f"a file of {transfer.size} bytes"
+        )
+        self.send(
+            transfer.recipient,
+            encode({"type": "done", "from": sender.name, "id": transfer.id}),
+        )
+
+    def file_cancel(self, client, cancel):
+        sender = (
+            self.find(cancel["from"]) if isinstance(cancel.get("from"), str) else client
+        )
+        transfer = self.transfers.get((sender, cancel["id"]))
+        if transfer is not None and client in (transfer.sender, transfer.recipient):
+            self.end_transfer(
+                transfer,
+                f"cancelled by {client.name}",
+                tell_sender=client is transfer.recipient,
+            )
+
+    def sending(self, sender, file_id):
+        """The sender's accepted transfer with this id, or None
+        (and an error for the sender)."""
+        transfer = self.transfers.get((sender, file_id))
+        if transfer is None or not transfer.accepted:
+            self.send_error(
+                sender,
+                "not-accepted",
+                "send a file only once its recipient has accepted it",
+            )
+            return None
+        return transfer
+
+    def end_transfer(self, transfer, reason, tell_sender=False):
+        del self.transfers[(transfer.sender, transfer.id)]
+        log(
+            f"file {transfer.id} from {transfer.sender.name} "
+            f"to {transfer.recipient.name} stopped: {reason}"
+        )
+        notice = encode(
+            {
+                "type": "cancelled",
+                "from": transfer.sender.name,
+                "to": transfer.recipient.name,
+                "id": transfer.id,
+                "reason": reason,
+            }
+        )
+        self.send(transfer.recipient, notice)
+        if tell_sender:
+            self.send(transfer.sender, notice)
+
+    # --8<-- [end:files]
+
+    # --8<-- [start:hello]
+    def hello(self, client, name):
+        # Check-then-act with no lock, and no race: there is no await between the check
+        # and the act, so no other client's code can run in between.
+        names = [other.name.lower() for other in self.clients if other.name]
+        if client.name is not None:
+            self.send_error(
+                client,
+                "already-joined",
+                f"you are already in the room as {client.name}",
+            )
+        elif not NAME.fullmatch(name):
+            self.send_error(
+                client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
+            )
+        elif name.lower() in names:
+            self.send_error(
+                client, "name-taken", f"{name} is already taken, choose another name"
+            )
+        elif len(names) >= self.max_clients:
+            self.send_error(
+                client, "server-full", f"the room is full ({self.max_clients} clients)"
+            )
+            return "full"
+        else:
+            client.name = name
+            self.send(
+                client,
+                encode(
+                    {
+                        "type": "welcome",
+                        "name": name,
+                        "online": len(names) + 1,
+                        "max_file_size": self.max_file_size,
+                    }
+                ),
+            )
+            self.broadcast(encode({"type": "joined", "name": name}), sender=client)
+            log(f"{name} joined from {client.address}")
+        return None
+
+    # --8<-- [end:hello]
+
+    def send_error(self, client, code, message):
+        self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    def broadcast(self, data, sender):
+        for other in list(self.clients):
+            if other is not sender and other.name:
+                self.send(other, data)
 
     # --8<-- [start:send]
     def share(self):
-        """Bytes that may wait for one client: MAX_PENDING, or less in a crowd, so
-        that however many stop reading, they hold MAX_PENDING_TOTAL at most."""
-        crowd = MAX_PENDING_TOTAL // max(1, len(self.clients))
-        return max(MIN_SHARE, min(MAX_PENDING, crowd))
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
+        room, so that however many stop reading, they hold MAX_PENDING_TOTAL at most.
+        Less what TLS keeps out of sight (UNSEEN), but never less than one line."""
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        share = max(MIN_SHARE, min(MAX_PENDING, even_split))
+        return max(MAX_LINE, share - UNSEEN)
 
     def send(self, client, data):
-        """Queue a line for the client's writer task. Never waits."""
+        """Queue a message for the client's writer task. Never waits."""
         if client.writer.transport.is_closing():
             return  # dropped already: its read_loop is about to clean up
         if client.waiting() + len(data) > self.share():
-            log(f"{client.nick or client.address} is not reading: dropping it")
-            client.quit_reason = "Max SendQ exceeded"  # what IRC servers call it
-            client.writer.transport.abort()  # its read_loop sees the end, cleans up
+            log(f"{client.name or client.address} is not reading: dropping it")
+            # Its read_loop sees the connection end and cleans up.
+            client.writer.transport.abort()
             return
         client.outbox.put(data)
 
     # --8<-- [end:send]
 
-    def reply(self, client, numeric, *params):
-        """A numeric reply: from the server, to the client's nick ("*" before NICK)."""
-        self.send(client, message(self.name, numeric, client.nick or "*", *params))
-
-    def relay(self, clients, source, command, *params):
-        data = message(source, command, *params)  # encoded once for everyone
-        for other in clients:
-            self.send(other, data)
-
-    def peers_of(self, client):
-        """Everyone who shares a channel with the client, once each, not the client."""
-        peers = {}
-        for channel in client.channels:
-            peers.update(channel.members)
-        peers.pop(client, None)
-        return peers
-
-    # ---------------------------------------------------------------- registration
-
-    # --8<-- [start:registration]
-    def cap(self, client, params):
-        """IRCv3 capability negotiation, with nothing to offer: irssi 1.3+ sends CAP
-        LS 302 first and waits for the answer; registration waits for CAP END."""
-        sub, nick = params[0].upper(), client.nick or "*"
-        if sub in ("LS", "LIST"):
-            client.negotiating |= sub == "LS" and not client.registered
-            self.send(client, message(self.name, "CAP", nick, sub, ""))
-        elif sub == "REQ":
-            client.negotiating = not client.registered
-            self.send(client, message(self.name, "CAP", nick, "NAK", params[-1]))
-        elif sub == "END":
-            client.negotiating = False
-            self.register_if_ready(client)
-        else:
-            self.reply(client, "410", sub, "Invalid CAP command")
-
-    def nick(self, client, params):
-        nick = params[0] if params else ""
-        holder = self.nicks.get(fold(nick))
-        if not nick:
-            self.reply(client, "431", "No nickname given")
-        elif not NICK.fullmatch(nick):
-            self.reply(client, "432", nick, "Erroneous nickname")
-        elif holder not in (None, client):  # rfc1459 case mapping: "Kit[" is "kit{"
-            self.reply(client, "433", nick, "Nickname is already in use")
-        elif nick != client.nick:
-            self.take_nick(client, nick)
-
-    def take_nick(self, client, nick):
-        old_source = client.source
-        self.nicks.pop(fold(client.nick or ""), None)
-        self.nicks[fold(nick)] = client
-        if client.registered:  # the user and everyone sharing a channel see it
-            log(f"{client.nick} is now {nick}")
-            self.relay([client, *self.peers_of(client)], old_source, "NICK", nick)
-        client.nick = nick
-        self.register_if_ready(client)
-
-    def user(self, client, params):
-        if client.registered:
-            return self.reply(client, "462", "You may not reregister")
-        if not params[0] or not params[3]:  # (modern.ircdocs.horse: empty is missing)
-            return self.reply(client, "461", "USER", "Not enough parameters")
-        # The user name goes into nick!user@host: keep it to safe characters.
-        client.user = re.sub(r"[^A-Za-z0-9._-]", "", params[0])[:10] or "user"
-        client.realname = params[3]
-        self.register_if_ready(client)
-
-    def register_if_ready(self, client):
-        if client.registered or client.negotiating or not (client.nick and client.user):
-            return
-        client.registered = True
-        client.deadline = self.now() + self.ping_interval
-        for numeric, *params in (
-            ("001", f"Welcome to the kit IRC network, {client.source}"),
-            ("002", f"Your host is {self.name}, running version {VERSION}"),
-            ("003", f"This server was created {self.created}"),
-            ("004", self.name, VERSION, "i", "bn"),  # user modes, channel modes
-            ("005", *ISUPPORT, "are supported by this server"),
-            ("422", "MOTD File is missing"),  # no MOTD: the short ending clients know
-        ):
-            self.reply(client, numeric, *params)
-        log(f"{client.nick} registered from {client.address}")
-
-    # --8<-- [end:registration]
-
-    def ping(self, client, params):
-        if not params:
-            return self.reply(client, "409", "No origin specified")
-        self.send(client, message(self.name, "PONG", self.name, params[0]))
-
-    def ignore(self, client, params):
-        pass  # PONG: any line resets the ping timer (read_loop); PASS: none needed
-
-    def quit(self, client, params):
-        return f"Quit: {params[0]}" if params else "Quit"
-
-    # ---------------------------------------------------------------- channels
-
-    def join(self, client, params):
-        if params[0] == "0":  # RFC 2812: JOIN 0 leaves every channel
-            return self.part(client, [",".join(c.name for c in client.channels)])
-        for name in params[0].split(","):
-            channel = self.channels.get(fold(name))
-            if not CHANNEL.fullmatch(name):
-                self.reply(client, "403", name, "No such channel")
-            elif channel and client in channel.members:
-                continue  # already there: nothing to tell anyone
-            elif len(client.channels) >= MAX_CHANNELS:
-                self.reply(client, "405", name, "You have joined too many channels")
-            else:
-                channel = channel or self.channels.setdefault(fold(name), Channel(name))
-                self.enter(client, channel)
-
-    def enter(self, client, channel):
-        channel.members[client] = None
-        client.channels.add(channel)
-        self.relay(channel.members, client.source, "JOIN", channel.name)
-        if channel.topic:  # RFC 2812 3.2.1: the topic if there is one (331: on TOPIC)
-            self.reply(client, "332", channel.name, channel.topic)
-        self.send_names(client, channel)
-        log(f"{client.nick} joined {channel.name!r}")
-
-    def part(self, client, params):
-        for name in filter(None, params[0].split(",")):
-            if channel := self.member_channel(client, name):
-                why = params[1:2]  # PART #kit :reason, the reason optional
-                self.relay(channel.members, client.source, "PART", channel.name, *why)
-                self.leave(client, channel)
-                log(f"{client.nick} left {channel.name!r}")
-
-    def member_channel(self, client, name):
-        """The channel `name` if the client is in it, else None and the error said."""
-        channel = self.channels.get(fold(name))
-        if channel is None:
-            self.reply(client, "403", name, "No such channel")
-        elif client not in channel.members:
-            self.reply(client, "442", channel.name, "You're not on that channel")
-        else:
-            return channel
-        return None
-
-    def leave(self, client, channel):
-        del channel.members[client]
-        client.channels.discard(channel)
-        if not channel.members:  # the last one out: the channel (and topic) is gone
-            del self.channels[fold(channel.name)]
-
-    def names(self, client, params):
-        for name in params[0].split(",") if params else ["*"]:
-            if channel := self.channels.get(fold(name)):
-                self.send_names(client, channel)
-            else:
-                self.reply(client, "366", name, "End of /NAMES list.")
-
-    def send_names(self, client, channel):
-        """353 lines with every member, as many as 512-byte lines need, then 366."""
-        empty = message(self.name, "353", client.nick, "=", channel.name, "")
-        room = MAX_LINE - len(empty)
-        chunk = []
-        for nick in (member.nick for member in channel.members):
-            if chunk and len(" ".join([*chunk, nick])) > room:
-                self.reply(client, "353", "=", channel.name, " ".join(chunk))
-                chunk = []
-            chunk.append(nick)
-        self.reply(client, "353", "=", channel.name, " ".join(chunk))
-        self.reply(client, "366", channel.name, "End of /NAMES list.")
-
-    def who(self, client, params):
-        """WHO #channel, WHO nick, or WHO mask (* and ? as wildcards, on nicks). A
-        mask does not find +i users, unless they share a channel with the asker."""
-        mask = params[0] if params else "*"
-        if channel := self.channels.get(fold(mask)):
-            found = [(channel.name, member) for member in channel.members]
-        elif fold(mask) in self.nicks:
-            found = [("*", self.nicks[fold(mask)])]
-        else:
-            matches, near = glob(mask), self.peers_of(client)
-            found = [
-                ("*", other)
-                for other in self.clients
-                if matches(fold(other.nick or ""))
-                and (not other.invisible or other in near or other is client)
-            ]
-        for name, other in found:
-            if other.registered:  # "H": here (nobody is away), then hops and name
-                fields = (other.user, other.host, self.name, other.nick, "H")
-                self.reply(client, "352", name, *fields, f"0 {other.realname}")
-        self.reply(client, "315", mask, "End of /WHO list.")
-
-    def topic(self, client, params):
-        if len(params) == 1:  # a question: anyone may ask, as LIST shows it anyway
-            if not (channel := self.channels.get(fold(params[0]))):
-                return self.reply(client, "403", params[0], "No such channel")
-            if channel.topic:
-                return self.reply(client, "332", channel.name, channel.topic)
-            return self.reply(client, "331", channel.name, "No topic is set")
-        if channel := self.member_channel(client, params[0]):
-            channel.topic = params[1]
-            self.relay(channel.members, client.source, "TOPIC", channel.name, params[1])
-
-    def list_channels(self, client, params):
-        names = params[0].split(",") if params else list(self.channels)
-        for channel in filter(None, map(self.channels.get, map(fold, names))):
-            count = str(len(channel.members))
-            self.reply(client, "322", channel.name, count, channel.topic)
-        self.reply(client, "323", "End of /LIST")
-
-    # --8<-- [start:mode]
-    def mode(self, client, params):
-        """Enough MODE for clients to show a channel and a user; nothing can be
-        changed but the user's own +i (nobody is operator here)."""
-        target, changes = params[0], params[1:]
-        if target.startswith("#"):
-            return self.channel_mode(client, target, changes)
-        if fold(target) not in self.nicks:
-            return self.reply(client, "401", target, "No such nick/channel")
-        if fold(target) != fold(client.nick):
-            return self.reply(client, "502", "Cant change mode for other users")
-        if not changes:
-            return self.reply(client, "221", "+i" if client.invisible else "+")
-        if changes[0] not in ("+i", "-i"):
-            return self.reply(client, "501", "Unknown MODE flag")
-        if client.invisible != (changes[0] == "+i"):
-            client.invisible = changes[0] == "+i"
-            self.send(client, message(client.source, "MODE", client.nick, changes[0]))
-
-    def channel_mode(self, client, name, changes):
-        channel = self.channels.get(fold(name))
-        if channel is None:
-            self.reply(client, "403", name, "No such channel")
-        elif not changes:  # +n: no messages from outside (404), which is the rule here
-            self.reply(client, "324", channel.name, "+n")
-            self.reply(client, "329", channel.name, str(channel.created))
-        elif changes[0].lstrip("+") == "b" and len(changes) == 1:  # the ban list
-            self.reply(client, "368", channel.name, "End of channel ban list")
-        else:
-            self.reply(client, "482", channel.name, "You're not channel operator")
-
-    # --8<-- [end:mode]
-
-    # ---------------------------------------------------------------- messages
-
-    # --8<-- [start:privmsg]
-    def privmsg(self, client, params, command="PRIVMSG"):
-        # RFC 2812 3.3.2: a NOTICE never gets an error back, so two bots cannot loop.
-        say = (lambda *args: None) if command == "NOTICE" else self.reply
-        if not params or not params[0]:
-            return say(client, "411", f"No recipient given ({command})")
-        if len(params) < 2 or not params[1]:
-            return say(client, "412", "No text to send")
-        # Colours (^C), bold (^B) and CTCP (^A) are part of IRC: the text is passed
-        # through as it came; showing it safely is each client's job.
-        for target in params[0].split(","):
-            self.deliver(client, command, target, params[1], say)
-
-    def deliver(self, client, command, target, text, say):
-        # Not logged, unlike stage 08's messages: the log records who came and went;
-        # one line per message would flood it the moment a channel is busy.
-        if target.startswith("#"):
-            channel = self.channels.get(fold(target))
-            if channel is None:
-                say(client, "403", target, "No such channel")
-            elif client not in channel.members:  # mode +n: members only
-                say(client, "404", channel.name, "Cannot send to channel")
-            else:
-                others = [member for member in channel.members if member is not client]
-                self.relay(others, client.source, command, channel.name, text)
-            return
-        other = self.nicks.get(fold(target))
-        if other is None or not other.registered:
-            say(client, "401", target, "No such nick/channel")
-        else:
-            self.send(other, message(client.source, command, other.nick, text))
-
-    # --8<-- [end:privmsg]
-
-    def notice(self, client, params):
-        return self.privmsg(client, params, "NOTICE")
-
-    # --8<-- [start:handlers]
-    # fmt: off
-    HANDLERS = {  # command -> (its handler, how many parameters it needs: 461 if fewer)
-        "CAP": (cap, 1), "NICK": (nick, 0), "USER": (user, 4), "PASS": (ignore, 0),
-        "PING": (ping, 0), "PONG": (ignore, 0), "QUIT": (quit, 0), "JOIN": (join, 1),
-        "PART": (part, 1), "NAMES": (names, 0), "WHO": (who, 0), "TOPIC": (topic, 1),
-        "LIST": (list_channels, 0), "MODE": (mode, 1), "PRIVMSG": (privmsg, 0),
-        "NOTICE": (notice, 0),
-    }
-    # fmt: on
-    # --8<-- [end:handlers]
-
-    # ---------------------------------------------------------------- goodbye
-
-    # --8<-- [start:disconnect]
     def disconnect(self, client, reason):
-        """Tell the client why (ERROR), then everyone sharing a channel (QUIT)."""
         if client not in self.clients:
             return
         self.clients.remove(client)
-        if self.nicks.get(fold(client.nick or "")) is client:
-            del self.nicks[fold(client.nick)]
-        reason = client.quit_reason or reason
-        if self.stopping:
-            return  # shut_down() has told everyone already
-        goodbye = f"Closing Link: {client.host} ({reason})"
-        self.send(client, message(None, "ERROR", goodbye))
-        if client.registered:
-            log(f"{client.nick} quit ({reason!r})")
-            self.relay(self.peers_of(client), client.source, "QUIT", reason)
-        for channel in list(client.channels):
-            self.leave(client, channel)
-
-    # --8<-- [end:disconnect]
+        # A copy: end_transfer() deletes from self.transfers.
+        for transfer in list(self.transfers.values()):
+            if client in (transfer.sender, transfer.recipient):
+                self.end_transfer(
+                    transfer,
+                    f"{client.name} left",
+                    tell_sender=client is transfer.recipient,
+                )
+        if client.name and not self.stopping:
+            log(f"{client.name} left ({reason})")
+            self.broadcast(
+                encode({"type": "left", "name": client.name, "reason": reason}),
+                sender=client,
+            )
 
     # --8<-- [start:shutdown]
     async def shut_down(self):
-        """Tell everyone the server is going, give the writers a moment to say it,
-        then hang up."""
+        """Tell everyone we stop, give the writers a moment to say so, then hang up."""
         self.stopping = True
+        notice = encode({"type": "shutdown"})
         for client in self.clients:
-            reason = f"Closing Link: {client.host} (Server shutting down)"
-            client.outbox.put(message(None, "ERROR", reason))
+            client.outbox.put(notice)
             client.outbox.close()
         clients = list(self.clients)
-        if clients:  # a stuck client: 2 s at most
+        if clients:
+            # A stuck client: 2 s at most.
             await asyncio.wait([client.writing for client in clients], timeout=2)
             for client in clients:
-                client.writer.transport.abort()  # each serve_client() sees the end...
-            # ...and finishes, rather than being cancelled
+                # Each serve_client() reads the end and finishes...
+                client.writer.transport.abort()
+            # ...rather than being cancelled.
             await asyncio.wait([client.serving for client in clients], timeout=2)
 
     # --8<-- [end:shutdown]
 
 
-# Before registration, only these; anything else gets 451.
-BEFORE_REGISTRATION = {"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"}
+async def first_byte(sock):
+    """Wait for the connection's first byte, and look at it without taking it
+    (MSG_PEEK): if it starts a TLS handshake, the TLS layer must still read it all."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock, lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock)
+    return sock.recv(1, socket.MSG_PEEK)
 
 
-def report_accept_errors(loop, context):
-    """asyncio keeps serving when accept() fails for want of file descriptors (it
-    pauses accepting for a second); we only make its complaint one readable line."""
-    error = context.get("exception")
-    if isinstance(error, OSError) and "accept" in context.get("message", ""):
-        log(f"cannot accept a client: {describe(error)}; trying again in a second")
-    else:
-        loop.default_exception_handler(context)
-
-
-def describe(error):
-    """The system's words for an OSError, without asyncio's repeated address."""
+def reason(error):
+    """The system's words for an OSError. socket.create_server() adds the address to
+    them: "Address already in use (while attempting to bind on address ('127.0.0.1',
+    65432))"."""
     if error.errno and not isinstance(error, socket.gaierror):  # getaddrinfo's codes
         return os.strerror(error.errno)
     return error.strerror or str(error)
 
 
+# --8<-- [start:main]
 async def serve(args):
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(report_accept_errors)
-    irc = IrcServer(args)
+    context = tls_context(args.cert, args.key)
+    chat = ChatServer(args.max_clients, args.max_file_size, context, args.join_timeout)
     try:
-        # limit: the bytes before the "\n", so a line is MAX_LINE with its CR LF.
-        server = await asyncio.start_server(
-            irc.serve_client, args.host, args.port, limit=MAX_LINE - 1, backlog=1024
-        )
+        # backlog: a burst of thousands of connections waits in the kernel
+        # until we accept them.
+        listener = socket.create_server((args.host, args.port), backlog=1024)
     except OSError as error:
-        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {describe(error)}")
-    host, port = server.sockets[0].getsockname()[:2]
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
+    # The event loop waits for connections; accept() itself must never wait.
+    listener.setblocking(False)
+    host, port = listener.getsockname()[:2]
     log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
+    accepting = asyncio.create_task(chat.accept_forever(listener))
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop
+    # Ctrl+C: an event in the loop, not an exception anywhere.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
-    server.close()
-    await irc.shut_down()
+    accepting.cancel()
+    listener.close()
+    for task in list(chat.greeting):
+        task.cancel()  # half-made connections: nobody to say goodbye to yet
+    await chat.shut_down()
     log("server stopped", stamp=False)
 
 
@@ -869,6 +884,9 @@ def main():
         asyncio.run(serve(args))
     finally:
         CONSOLE.close()
+
+
+# --8<-- [end:main]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""An irctest controller for stage 10: irctest starts our server for each of its tests.
+"""An irctest controller for stage 11: irctest starts our server for each of its tests.
 
 irctest (https://github.com/progval/irctest) is the IRC world's conformance suite.
 It is not on this kit's requirements: its PyPI release (0.1.2) does not build, so it
@@ -13,7 +13,7 @@ from pathlib import Path
 from irctest.basecontrollers import BaseServerController, DirectoryBasedController
 from irctest.runner import NotImplementedByController
 
-SERVER_PY = Path(__file__).resolve().parent.parent / "stages" / "10" / "server.py"
+SERVER_PY = Path(__file__).resolve().parent.parent / "stages" / "11" / "server.py"
 STARTED = []  # every server this process (one xdist worker) started
 
 
@@ -31,7 +31,7 @@ atexit.register(stop_all)
 
 
 class Kit10Controller(BaseServerController, DirectoryBasedController):
-    software_name = "kit stage 10"
+    software_name = "kit stage 11"
     supported_sasl_mechanisms: set = set()
     supports_sts = False
 

@@ -1,7 +1,7 @@
-"""Stage 07: peer-to-peer chat. No server: every peer listens, and can also connect out.
+"""Stage 08: peer-to-peer chat. No server: every peer listens, and can also connect out.
 
-Run it:    python stages/07/peer.py [--host HOST] [--port PORT]
-or simply: python stages/07/peer.py 8080
+Run it:    python stages/08/peer.py [--host HOST] [--port PORT]
+or simply: python stages/08/peer.py 8080
 
 Commands at the "> " prompt:
   help                the commands
@@ -50,7 +50,7 @@ def port_number(text):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 07: a peer-to-peer chat.")
+    parser = argparse.ArgumentParser(description="Stage 08: a peer-to-peer chat.")
     parser.add_argument(
         "bare_port",
         nargs="?",

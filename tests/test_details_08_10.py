@@ -110,7 +110,7 @@ def test_a_message_with_no_text_is_not_shown(session):
     alice.sees(session.spec("usage_send"))
 
 
-# ---------------------------------------------------------------- 15: stage 09's files
+# ---------------------------------------------------------------- 15: stage 10's files
 
 @pytest.mark.needs("file_transfer")
 @pytest.mark.kit_only

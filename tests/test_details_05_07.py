@@ -1,5 +1,5 @@
-"""Small things a student notices (issue 15): stage 05's command mode (and 08's and
-09's: the same UI), and stage 06's client at its name prompt, with /msg, and once the
+"""Small things a student notices (issue 15): stage 05's command mode (and 09's and
+10's: the same UI), and stage 07's client at its name prompt, with /msg, and once the
 server has gone.
 
 Most of these are about the kit's own wording, which the spec leaves free: they are
@@ -17,12 +17,12 @@ from screen import COLUMNS, ROWS, Screen, ScreenTerminal, Stream
 KIT_OLD_HINT = "commands start with C"  # untrue of a line such as C NOPE
 KIT_EMPTY = "empty message is not sent"
 KIT_EXPECTED_D = "expected D"  # the hint for a line that is not a D line at all
-KIT_NO_SUCH_USER = "no-such-user"  # stage 06 shows the server's error code
+KIT_NO_SUCH_USER = "no-such-user"  # stage 07 shows the server's error code
 KIT_TOO_LONG = "line-too-long"
-KIT_DM_SENT = "[direct to {to}] {name}: {text}"  # 06: your DM, once the server took it
+KIT_DM_SENT = "[direct to {to}] {name}: {text}"  # 07: your DM, once the server took it
 
 
-# ------------------------------------------------ stage 05's command mode (and 08, 09)
+# ------------------------------------------------ stage 05's command mode (and 09, 10)
 
 @pytest.mark.kit_only
 @pytest.mark.needs("commands")
@@ -64,7 +64,7 @@ def test_c_dm_to_nobody_says_so_before_asking_for_the_message(session):
     session.chat_goes_on(alice, bob)  # and it is back in command mode
 
 
-# ------------------------------------------------------------------ stage 06's client
+# ------------------------------------------------------------------ stage 07's client
 
 @pytest.mark.kit_only
 @pytest.mark.needs("slash_commands")
@@ -82,7 +82,7 @@ def test_leaving_at_the_name_prompt_ends_the_line(session, key):
 
 
 def screen_client(session, role, kind=ScreenTerminal):
-    """Stage 06's client full screen, in an 80x24 xterm, once it shows its welcome."""
+    """Stage 07's client full screen, in an 80x24 xterm, once it shows its welcome."""
     server = session.server or session.start_server()
     name = session.name(role)
     term = session.spawn(name, "client.py", "--port", str(server.port), "--name", name,
