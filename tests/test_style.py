@@ -61,6 +61,60 @@ def test_the_column_check_finds_a_planted_long_line(tmp_path):
     assert columns("# 日本") == 6, "a wide character counts as two columns"
 
 
+# Lines per program, blank lines and comments included: one idea per stage, so a stage holds
+# its lesson's idea and little else (the defences wait for stage 06). The stages after 06 may
+# not grow past the size they had when the budgets came.
+BUDGETS = {
+    "01": {"server.py": 120, "client.py": 100},
+    "02": {"server.py": 230, "client.py": 150},
+    "03": {"server.py": 320, "client.py": 240},
+    "04": {"server.py": 380, "client.py": 240},
+    "05": {"server.py": 450, "client.py": 330},
+    "06": {"server.py": 620, "client.py": 330},
+    "07": {"server.py": 697, "client.py": 525},
+    "08": {"peer.py": 383},
+    "09": {"server.py": 560, "client.py": 355},
+    "10": {"server.py": 893, "client.py": 713},
+    "11": {"server.py": 875, "client.py": 283},
+}
+
+
+SCRIPT_BUDGET = 120  # any other script in a stage's folder: a failure mode shown on its own
+
+
+def over_budget(stages_folder, budgets):
+    """Every program over its budget, or a stage program with none, as "NN/name: N lines (budget B)"."""
+    found = []
+    for folder in sorted(path for path in stages_folder.iterdir() if path.is_dir()):
+        budget = budgets.get(folder.name, {})
+        for program in sorted(folder.rglob("*.py")):
+            lines = len(program.read_text(encoding="utf-8").splitlines())
+            own = program.name in ("server.py", "client.py", "peer.py") and program.parent == folder
+            limit = budget.get(program.name) if own else SCRIPT_BUDGET
+            if limit is None or lines > limit:
+                found.append(f"{program.relative_to(stages_folder)}: {lines} lines (budget {limit})")
+    return found
+
+
+def test_every_stage_program_is_within_its_line_budget():
+    found = over_budget(STAGES, BUDGETS)
+    assert not found, "over budget (tests/test_style.py BUDGETS): " + "; ".join(found)
+
+
+def test_the_budget_check_finds_a_planted_over_budget_file(tmp_path):
+    (tmp_path / "02").mkdir()
+    (tmp_path / "02" / "server.py").write_text("x = 1\n" * 231)
+    (tmp_path / "02" / "client.py").write_text("x = 1\n" * 150)
+    (tmp_path / "02" / "attacks").mkdir()
+    (tmp_path / "02" / "attacks" / "small.py").write_text("x = 1\n" * SCRIPT_BUDGET)
+    (tmp_path / "02" / "attacks" / "big.py").write_text("x = 1\n" * (SCRIPT_BUDGET + 1))
+    (tmp_path / "99").mkdir()
+    (tmp_path / "99" / "server.py").write_text("x = 1\n")
+    assert over_budget(tmp_path, BUDGETS) == ["02/attacks/big.py: 121 lines (budget 120)",
+                                              "02/server.py: 231 lines (budget 230)",
+                                              "99/server.py: 1 lines (budget None)"]
+
+
 def test_the_stages_are_formatted_with_ruff():
     result = ruff("format", "--check", "--diff", "stages")
     assert result.returncode == 0, \

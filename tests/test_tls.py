@@ -94,7 +94,7 @@ def test_a_plaintext_client_is_told_and_nobody_is_disturbed(session):
         while data := plain.recv(4096):  # until the server closes
             answer += data
     assert b"tls-required" in answer, f"a plaintext hello got {answer!r}, not an error tls-required"
-    old = session.spawn("stage-08-client", "client.py", "--port", str(server.port), "--name", session.name("old"),
+    old = session.spawn("stage-09-client", "client.py", "--port", str(server.port), "--name", session.name("old"),
                         stage=BY_ID["09"])
     old.expect(session.spec("tls_error"))  # stage 09's client shows the server's error as it shows any error
     session.chat_goes_on(alice, bob)

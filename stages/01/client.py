@@ -15,23 +15,18 @@ DEFAULT_PORT = 65432
 
 
 def port_number(text):
-    port = int(text)
-    if not 0 < port <= 65535:
+    if not 0 < int(text) <= 65535:
         raise ValueError(text)
-    return port
+    return int(text)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 01: echo client.")
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    parser = argparse.ArgumentParser(
+        description="Stage 01: echo client.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"server port (default {DEFAULT_PORT})",
-    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="server address")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port")
     return parser.parse_args()
 
 

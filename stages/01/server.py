@@ -18,31 +18,6 @@ DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes; a longer line is refused, so one client cannot fill our memory
 
 
-def port_number(text):
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Stage 01: blocking echo server, one client at a time."
-    )
-    parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        help=f"address to listen on (default {DEFAULT_HOST})",
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
-    )
-    return parser.parse_args()
-
-
 # --8<-- [start:listen]
 def open_listener(host, port):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -56,15 +31,11 @@ def open_listener(host, port):
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
     listener.listen()
     return listener
-
-
-# --8<-- [end:listen]
+    # --8<-- [end:listen]
 
 
 def printable(text):
     """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX."""
-    if text.isprintable():
-        return text  # the usual case, checked in one call instead of one per character
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
@@ -94,12 +65,25 @@ def echo_line(conn, who, line):
     text = line.decode("utf-8", errors="replace").rstrip("\r")
     # Our console is a terminal too: a client's ESC ] 2 ; ... BEL would retitle it.
     print(f"[{who}] {printable(text)}", flush=True)
-    # sendall(), not send(): send() may write only part of the bytes
-    # and tell us how many.
+    # sendall(), not send(): send() may write only part of the bytes.
     conn.sendall(f"echo: {text}\n".encode("utf-8"))
+    # --8<-- [end:serve]
 
 
-# --8<-- [end:serve]
+def port_number(text):
+    if not 0 <= int(text) <= 65535:
+        raise ValueError(text)
+    return int(text)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Stage 01: blocking echo server, one client at a time.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="0: any")
+    return parser.parse_args()
 
 
 # --8<-- [start:main]
@@ -120,8 +104,7 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    # The tests wait for exactly this line.
-    print(f"listening on {host}:{port}", flush=True)
+    print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
     try:
         serve_forever(listener)
     except KeyboardInterrupt:
