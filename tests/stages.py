@@ -5,50 +5,8 @@ selected stage that has them all. A new stage adds one `Stage(...)` line below,
 usually with a driver that subclasses the previous one, and gets every earlier
 test that applies to it for free.
 
-Capabilities:
-  echo          the server answers each line with "echo: <line>" (stage 01)
-  one_at_a_time an iterative server: a second client waits until the first leaves
-  chat          many clients in one room; a line goes to all the *others*
-  join_leave    the others are told "NAME joined" and "NAME left"
-  many_clients  `crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for
-                selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads
-  drops_stuck   a client that never reads is dropped (one cap per client); it cannot freeze the room
-  message_log   the server logs a line per message, with its sender and its text (not stage 11:
-                an IRC server logs who comes and goes, not what they say)
-  json_wire     JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)
-  name_rules    a name that breaks the protocol's rule (control characters included) is refused
-  escapes_text  the client shows a control character from the network escaped, never raw (stage 03 on)
-  max_clients   --max-clients N; the next client gets error server-full
-  dm            direct messages: dm {to, text}; error no-such-user
-  who           the user list: who -> users {names}
-  unique_names  a taken name (any case) gets error name-taken; the client asks again
-  commands      stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>
-  exit_command  the client has a command to leave (C EX in 05 and 09, /quit in 07): its driver's exit_command()
-  shutdown_notice  Ctrl+C on the server tells every client it is shutting down
-  history       a newcomer gets the last public messages (--history N, default 20), marked "history"
-  slash_commands   stage 07's client: plain text is public, /msg NAME TEXT, /list, /help, /quit;
-                its --plain mode (also used when there is no terminal) is the driver below
-  tui           a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)
-  server        a server.py and a client.py (every stage but 08, where each peer.py is both)
-  many_idle     5,000 idle connections at once while a few clients chat (asyncio, stage 09)
-  p2p           peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit
-  tls           every connection is TLS: server --cert/--key, client --cafile (the kit's dev CA in the tests);
-                a plaintext client gets error tls-required
-  file_transfer C FT NAME PATH; the recipient answers C OK or C NO; offer/accept/chunk/done on the wire;
-                saved under --downloads with a safe, new name; --max-file-size on the server
-
-The defences of a server that strangers can reach (stage 06, "Limits", and every later server stage;
-lessons 02-05 list them in their "Not handled here" box):
-  join_deadline     a connection that never joins is dropped after --join-timeout; at the descriptor
-                    limit, they cannot lock real users out
-  fd_exhaustion     accept() failing for lack of descriptors (EMFILE) neither kills the server nor spins
-  memory_share      stuck clients cost bounded memory in total: one total split into shares, with a floor
-  log_never_blocks  a log that nobody reads, that is closed, or that cannot encode never stops the chat
-  shutdown_deadline a stuck client cannot hold up Ctrl+C on the server
-  hostile_text      control characters from the network reach the server's log escaped
-
-  irc           the server speaks IRC (RFC 1459 and 2812, the subset lesson 11 covers): checked on
-                the wire by tests/test_irc.py, and with real clients (irssi)
+Capabilities are listed in CAPABILITIES below, each with what it means (the instructors'
+guide shows, per stage, the ones its grade holds).
 
 Each stage also names its wire protocol: clients and servers of stages with the
 same `wire` must work together (tests/test_compat.py).
@@ -60,6 +18,45 @@ from pathlib import Path
 
 import contract
 from harness import DEV_CERTS, LISTENING, IrcLine, JsonLine, irc_parse
+
+
+# Every capability, and what a stage that has it must do (a check's @pytest.mark.needs).
+# The defences (stage 06 and every later server stage) come after "irc"; lessons 02-05
+# list them in their "Not handled here" box.
+CAPABILITIES = {
+    "echo": "the server answers each line with \"echo: <line>\" (stage 01)",
+    "one_at_a_time": "an iterative server: a second client waits until the first leaves",
+    "chat": "many clients in one room; a line goes to all the *others*",
+    "join_leave": "the others are told \"NAME joined\" and \"NAME left\"",
+    "many_clients": "`crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads",
+    "drops_stuck": "a client that never reads is dropped (one cap per client); it cannot freeze the room",
+    "message_log": "the server logs a line per message, with its sender and its text (not stage 11: an IRC server logs who comes and goes, not what they say)",
+    "json_wire": "JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)",
+    "name_rules": "a name that breaks the protocol's rule (control characters included) is refused",
+    "escapes_text": "the client shows a control character from the network escaped, never raw (stage 03 on)",
+    "max_clients": "--max-clients N; the next client gets error server-full",
+    "dm": "direct messages: dm {to, text}; error no-such-user",
+    "who": "the user list: who -> users {names}",
+    "unique_names": "a taken name (any case) gets error name-taken; the client asks again",
+    "commands": "stage 05's command-mode client: C PM, C DM, C LS, C EX, C HELP, D <text>",
+    "exit_command": "the client has a command to leave (C EX in 05, 06 and 09, /quit in 07)",
+    "shutdown_notice": "Ctrl+C on the server tells every client it is shutting down",
+    "history": "a newcomer gets the last public messages (--history N, default 20), marked \"history\"",
+    "slash_commands": "stage 07's client: plain text is public, /msg NAME TEXT, /list, /help, /quit; and a --plain mode, also used when there is no terminal",
+    "tui": "a full-screen curses client, checked on screen through a terminal emulator (tests/screen.py)",
+    "server": "a server.py and a client.py (every stage but 08, where each peer.py is both)",
+    "many_idle": "5,000 idle connections at once while a few clients chat (asyncio, stage 09)",
+    "p2p": "peer.py: listens and connects out; help, myip, myport, connect, list, terminate, send, exit",
+    "tls": "every connection is TLS: server --cert/--key, client --cafile (the kit's dev CA in the tests); a plaintext client gets error tls-required",
+    "file_transfer": "C FT NAME PATH; the recipient answers C OK or C NO; offer/accept/chunk/done on the wire; saved under --downloads with a safe, new name; --max-file-size on the server",
+    "irc": "the server speaks IRC (RFC 1459 and 2812, the subset lesson 11 covers): checked on the wire by tests/test_irc.py, and with real clients (irssi)",
+    "join_deadline": "a connection that never joins is dropped after --join-timeout; at the descriptor limit, they cannot lock real users out",
+    "fd_exhaustion": "accept() failing for lack of descriptors (EMFILE) neither kills the server nor spins",
+    "memory_share": "stuck clients cost bounded memory in total: one total split into shares, with a floor",
+    "log_never_blocks": "a log that nobody reads, that is closed, or that cannot encode never stops the chat",
+    "shutdown_deadline": "a stuck client cannot hold up Ctrl+C on the server",
+    "hostile_text": "control characters from the network reach the server's log escaped",
+}
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -69,3 +69,16 @@ def test_the_spec_names_the_default_ports():
     assert len(defaults) == 2, "docs/protocol.md: expected a '| Defaults |' row for the server and the client"
     for line in defaults:
         assert f"--port {contract.DEFAULT_PORT}" in line and f"port {contract.IRC_DEFAULT_PORT}" in line, line
+
+
+def test_every_capability_is_described_and_every_check_needs_known_ones():
+    """The instructors' guide shows each stage's capabilities with their meaning (CAPABILITIES)."""
+    from stages import CAPABILITIES
+    used = set().union(*(stage.caps for stage in STAGES))
+    assert used <= set(CAPABILITIES), f"capabilities with no description: {sorted(used - set(CAPABILITIES))}"
+    needed = set()
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "needs"):
+                needed |= {arg.value for arg in node.args if isinstance(arg, ast.Constant)}
+    assert needed <= used, f"checks need capabilities no stage has: {sorted(needed - used)}"

@@ -139,6 +139,7 @@ def on_serve(server, config, builder):
 
 DIFF = re.compile(r"^<!-- diff (\S+) (\S+) -->$", re.MULTILINE)
 CONTRACT = re.compile(r"^<!-- contract (\d\d) -->$", re.MULTILINE)
+CAPABILITIES = re.compile(r"^<!-- capabilities -->$", re.MULTILINE)
 # A fenced block whose only line includes one file: ```python / --8<-- "path[:spec]" / ```
 INCLUDE_BLOCK = re.compile(
     r'^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w+-]+)(?P<options>[^\n`]*)\n'
@@ -151,9 +152,25 @@ def on_page_markdown(markdown, page, config, files):
         return markdown  # a whole-file page: already written by whole_file_page()
     root = repo_root(config)
     markdown = CONTRACT.sub(lambda match: contract_table(root, match.group(1)), markdown)
+    markdown = CAPABILITIES.sub(lambda match: capabilities_table(root), markdown)
     markdown = INCLUDE_BLOCK.sub(lambda match: titled_include(root, page.file.src_uri, match), markdown)
     return DIFF.sub(lambda match: diff_block(root, page.file.src_uri, match.group(1), match.group(2)),
                     markdown)
+
+
+def capabilities_table(root):
+    """Per stage, what its grade holds: its capabilities (tests/stages.py), each with its meaning."""
+    sys.path.insert(0, str(root / "tests"))
+    try:
+        from stages import CAPABILITIES, STAGES
+    finally:
+        sys.path.pop(0)
+    rows = ["| Stage | What its grade checks |", "| --- | --- |"]
+    for stage in STAGES:
+        caps = [name for name in CAPABILITIES if name in stage.caps]
+        held = "<br>".join(f"`{name}`: {CAPABILITIES[name]}" for name in caps)
+        rows.append(f"| {stage.id} · {stage.title} | {held} |")
+    return "\n".join(rows) + "\n"
 
 
 def contract_table(root, stage_id):
