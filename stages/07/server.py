@@ -1,4 +1,4 @@
-"""Stage 07 server: stage 05's server, plus one thing a real chat needs: a newcomer
+"""Stage 07 server: stage 06's server, plus one thing a real chat needs: a newcomer
 sees what was said just before they came in.
 
 Run it:    python stages/07/server.py [--host HOST] [--port PORT] [--max-clients N]

@@ -3,7 +3,7 @@
 Run it:    python stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
                                       [--join-timeout SECONDS]
 
-The protocol, the limits and the log are stage 05's (docs/protocol.md): stage 05's
+The protocol is stage 05's and the limits are stage 06's (docs/protocol.md): stage 05's
 client works with this server. What changed is how it waits. Stage 02 waited with
 selectors and callbacks, stages 04-05 with a thread per client; here each client
 is a coroutine, `async def serve_client`, that reads top to bottom like a thread,
@@ -97,7 +97,7 @@ def parse_args():
 
 # --8<-- [start:log]
 class Console:
-    """The server's log, as one more consumer that may stop reading (lesson 02).
+    """The server's log, as one more consumer that may stop reading (lesson 06).
 
     log() never waits for stdout: a line goes on a bounded queue, or is dropped and
     counted when the queue is full. One writer thread does the waiting, and says what

@@ -167,7 +167,7 @@ def tls_context(cert, key):
 
 # --8<-- [start:log]
 class Console:
-    """The server's log, as one more consumer that may stop reading (lesson 02).
+    """The server's log, as one more consumer that may stop reading (lesson 06).
 
     log() never waits for stdout: a line goes on a bounded queue, or is dropped and
     counted when the queue is full. One writer thread does the waiting, and says what

@@ -38,7 +38,7 @@ NICKLEN, CHANNELLEN, MAX_CHANNELS = 30, 50, 50
 # nobody is channel operator (@) or voiced (+) here.
 ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
     CHANLIMIT=#:{MAX_CHANNELS} PREFIX= CASEMAPPING=rfc1459""".split()
-MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 05)
+MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 06)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
@@ -98,7 +98,7 @@ def parse_args():
 
 # --8<-- [start:log]
 class Console:
-    """The server's log, as one more consumer that may stop reading (lesson 02).
+    """The server's log, as one more consumer that may stop reading (lesson 06).
 
     log() never waits for stdout: a line goes on a bounded queue, or is dropped and
     counted when the queue is full. One writer thread does the waiting, and says
