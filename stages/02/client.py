@@ -60,11 +60,9 @@ def show(line):
 
 
 def keyboard_fd():
-    """The file descriptor to watch for what you type.
-
-    A terminal can be watched; a file cannot (epoll refuses it: `< lines.txt`), and
-    input() may have read past the name. So a thread copies stdin into a pipe.
-    """
+    """The file descriptor to watch for what you type: stdin, if it is a terminal. A
+    file cannot be watched (epoll refuses it: `< lines.txt`), and input() may have read
+    past the name: then a thread copies the rest of stdin into a pipe, which can."""
     if sys.stdin.isatty():
         return sys.stdin.fileno()
     read_end, write_end = os.pipe()
@@ -131,8 +129,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # Before the first read (Python refuses it after): a byte that is not UTF-8, in a
-    # file or typed, becomes U+FFFD instead of a UnicodeDecodeError.
+    # Before the first read (refused after): bytes that are not UTF-8 become U+FFFD.
     sys.stdin.reconfigure(errors="replace")
     try:
         with connect(args.host, args.port) as sock:
