@@ -19,28 +19,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 
 
-def port_number(text):
-    port = int(text)
-    if not 0 < port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 02: chat client.")
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"server port (default {DEFAULT_PORT})",
-    )
-    parser.add_argument("--name", help="your name in the room (asked for if not given)")
-    return parser.parse_args()
-
-
 def connect(host, port):
     try:
         return socket.create_connection((host, port))
@@ -76,27 +54,15 @@ class LineBuffer:
 # --8<-- [end:lines]
 
 
-def printable(text):
-    # Others choose what we print. An escape sequence in a message could
-    # recolour, retitle or scramble our terminal: show every control or format
-    # character as visible \uXXXX instead.
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
-
-
 def show(line):
-    # "\r" moves back over the "> " prompt, so the message starts at the left edge;
-    # then we draw a fresh prompt for whatever you type next.
-    print(f"\r{printable(line)}\n> ", end="", flush=True)
+    # "\r" goes back over the "> " prompt; then a fresh one for what you type next.
+    print(f"\r{line}\n> ", end="", flush=True)
 
 
 def keyboard_fd():
-    """The file descriptor to watch for what you type.
-
-    A terminal can be watched directly. A file cannot (epoll refuses it with
-    PermissionError: `client.py < file.txt`, `< /dev/null`), and input() may already
-    have read ahead past the name. So then a thread copies the rest of stdin into a
-    pipe, which can be watched; at the end of the input it closes the pipe (EOF).
-    """
+    """The file descriptor to watch for what you type: stdin, if it is a terminal. A
+    file cannot be watched (epoll refuses it: `< lines.txt`), and input() may have read
+    past the name: then a thread copies the rest of stdin into a pipe, which can."""
     if sys.stdin.isatty():
         return sys.stdin.fileno()
     read_end, write_end = os.pipe()
@@ -144,16 +110,31 @@ def chat(sock):
 # --8<-- [end:loop]
 
 
+def port_number(text):
+    port = int(text)
+    if not 0 < port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="Stage 02: chat client.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="server address")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="server port"
+    )
+    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    return parser.parse_args()
+
+
 def main():
     args = parse_args()
-    # Before the first read (Python refuses it after): a byte that is not UTF-8, in a
-    # file or typed, becomes U+FFFD instead of a UnicodeDecodeError.
+    # Before the first read (refused after): bytes that are not UTF-8 become U+FFFD.
     sys.stdin.reconfigure(errors="replace")
     try:
         with connect(args.host, args.port) as sock:
             name = args.name or ask_name()
-            # The server takes the first line as our name, and says
-            # "welcome" once we are in the room.
+            # Our first line is our name; the server says "welcome" once we are in.
             sock.sendall(name.encode("utf-8") + b"\n")
             chat(sock)
     except (EOFError, KeyboardInterrupt):

@@ -1,7 +1,6 @@
 """Stage 02 server: a chat room for many clients, served by one thread with selectors.
 
 Run it:    python stages/02/server.py [--host HOST] [--port PORT]
-                                      [--join-timeout SECONDS]
 
 Protocol (plain text lines, UTF-8, each ending in "\\n"):
   client -> server   the first line is the client's name;
@@ -17,65 +16,15 @@ single thread serves everyone without ever waiting on one slow client.
 """
 
 import argparse
-import contextlib
-import os
-import queue
 import selectors
 import signal
 import socket
 import sys
-import threading
-import time
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
 MAX_LINE = 8192  # bytes in a line; a longer one is refused and the client disconnected
 MAX_PENDING = 1024 * 1024  # bytes waiting to go out to one client before we drop it
-# ...and for all clients together: in a crowd, each one's share is smaller (share()).
-MAX_PENDING_TOTAL = 64 * 1024 * 1024
-# ...but never less than this: a room of N clients sends each a burst of N join notices.
-MIN_SHARE = 256 * 1024
-DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to send its name
-
-
-def port_number(text):
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def seconds(text):
-    value = float(text)
-    # select() cannot wait much more than a day (OverflowError); nan fails both tests.
-    if not 0 < value <= 24 * 3600:
-        raise ValueError(text)
-    return value
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 02: select-based chat server.")
-    parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        help=f"address to listen on (default {DEFAULT_HOST})",
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--join-timeout",
-        type=seconds,
-        default=DEFAULT_JOIN_TIMEOUT,
-        help=(
-            "seconds a connection may take to send its name "
-            f"(default {DEFAULT_JOIN_TIMEOUT})"
-        ),
-    )
-    return parser.parse_args()
 
 
 def open_listener(host, port):
@@ -93,86 +42,9 @@ def open_listener(host, port):
     return listener
 
 
-# --8<-- [start:log]
-class Log:
-    """The server's log, written by a thread of its own: the chat never waits for it.
-
-    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
-    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
-    the pipe is full, print() would block, and with it the one thread serving the room.
-    """
-
-    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
-
-    def __init__(self):
-        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)
-        # Each counter is written by one thread only (dropped: the chat's, reported: the
-        # writer's), so they need no lock.
-        self.dropped = self.reported = 0
-        self.writer = threading.Thread(target=self.write_lines, daemon=True)
-
-    def __call__(self, line):
-        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
-        try:
-            self.lines.put_nowait(line)
-        except queue.Full:
-            self.dropped += 1  # a gap in the log is better than a frozen room
-
-    def start(self):
-        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
-        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
-        sys.stdout.reconfigure(errors="backslashreplace")
-        self.writer.start()
-
-    def write_lines(self):
-        """The writer thread: it alone waits for stdout, for as long as stdout works."""
-        while True:
-            batch = [self.lines.get()]  # sleeps until there is a line
-            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
-                batch.append(self.lines.get_nowait())
-            dropped = self.dropped
-            if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(
-                    f"({dropped - self.reported} log lines dropped: "
-                    "nobody was reading the log)"
-                )
-                self.reported = dropped
-            text = "".join(f"{line}\n" for line in batch if line is not None)
-            try:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            except OSError:  # stdout is closed (`server.py | head -1`): chat on
-                return
-            if None in batch:  # close() asked us to stop
-                return
-
-    def close(self, patience=1.0):
-        """Give the writer `patience` seconds to write what is queued, and no more."""
-        deadline = time.monotonic() + patience
-        if self.writer.is_alive():
-            with contextlib.suppress(queue.Full):
-                self.lines.put(None, timeout=patience)
-            self.writer.join(max(0, deadline - time.monotonic()))
-        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
-        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
-        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-log = Log()  # every line the server prints goes through log(): no other print()
-# --8<-- [end:log]
-
-
 def encode(text):
     """One message on the wire: the text in UTF-8, ending in a newline."""
     return (text + "\n").encode("utf-8")
-
-
-def printable(text):
-    """Control characters (escape sequences, bidi overrides...) as visible \\uXXXX."""
-    if text.isprintable():
-        return text  # the usual case, checked in one call instead of one per character
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
 # --8<-- [start:client]
@@ -184,8 +56,7 @@ class Client:
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by the first line the client sends
         self.inbox = bytearray()  # bytes received that do not make a whole line yet
-        # Bytes queued for this client that the kernel has not taken yet.
-        self.outbox = bytearray()
+        self.outbox = bytearray()  # bytes queued for it that the kernel has not taken
         self.watching_writes = False
 
 
@@ -193,35 +64,26 @@ class Client:
 
 
 class ChatServer:
-    def __init__(self, listener, join_timeout):
+    def __init__(self, listener):
         self.listener = listener
-        self.join_timeout = join_timeout
         self.clients = set()
-        # Connections that have not sent their name yet -> when they must have sent it
-        # by. Oldest first: a dict keeps the order in which its keys were added.
-        self.joining = {}
-        # Clients whose outbox got something during this turn of the loop.
-        self.queued = set()
-        self.accepting = True  # False while we are out of file descriptors
-        # DefaultSelector is epoll on Linux: unlike select.select(), it
-        # has no 1024-descriptor limit.
+        # epoll on Linux: unlike select.select(), it has no 1024-descriptor limit.
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
 
     # --8<-- [start:loop]
     def run(self):
         while True:
-            # select() returns after that many seconds even if nothing happened
-            for key, events in self.selector.select(self.drop_late_joiners()):
+            # select() sleeps until at least one socket is ready.
+            for key, events in self.selector.select():
                 if key.fileobj is self.listener:
                     self.accept()
                     continue
                 client = key.data
-                if events & selectors.EVENT_READ:
+                if events & selectors.EVENT_READ and client in self.clients:
                     self.receive(client)
                 if events & selectors.EVENT_WRITE and client in self.clients:
                     self.flush(client)
-            self.flush_queued()
 
     # --8<-- [end:loop]
 
@@ -230,47 +92,16 @@ class ChatServer:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return  # the client gave up between select() and accept(): nothing to do
-        except OSError as error:
-            # EMFILE: this process may not open more files (ulimit -n).
-            # The connection stays queued, so select() would say "ready" again at
-            # once, for ever: a busy loop. Stop watching the listener until a
-            # client leaves and frees a file.
-            log(f"cannot accept a client: {error.strerror}; waiting for one to leave")
-            self.selector.unregister(self.listener)
-            self.accepting = False
-            return
         sock.setblocking(False)
         client = Client(sock, address)
         self.clients.add(client)
-        self.joining[client] = time.monotonic() + self.join_timeout
         self.selector.register(sock, selectors.EVENT_READ, client)
-
-    # --8<-- [start:join_timeout]
-    def drop_late_joiners(self):
-        """Close the connections that have not sent their name in time.
-
-        Each one costs a file descriptor, and a process has only so many: connections
-        that never join would lock real users out. Returns the seconds until the next
-        deadline, for select(), or None if nobody is joining.
-        """
-        now = time.monotonic()
-        while self.joining:
-            client, deadline = next(iter(self.joining.items()))  # the oldest
-            if deadline > now:
-                return deadline - now
-            log(f"{client.address} sent no name in {self.join_timeout:g} s: closing it")
-            self.send(client, encode("* error: join timeout"))
-            self.disconnect(client)  # which takes it out of self.joining
-        return None  # nobody is joining: sleep until something happens
-
-    # --8<-- [end:join_timeout]
 
     # --8<-- [start:receive]
     def receive(self, client):
         try:
-            # Up to 64 KiB: when a client sends fast, its lines pile up in the
-            # kernel. Taking them all at once means one turn of the loop, and one
-            # send() per listener, for all of them.
+            # Up to 64 KiB: a client that sends fast has many lines
+            # waiting; take them in one call.
             data = client.sock.recv(65536)
         except ConnectionError:
             data = b""
@@ -288,7 +119,7 @@ class ChatServer:
         if client in self.clients and len(client.inbox) > MAX_LINE:
             # Without a limit, a client that never sends "\n" would make us buffer for
             # ever. It holds on whole lines too: one recv() can bring 30 KB and a "\n".
-            self.send(client, encode("* error: line too long"))  # disconnect() sends it
+            self.send(client, encode("* error: line too long"))
             self.disconnect(client)
 
     # --8<-- [end:receive]
@@ -299,27 +130,16 @@ class ChatServer:
         if client.name is None:
             self.register(client, text)
         else:
-            log(f"{client.name}: {printable(text)}")  # our console is a terminal too
+            print(f"{client.name}: {text}", flush=True)
             self.broadcast(f"{client.name}: {text}", sender=client)
 
     def register(self, client, name):
-        if not name.isprintable():
-            # A name appears in everyone's terminal: an escape sequence in
-            # it could recolour, retitle or scramble all of them. (Messages
-            # are made safe by the clients.)
-            self.send(
-                client, encode("* error: a name may not contain control characters")
-            )
-            self.disconnect(client)
-            return
         client.name = name
-        del self.joining[client]
         online = sum(1 for other in self.clients if other.name)
-        # The welcome tells the client it is in the room: messages it
-        # sends from now on are delivered.
+        # The welcome says the client is in the room: what it sends now is delivered.
         self.send(client, encode(f"* welcome, {name} ({online} online)"))
         self.broadcast(f"* {name} joined", sender=client)
-        log(f"{name} joined from {client.address}")
+        print(f"{name} joined from {client.address}", flush=True)
 
     def broadcast(self, text, sender):
         data = encode(text)  # encoded once, not once per client
@@ -330,33 +150,15 @@ class ChatServer:
 
     # --8<-- [start:send]
     def send(self, client, data):
-        """Put data in the client's outbox.
-
-        It goes out at the end of this turn of the loop."""
+        """Put data in the client's outbox, and give the kernel what it will take."""
         client.outbox += data
-        if len(client.outbox) > self.share():
+        if len(client.outbox) > MAX_PENDING:
             # A client that never reads would make us buffer its messages forever.
-            log(f"{client.name} is not reading: dropping it")
+            print(f"{client.name} is not reading: dropping it", flush=True)
             self.disconnect(client)
         elif not client.watching_writes:
             # If it were, the selector would tell us when the socket can take more.
-            self.queued.add(client)
-
-    def share(self):
-        """How much output may wait for one client: MAX_PENDING, or less in a crowd, so
-        that all the outboxes together never hold more than MAX_PENDING_TOTAL."""
-        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
-        return max(MIN_SHARE, min(MAX_PENDING, even_split))
-
-    def flush_queued(self):
-        # Why wait for the end of the turn: one recv() can bring many lines, and each
-        # client then gets all of them in one send(). A system call costs far more than
-        # copying bytes: with 1,000 clients, that is 1,000 send() calls per turn
-        # instead of 1,000 per message.
-        while self.queued:
-            client = self.queued.pop()
-            if client in self.clients:
-                self.flush(client)
+            self.flush(client)
 
     def flush(self, client):
         """Give the kernel as much of the outbox as it will take right now."""
@@ -366,11 +168,9 @@ class ChatServer:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.disconnect(client)
-            return
+            return  # broken: the selector says "readable" too, and receive() cleans up
         del client.outbox[:sent]
-        # Ask the selector to tell us when the socket can take more,
-        # but only while we have more.
+        # Ask the selector to wake us when the socket can take more, while we have more.
         want_writes = bool(client.outbox)
         if want_writes != client.watching_writes:
             writes = selectors.EVENT_WRITE if want_writes else 0
@@ -382,26 +182,29 @@ class ChatServer:
 
     def disconnect(self, client):
         if client not in self.clients:
-            return  # already gone: a failed send and an EOF can both get here
+            return  # already gone: send() may have dropped it just before
         self.clients.remove(client)
-        self.joining.pop(client, None)
-        with contextlib.suppress(OSError):
-            # A last try, so an error we just queued reaches it.
-            client.sock.send(client.outbox)
         self.selector.unregister(client.sock)
         client.sock.close()
-        if not self.accepting:  # a file descriptor is free again
-            self.selector.register(self.listener, selectors.EVENT_READ)
-            self.accepting = True
         if client.name:
-            log(f"{client.name} left")
+            print(f"{client.name} left", flush=True)
             self.broadcast(f"* {client.name} left", sender=client)
 
-    def close(self):
-        for client in list(self.clients):
-            client.sock.close()
-        self.selector.close()
-        self.listener.close()
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="Stage 02: select-based chat server.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="0 picks a free port"
+    )
+    return parser.parse_args()
 
 
 def main():
@@ -411,17 +214,13 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(listener, args.join_timeout)
-    log.start()
-    log(f"listening on {host}:{port}")  # the tests wait for exactly this line
+    print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
     try:
-        server.run()
+        ChatServer(listener).run()
     except KeyboardInterrupt:
         pass  # Ctrl+C is how you stop a server: not an error
-    finally:
-        server.close()
-    log("server stopped")
-    log.close()  # a moment to write what is still queued, and no more
+    # Exiting closes every socket we hold: each client sees its connection end.
+    print("server stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 Run it:    python stages/03/client.py [--host HOST] [--port PORT] [--name NAME]
 
-The server now sends structured messages, so the client decides how they look:
-"[14:02] alice: hi", "[14:03] * bob left (quit)". The wire and the screen are
-no longer the same thing, which is what lets later stages change one without
-the other.
+The server sends structured messages, so the client decides how they look
+("[14:02] alice: hi"): the wire and the screen are no longer one thing.
 """
 
 import argparse
@@ -20,30 +18,6 @@ from datetime import datetime
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
-
-
-def port_number(text):
-    port = int(text)
-    if not 0 < port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Stage 03: chat client speaking JSON Lines."
-    )
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"server port (default {DEFAULT_PORT})",
-    )
-    parser.add_argument("--name", help="your name in the room (asked for if not given)")
-    return parser.parse_args()
 
 
 def connect(host, port):
@@ -66,8 +40,7 @@ class Connection:
         self.unread = []  # whole messages received but not handed out yet
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which
-        # is fine for a client: it only ever talks to one server.
+        # sendall() sends every byte; blocking is fine, as a client talks to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
@@ -105,9 +78,8 @@ def parse(line):
 
 # --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour,
-    # retitle or scramble our terminal. Show every control or format
-    # character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour, retitle or
+    # scramble our terminal: show every control or format character as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -142,8 +114,7 @@ def render(message):
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
-    # prompt for what you type next.
+    # "\r" goes back over the "> " prompt; then a fresh one for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -156,8 +127,7 @@ def show_all(messages):
 # --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
-    # Lets the server tell apart two connections with the same name.
-    client_id = uuid.uuid4().hex
+    client_id = uuid.uuid4().hex  # tells two connections with one name apart
     while True:
         name = name or input("name: ").strip()
         conn.send({"type": "hello", "name": name, "client_id": client_id})
@@ -174,13 +144,9 @@ def join(conn, name):
 
 
 def keyboard_fd():
-    """The file descriptor to watch for what you type.
-
-    A terminal can be watched directly. A file cannot (epoll refuses it with
-    PermissionError: `client.py < file.txt`, `< /dev/null`), and input() may already
-    have read ahead past the name. So then a thread copies the rest of stdin into a
-    pipe, which can be watched; at the end of the input it closes the pipe (EOF).
-    """
+    """The file descriptor to watch for what you type: stdin, if it is a terminal. A
+    file cannot be watched (epoll refuses it: `< lines.txt`), and input() may have read
+    past the name: then a thread copies the rest of stdin into a pipe, which can."""
     if sys.stdin.isatty():
         return sys.stdin.fileno()
     read_end, write_end = os.pipe()
@@ -204,7 +170,6 @@ def chat(conn):
     show_all(conn.unread)  # anything that came in right behind the welcome
     conn.unread = []
     while True:
-        # select() sleeps until the server or you have something.
         for key, _ in selector.select():
             if key.fileobj is conn.sock:
                 show_all(conn.receive())
@@ -223,8 +188,7 @@ def chat(conn):
 
 # --8<-- [start:leave]
 def leave(conn):
-    """Say bye, and wait (briefly) for the server's answer,
-    so that it knows we quit on purpose."""
+    """Say bye and wait (2 s at most) for the answer: the server knows we meant it."""
     try:
         conn.send({"type": "bye"})
         conn.sock.settimeout(2)
@@ -237,10 +201,26 @@ def leave(conn):
 # --8<-- [end:leave]
 
 
+def port_number(text):
+    port = int(text)
+    if not 0 < port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description="Stage 03: JSON Lines chat client.")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="server address")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="server port"
+    )
+    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    return parser.parse_args()
+
+
 def main():
     args = parse_args()
-    # Before the first read (Python refuses it after): a byte that is not UTF-8, in a
-    # file or typed, becomes U+FFFD instead of a UnicodeDecodeError.
+    # Before the first read (refused after): bytes that are not UTF-8 become U+FFFD.
     sys.stdin.reconfigure(errors="replace")
     with connect(args.host, args.port) as sock:
         conn = Connection(sock)
