@@ -88,7 +88,7 @@ def test_a_lean_lesson_says_what_it_leaves_out(stage_id):
     assert match, 'no `!!! warning "Not handled here"` box'
     box = match.group(1)
     assert "06-limits.md" in box, "the box does not link to lesson 06"
-    assert "```" in box and "python3 " in box, "the box gives no try-it to run"
+    assert "```" in box and re.search(r"\bpython3? ", box), "the box gives no try-it to run"
     assert " nc " not in box, "the try-it needs only Python (stock Debian has no nc)"
 
 
