@@ -71,11 +71,12 @@ def test_a_variant_in_what_the_spec_leaves_free_gets_full_marks(tmp_path, varian
 
 
 @pytest.mark.slow
-def test_a_stage_written_from_the_spec_alone_gets_full_marks(tmp_path):
-    """tests/fixtures/spec-only-05: written from the spec pages only, by someone who never read the kit's code."""
-    folder = tmp_path / "spec-only-05"
-    shutil.copytree(REPO / "tests" / "fixtures" / "spec-only-05", folder)
-    result = grade("05", folder, "--report", str(tmp_path / "report"))
+@pytest.mark.parametrize("stage_id", ["02", "05"])
+def test_a_stage_written_from_the_spec_alone_gets_full_marks(tmp_path, stage_id):
+    """tests/fixtures/spec-only-NN: written from the spec pages only, by someone who never read the kit's code."""
+    folder = tmp_path / f"spec-only-{stage_id}"
+    shutil.copytree(REPO / "tests" / "fixtures" / f"spec-only-{stage_id}", folder)
+    result = grade(stage_id, folder, "--report", str(tmp_path / "report"))
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     failed = [test["name"] for test in results["tests"] if test["status"] == "failed"]
     assert results["score"] == results["max_score"] > 0, f"lost points on {failed}:\n{result.stdout[-3000:]}"
