@@ -103,7 +103,6 @@ def parse(line):
     return message
 
 
-# --8<-- [start:render]
 def printable(text):
     # A name or message may hold escape sequences that would recolour,
     # retitle or scramble our terminal. Show every control or format
@@ -138,12 +137,8 @@ def render(message):
     return f"? {printable(json.dumps(message))}"
 
 
-# --8<-- [end:render]
-
-
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
-    # prompt for what you type next.
+    # "\r" goes back over the "> " prompt; then a fresh prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -153,7 +148,6 @@ def show_all(messages):
             show(line)
 
 
-# --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
     # Lets the server tell apart two connections with the same name.
@@ -170,13 +164,9 @@ def join(conn, name):
         name = None  # bad-name: ask again
 
 
-# --8<-- [end:join]
-
-
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye):
-    """The receiver thread: print what the server sends,
-    until it says bye or goes away."""
+    """The receiver thread: print what the server sends until it says bye or goes."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -208,8 +198,7 @@ def chat(conn):
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer,
-    so that it knows we quit on purpose."""
+    """Say bye and wait (briefly) for the answer: the server knows we meant to quit."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
