@@ -62,12 +62,10 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        # Set once we have said bye: the server closing is then expected.
-        self.leaving = False
+        self.leaving = False  # we said bye: the server closing is now expected
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which
-        # is fine for a client: it only ever talks to one server.
+        # sendall(): send() may send only part. Blocking is fine: we talk to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
@@ -104,9 +102,8 @@ def parse(line):
 
 
 def printable(text):
-    # A name or message may hold escape sequences that would recolour,
-    # retitle or scramble our terminal. Show every control or format
-    # character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour, retitle or
+    # scramble our terminal: show every control or format character as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -220,8 +217,7 @@ def main():
         # Everything from here on is inside the try, starting the thread included:
         # Ctrl+C can arrive at any moment, even while Thread.start() is still running.
         try:
-            # No prompt here: input() below draws it.
-            print(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt: input() draws it
             receiver.start()
             chat(conn)
         except (EOFError, KeyboardInterrupt):
