@@ -35,11 +35,9 @@ FIELDS = {  # what each client message must carry, and of which type
     "who": {},
     "bye": {},
 }
-# --8<-- [start:log]
 # Every thread logs. print() writes a line and its "\n" separately, so two threads'
 # lines could come out spliced; a logger writes each line whole, under its own lock.
 log = logging.getLogger("chat")  # set up in main()
-# --8<-- [end:log]
 
 
 def port_number(text):
@@ -408,6 +406,7 @@ def main():
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
     server = ChatServer(args.max_clients)
+    # --8<-- [start:log]
     # JSON allows a lone surrogate, which UTF-8 cannot encode: log it as \ud800.
     sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(
@@ -416,6 +415,7 @@ def main():
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    # --8<-- [end:log]
     try:
         log.info(f"listening on {host}:{port}")  # the tests wait for exactly this line
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
