@@ -62,12 +62,10 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        # Set once we have said bye: the server closing is then expected.
-        self.leaving = False
+        self.leaving = False  # we said bye: the server closing is now expected
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which
-        # is fine for a client: it only ever talks to one server.
+        # sendall(): send() may send only part. Blocking is fine: we talk to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
@@ -103,11 +101,9 @@ def parse(line):
     return message
 
 
-# --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour,
-    # retitle or scramble our terminal. Show every control or format
-    # character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour, retitle or
+    # scramble our terminal: show every control or format character as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -138,12 +134,8 @@ def render(message):
     return f"? {printable(json.dumps(message))}"
 
 
-# --8<-- [end:render]
-
-
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
-    # prompt for what you type next.
+    # "\r" goes back over the "> " prompt; then a fresh prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -153,7 +145,6 @@ def show_all(messages):
             show(line)
 
 
-# --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
     # Lets the server tell apart two connections with the same name.
@@ -170,13 +161,9 @@ def join(conn, name):
         name = None  # bad-name: ask again
 
 
-# --8<-- [end:join]
-
-
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye):
-    """The receiver thread: print what the server sends,
-    until it says bye or goes away."""
+    """The receiver thread: print what the server sends until it says bye or goes."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -208,8 +195,7 @@ def chat(conn):
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer,
-    so that it knows we quit on purpose."""
+    """Say bye and wait (briefly) for the answer: the server knows we meant to quit."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
@@ -231,8 +217,7 @@ def main():
         # Everything from here on is inside the try, starting the thread included:
         # Ctrl+C can arrive at any moment, even while Thread.start() is still running.
         try:
-            # No prompt here: input() below draws it.
-            print(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt: input() draws it
             receiver.start()
             chat(conn)
         except (EOFError, KeyboardInterrupt):

@@ -1,7 +1,6 @@
 """Stage 04 server: stage 03's protocol, served by one thread per client.
 
 Run it:    python stages/04/server.py [--host HOST] [--port PORT] [--max-clients N]
-                                     [--join-timeout SECONDS]
 
 The protocol is exactly stage 03's (JSON Lines; docs/protocol.md), so stage 03's
 client works with this server and the other way round. What changes is how the
@@ -11,21 +10,18 @@ several threads share the room, and shared data needs a lock.
 
 Each client also gets a writer thread fed by a bounded outbox. A client that
 stops reading fills only its own outbox and is dropped; nobody else waits for it.
+naive_server.py, which sends from the reader threads, shows why (lesson 04).
 """
 
 import argparse
 import contextlib
-import errno
 import json
-import os
-import queue
+import logging
 import re
-import select
 import signal
 import socket
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 
 DEFAULT_HOST = "127.0.0.1"
@@ -34,19 +30,15 @@ DEFAULT_PORT = 65432
 MAX_LINE = 8192
 # Bytes waiting to go out to one client before we drop it, as in stage 03.
 MAX_PENDING = 1024 * 1024
-# ...and for all clients together: in a crowd, each one's share is smaller (share()).
-MAX_PENDING_TOTAL = 64 * 1024 * 1024
-# ...but never less than this: a room of N clients sends each a burst of N join notices.
-MIN_SHARE = 256 * 1024
-DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
-# --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
     "hello": {"name": str, "client_id": str},
     "say": {"text": str},
     "bye": {},
 }
-# --8<-- [end:schema]
+# Every thread logs. print() writes a line and its "\n" separately, so two threads'
+# lines could come out spliced; a logger writes each line whole, under its own lock.
+log = logging.getLogger("chat")  # set up in main()
 
 
 def port_number(text):
@@ -63,41 +55,16 @@ def positive(text):
     return number
 
 
-def seconds(text):
-    value = float(text)
-    # poll() cannot wait 25 days (OverflowError): a day is plenty; nan fails both tests.
-    if not 0 < value <= 24 * 3600:
-        raise ValueError(text)
-    return value
-
-
 def parse_args():
     parser = argparse.ArgumentParser(
-        description="Stage 04: threaded chat server speaking JSON Lines."
+        description="Stage 04: threaded chat server speaking JSON Lines.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # shows the defaults
     )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        help=f"address to listen on (default {DEFAULT_HOST})",
+        "--port", type=port_number, default=DEFAULT_PORT, help="0 picks a free port"
     )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--max-clients", type=positive, default=100, help="room size (default 100)"
-    )
-    parser.add_argument(
-        "--join-timeout",
-        type=seconds,
-        default=DEFAULT_JOIN_TIMEOUT,
-        help=(
-            "seconds a connection may take to be welcomed "
-            f"(default {DEFAULT_JOIN_TIMEOUT})"
-        ),
-    )
+    parser.add_argument("--max-clients", type=positive, default=100, help="room size")
     return parser.parse_args()
 
 
@@ -111,93 +78,12 @@ def open_listener(host, port):
     except OSError as error:
         listener.close()
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
-    # The backlog is how many connections the kernel queues for us until accept()
-    # takes them. Starting a thread per client makes accept() slower, so a burst of
-    # clients needs a longer queue.
+    # The backlog: connections the kernel queues until accept() takes them. Starting
+    # a thread per client slows accept() down, so a burst needs a long queue.
     listener.listen(1024)
     return listener
 
 
-# --8<-- [start:log]
-class Log:
-    """The server's log, written by a thread of its own: the chat never waits for it.
-
-    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
-    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
-    the pipe is full, print() would block, and with it every thread that logs.
-    """
-
-    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
-
-    def __init__(self):
-        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)  # thread-safe by itself
-        # Every client's thread may drop a line, so the count needs a lock (`+=` is a
-        # read and a write: two threads at once could lose one). `reported` is the
-        # writer's alone.
-        self.lock = threading.Lock()
-        self.dropped = self.reported = 0
-        self.writer = threading.Thread(target=self.write_lines, daemon=True)
-
-    def __call__(self, *texts):
-        """Log lines, with the time."""
-        stamp = f"{datetime.now():%H:%M:%S}"
-        for text in texts:
-            self.put(f"{stamp} {text}")
-
-    def put(self, line):
-        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
-        try:
-            self.lines.put_nowait(line)
-        except queue.Full:
-            with self.lock:
-                self.dropped += 1  # a gap in the log is better than a frozen room
-
-    def start(self):
-        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
-        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
-        sys.stdout.reconfigure(errors="backslashreplace")
-        self.writer.start()
-
-    def write_lines(self):
-        """The writer thread: it alone waits for stdout, for as long as stdout works."""
-        while True:
-            batch = [self.lines.get()]  # sleeps until there is a line
-            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
-                batch.append(self.lines.get_nowait())
-            dropped = self.dropped
-            if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(
-                    f"({dropped - self.reported} log lines dropped: "
-                    "nobody was reading the log)"
-                )
-                self.reported = dropped
-            text = "".join(f"{line}\n" for line in batch if line is not None)
-            try:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            except OSError:  # stdout is closed (`server.py | head -1`): chat on
-                return
-            if None in batch:  # close() asked us to stop
-                return
-
-    def close(self, patience=1.0):
-        """Give the writer `patience` seconds to write what is queued, and no more."""
-        deadline = time.monotonic() + patience
-        if self.writer.is_alive():
-            with contextlib.suppress(queue.Full):
-                self.lines.put(None, timeout=patience)
-            self.writer.join(max(0, deadline - time.monotonic()))
-        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
-        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
-        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-log = Log()  # every line the server prints goes through log: no other print()
-# --8<-- [end:log]
-
-
-# --8<-- [start:codec]
 def encode(message):
     """One server message on the wire: a JSON object, time-stamped, on one line."""
     message["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -211,9 +97,7 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message.
-
-    Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message: anything wrong is a ProtocolError."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
     # ValueError: not JSON, not UTF-8, or a number too long to convert.
@@ -238,48 +122,21 @@ def decode(line):
     return message
 
 
-# --8<-- [end:codec]
-
-
 # --8<-- [start:outbox]
 class Outbox:
-    """The bytes waiting for one client: stage 03's outbox, now shared between threads.
+    """The bytes waiting for one client: any client's reader thread puts, only this
+    client's writer thread takes. A Condition is a lock, and a way to sleep until
+    another thread says "there is something for you"."""
 
-    Any client's reader thread may add to it; only this client's writer thread takes
-    from it. A Condition is a lock plus a way to sleep until another thread says
-    "there is something for you"."""
-
-    def __init__(self, sock, share):
-        self.sock = sock
-        self.share = share  # how many bytes may wait here, now (ChatServer.share)
+    def __init__(self):
         self.changed = threading.Condition()
         self.data = bytearray()
-        # Bytes the writer took and is still sending: new bytes wait behind them, and
-        # they count against the limit too, or a stuck client could hold twice as much.
-        self.sending = 0
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer.
-
-        False if the client is too far behind."""
+        """Add data, never waiting. False if the client is too far behind to take it."""
         with self.changed:
-            if not self.data and not self.sending and not self.closing:
-                # Nothing is ahead of these bytes, so we may hand them to the kernel
-                # ourselves, and it usually takes them all: no thread to wake, no turn
-                # to wait for the GIL. MSG_DONTWAIT: if the kernel's buffer is full,
-                # take what fits and never block.
-                # Not once closing: the client's thread closes the socket after close().
-                try:
-                    data = data[self.sock.send(data, socket.MSG_DONTWAIT) :]
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    # A broken connection: its reader thread sees the end and cleans up.
-                    return True
-                if not data:
-                    return True
-            if self.sending + len(self.data) + len(data) > self.share():
+            if len(self.data) + len(data) > MAX_PENDING:
                 # A client that stops reading must not grow our memory for ever.
                 return False
             self.data += data
@@ -293,16 +150,12 @@ class Outbox:
             self.changed.notify()
 
     def take(self):
-        """Sleep until there is something to send, then take all of it.
-
-        b"" once closed and empty."""
+        """Sleep until there is something to send, then take it all (b"": closed)."""
         with self.changed:
-            self.sending = 0  # what we took last time has been sent
             while not self.data and not self.closing:
                 # wait() releases the lock while it sleeps, so put() can get in.
                 self.changed.wait()
             data, self.data = bytes(self.data), bytearray()
-            self.sending = len(data)
             return data
 
 
@@ -312,52 +165,30 @@ class Outbox:
 class Client:
     """What the server remembers about one connection."""
 
-    def __init__(self, sock, address, deadline, share):
+    def __init__(self, sock, address):
         self.sock = sock
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
-        self.deadline = deadline  # time.monotonic() by which it must have been welcomed
-        # (log line, message) said in the last recv(), not yet handed out (pass_on).
-        self.said = []
-        # Messages for this client wait here until its writer thread has sent them. The
-        # outbox is bounded: a client that stops reading fills its own, and we drop it.
-        self.outbox = Outbox(sock, share)
+        # What its writer thread has yet to send; full, the client is dropped.
+        self.outbox = Outbox()
 
 
 class ChatServer:
-    def __init__(self, max_clients, join_timeout):
+    def __init__(self, max_clients):
         self.max_clients = max_clients
-        self.join_timeout = join_timeout
         self.clients = set()
-        # Every client's thread reads and changes self.clients. Without a lock,
-        # two threads could check "is there room?" at the same moment and both say
-        # yes, or one could loop over the set while another changes it ("Set
-        # changed size during iteration").
+        # Every client's thread reads and changes self.clients: without a lock, two
+        # could both find the last place free, or one loop over the set as another
+        # changes it ("Set changed size during iteration").
         self.lock = threading.Lock()
-        self.client_left = threading.Event()  # set when a client's socket is closed
         # Once set, clients that go are not "leaving": the server is.
         self.stopping = False
 
     # --8<-- [start:accept]
     def serve(self, listener):
         while True:
-            try:
-                sock, address = listener.accept()
-            except OSError as error:
-                if error.errno not in (errno.EMFILE, errno.ENFILE):
-                    raise
-                # Out of file descriptors (ulimit -n). Trying again at once
-                # would fail again at once, for ever: a busy loop. Wait until a
-                # client leaves and frees one.
-                log(
-                    f"cannot accept a client: {error.strerror}; "
-                    "waiting for one to leave"
-                )
-                self.client_left.wait()
-                self.client_left.clear()
-                continue
-            deadline = time.monotonic() + self.join_timeout  # to be welcomed by then
-            client = Client(sock, address, deadline, self.share)
+            sock, address = listener.accept()
+            client = Client(sock, address)
             with self.lock:
                 self.clients.add(client)
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
@@ -373,28 +204,17 @@ class ChatServer:
             reason = self.read_loop(client)
         except OSError:
             reason = "lost"
-        except Exception as error:  # a bug, or input we did not foresee
-            # The last resort: one line in the log, and this client goes, as if its
-            # connection broke. Without it the thread would die and leave a ghost.
-            log(
-                f"dropping {client.name or client.address}: "
-                f"{type(error).__name__} while handling its input"
-            )
-            reason = "lost"
         self.disconnect(client, reason)
         client.outbox.close()  # the writer sends what is queued, then stops
         writer.join(timeout=2)
-        # shutdown() wakes a writer still blocked in sendall(), before
-        # we close the socket under it.
+        # Wakes a writer still blocked in sendall(), before we close its socket.
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.sock.close()
-        self.client_left.set()
 
     def write_loop(self, client):
         """The client's writer thread: the only thread that ever sends on its socket."""
-        # One sendall() for everything that piled up while the last one was going out: a
-        # system call costs far more than joining bytes, and a busy room sends many.
+        # One sendall() for everything that piled up while the last one was going out.
         while data := client.outbox.take():
             try:
                 client.sock.sendall(data)
@@ -407,10 +227,6 @@ class ChatServer:
         """Handle the client's lines until it leaves; return why it left."""
         inbox = bytearray()
         while True:
-            if client.name is None and not self.wait_to_join(client):
-                return "timeout"
-            # Up to 64 KiB: a client that sends fast has many lines
-            # waiting; take them in one call.
             data = client.sock.recv(65536)  # blocks this thread only
             if not data:
                 return "lost"
@@ -423,43 +239,18 @@ class ChatServer:
                     return self.too_long(client)
                 if line.strip() and (reason := self.handle_line(client, line)):
                     return reason
-            self.pass_on(client)
             if len(inbox) > MAX_LINE:
-                # Without a limit, a client that never sends "\n"
-                # would make us buffer forever.
+                # Without a limit, one that never sends "\n" would fill our memory.
                 return self.too_long(client)
 
     def too_long(self, client):
-        self.pass_on(client)  # what came before the long line goes out; it does not
         self.send_error(
             client, "line-too-long", f"a message may be at most {MAX_LINE} bytes"
         )
         return "lost"
 
-    def wait_to_join(self, client):
-        """Before the welcome, wait for input until the join deadline only. False once
-        it has passed."""
-        remaining = client.deadline - time.monotonic()
-        # poll(), not a socket timeout: that would apply to the writer's sendall() too.
-        # (Nor select.select(): it cannot watch a descriptor numbered 1024 or more.)
-        poller = select.poll()
-        poller.register(client.sock, select.POLLIN)
-        if remaining > 0 and poller.poll(remaining * 1000):
-            return True
-        # Silent, dribbling or still trying names: idle connections must not hold their
-        # descriptors for ever, or enough of them lock every real user out (ulimit -n).
-        log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
-        self.send_error(
-            client,
-            "join-timeout",
-            f"not in the room {self.join_timeout:g} s after connecting",
-        )
-        return False
-
     def handle_line(self, client, line):
-        """Act on one message.
-
-        Returns a reason to end the connection, or None to go on."""
+        """Act on one message; return a reason to end the connection, or None."""
         try:
             message = decode(line)
         except ProtocolError as error:
@@ -468,12 +259,10 @@ class ChatServer:
             return None
         kind = message["type"]
         if kind == "say" and client.name is not None:
-            log_line = f"{client.name} said {len(line)} bytes: {message['text']!r}"
+            log.info(f"{client.name} said {len(line)} bytes: {message['text']}")
             said = {"type": "said", "from": client.name, "text": message["text"]}
-            client.said.append((log_line, encode(said)))
+            self.broadcast(encode(said), sender=client)
             return None
-        # Anything else goes out after what was said before it, in the order sent.
-        self.pass_on(client)
         if kind == "hello":
             return self.hello(client, message["name"])
         if kind == "bye":
@@ -498,8 +287,7 @@ class ChatServer:
                 client, "bad-name", "a name is 1 to 32 letters, digits, _ or -"
             )
             return None
-        # Check the room and take a place in it in one step, so no one
-        # else slips in between.
+        # Check the room and take a place in one step: nobody slips in between.
         with self.lock:
             online = sum(1 for other in self.clients if other.name)
             if online < self.max_clients:
@@ -513,29 +301,13 @@ class ChatServer:
             client, encode({"type": "welcome", "name": name, "online": online + 1})
         )
         self.broadcast(encode({"type": "joined", "name": name}), sender=client)
-        log(f"{name} joined from {client.address}")
+        log.info(f"{name} joined from {client.address}")
         return None
 
     # --8<-- [end:hello]
 
     def send_error(self, client, code, message):
         self.send(client, encode({"type": "error", "code": code, "message": message}))
-
-    # --8<-- [start:pass_on]
-    def pass_on(self, client):
-        """Hand the room what the client said in its last recv(): all of it at once.
-
-        Why not one message at a time: a fast client's recv() can bring hundreds of
-        lines. Each message put in an outbox wakes that listener's writer thread,
-        and every woken thread then waits its turn for the GIL. All at once, each
-        writer wakes once and sends all of it in one sendall()."""
-        if client.said:
-            lines, messages = zip(*client.said)
-            client.said = []
-            log(*lines)
-            self.broadcast(b"".join(messages), sender=client)
-
-    # --8<-- [end:pass_on]
 
     def broadcast(self, data, sender):
         # A snapshot: we must not hold the lock while we hand out messages.
@@ -546,19 +318,10 @@ class ChatServer:
         for other in others:
             self.send(other, data)
 
-    def share(self):
-        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
-        room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
-        # Every connection counts, joined or not: each has an outbox (len(): no lock).
-        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
-        return max(MIN_SHARE, min(MAX_PENDING, even_split))
-
     def send(self, client, data):
-        """Queue a message for the client's writer thread.
-
-        Never blocks the thread that calls it."""
+        """Queue a message for the client's writer thread, never blocking the caller."""
         if not client.outbox.put(data):
-            log(f"{client.name} is not reading: dropping it")
+            log.info(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 # Its own thread wakes up, sees the end, cleans up.
                 client.sock.shutdown(socket.SHUT_RDWR)
@@ -569,7 +332,7 @@ class ChatServer:
                 return
             self.clients.remove(client)
         if client.name and not self.stopping:
-            log(f"{client.name} left ({reason})")
+            log.info(f"{client.name} left ({reason})")
             self.broadcast(
                 encode({"type": "left", "name": client.name, "reason": reason}),
                 sender=client,
@@ -586,24 +349,31 @@ class ChatServer:
 
 
 def main():
-    # A program started in the background by a script may inherit "ignore
-    # Ctrl+C"; ask for KeyboardInterrupt.
+    # Started in the background by a script, we may inherit "ignore Ctrl+C": undo it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    server = ChatServer(args.max_clients, args.join_timeout)
-    log.start()
-    log.put(f"listening on {host}:{port}")  # the tests wait for exactly this line
+    server = ChatServer(args.max_clients)
+    # --8<-- [start:log]
+    # JSON allows a lone surrogate, which UTF-8 cannot encode: log it as \ud800.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    logging.basicConfig(
+        stream=sys.stdout,  # like print(); basicConfig would choose stderr
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # --8<-- [end:log]
     try:
+        log.info(f"listening on {host}:{port}")  # the tests wait for exactly this line
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
     except KeyboardInterrupt:
         pass  # Ctrl+C is how you stop a server: not an error
     finally:
         listener.close()
         server.close()
-    log.put("server stopped")
-    log.close()  # a moment to write what is still queued, and no more
+    log.info("server stopped")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,8 @@
 
 Run it:    python stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
 
-Commands start with "C ", message data with "D ":
-  C PM     a public message: the client then asks for  D <message>
-  C DM     a direct message: it lists who is online, asks for  C <name>,
-           then  D <message>
-  C LS     list the users online
-  C EX     leave (so do Ctrl+D and Ctrl+C)
-  C HELP   list the commands
-The threads are stage 04's: a receiver thread prints what arrives, the main
-thread reads what you type.
+Commands start with "C ", message data with "D " (HELP lists them). A receiver
+thread prints what arrives, the main thread reads what you type, as in stage 04.
 """
 
 import argparse
@@ -68,12 +61,10 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        # Set once we have said bye: the server closing is then expected.
-        self.leaving = False
+        self.leaving = False  # we said bye: the server closing is now expected
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which
-        # is fine for a client: it only ever talks to one server.
+        # sendall(): send() may send only part. Blocking is fine: we talk to one server.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
@@ -109,11 +100,9 @@ def parse(line):
     return message
 
 
-# --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour,
-    # retitle or scramble our terminal. Show every control or format
-    # character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour, retitle or
+    # scramble our terminal: show every control or format character as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
@@ -153,12 +142,8 @@ def render(message):
     return f"? {printable(json.dumps(message))}"
 
 
-# --8<-- [end:render]
-
-
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
-    # prompt for what you type next.
+    # "\r" goes back over the "> " prompt; then a fresh prompt for what you type next.
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -168,7 +153,6 @@ def show_all(messages):
             show(line)
 
 
-# --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
     # Lets the server tell apart two connections with the same name.
@@ -185,13 +169,9 @@ def join(conn, name):
         name = None  # bad-name: ask again
 
 
-# --8<-- [end:join]
-
-
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye, user_lists):
-    """The receiver thread: print what the server sends,
-    until it says bye or goes away."""
+    """The receiver thread: print what the server sends until it says bye or goes."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -223,9 +203,7 @@ HELP = """commands:
 
 
 def ask(prefix, what):
-    """Read the next line, which must start with `prefix` (C or D).
-
-    None if it does not."""
+    """Read the next line, which must start with `prefix` (C or D); None if not."""
     # "\r": start over a "> " the receiver may have drawn.
     print(f"\r{what}: type {prefix} <{what}>")
     line = input("> ").strip()
@@ -247,8 +225,7 @@ def public_message(conn):
 
 
 def show_users(conn, user_lists):
-    """Ask for the user list, wait for the receiver thread to hand it over, print it.
-    Returns the names, or None if it never came."""
+    """Ask for the user list and print it; return its names (None: it never came)."""
     conn.send({"type": "who"})
     try:
         users = user_lists.get(timeout=5)
@@ -265,8 +242,7 @@ def direct_message(conn, user_lists):
         return
     if (name := ask("C", "name")) is None:
         return
-    # We have just fetched the list: say at once that nobody has the name, rather than
-    # after the message is typed. Compared as the server does, without regard to case.
+    # Nobody online has the name: say so now, not once the message is typed.
     if name.lower() not in {online.lower() for online in names}:
         print(
             f"! nobody called {printable(name)} is online (no-such-user): "
@@ -278,9 +254,7 @@ def direct_message(conn, user_lists):
 
 
 def chat(conn, user_lists):
-    """The main thread: read commands until C EX.
-
-    Ctrl+D raises EOFError and Ctrl+C KeyboardInterrupt."""
+    """The main thread: read commands until C EX, or Ctrl+D or Ctrl+C (they raise)."""
     print("type C HELP for the commands")
     while True:
         command = input("> ").strip().upper()
@@ -307,8 +281,7 @@ def chat(conn, user_lists):
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer,
-    so that it knows we quit on purpose."""
+    """Say bye and wait (briefly) for the answer: the server knows we meant to quit."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
@@ -319,11 +292,7 @@ def leave(conn, said_bye, receiver):
 
 
 def start_without_interruption(thread):
-    """Start a thread with Ctrl+C held back until it runs.
-
-    A KeyboardInterrupt raised inside Thread.start() (it waits for the new thread)
-    escaped our except under load and printed a traceback; blocked for that moment,
-    the signal is delivered just after, and handled."""
+    """Start a thread with Ctrl+C held back: raised inside start(), it escaped us."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         thread.start()
@@ -342,8 +311,7 @@ def main():
         )
         # Everything from here on is inside the try: Ctrl+C can arrive at any moment.
         try:
-            # No prompt here: input() below draws it.
-            print(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt: input() draws it
             start_without_interruption(receiver)
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):
