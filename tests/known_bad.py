@@ -158,9 +158,9 @@ VARIANTS = [
         ("client.py", "* the server is shutting down", "!! shutting down, bye"),
         ("client.py", '"! unknown command: commands start with C, as in C PM "\n'
                       '                "(C HELP lists them)"', '"?? no such command; see C HELP"'),
-        ("server.py", 'stamp = f"{datetime.now():%H:%M:%S}"', 'stamp = f"[{datetime.now():%H:%M}]"'),
-        ("server.py", 'log(f"{name} joined from {client.address}")', 'log(f"{name} joined ({client.address})")'),
-        ("server.py", "f\"{client.name} said {len(line)} bytes: {message['text']!r}\"",
-         "f\"{client.name}: {message['text']!r} ({len(line)} bytes)\""),  # escaped: never raw
+        ("server.py", 'datefmt="%H:%M:%S",', 'datefmt="[%H:%M]",'),
+        ("server.py", 'log.info(f"{name} joined from {client.address}")', 'log.info(f"{name} joined ({client.address})")'),
+        ("server.py", "f\"{client.name} said {len(line)} bytes: {message['text']}\"",
+         "f\"{client.name}: {message['text']} ({len(line)} bytes)\""),
     )),
 ]
