@@ -143,8 +143,7 @@ class ChatServer:
 
     def receive(self, client):
         try:
-            # Up to 64 KiB: a client that sends fast has many lines
-            # waiting; take them in one call.
+            # Up to 64 KiB: a fast sender has many lines waiting; take them at once.
             data = client.sock.recv(65536)
         except ConnectionError:
             data = b""
@@ -301,9 +300,10 @@ def parse_args():
 
 
 def main():
-    # A program started in the background by a script may inherit "ignore
-    # Ctrl+C"; ask for KeyboardInterrupt.
+    # A program started in the background by a script may inherit "ignore Ctrl+C".
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # JSON allows a lone surrogate, which UTF-8 cannot encode: log it as \ud800.
+    sys.stdout.reconfigure(errors="backslashreplace")
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
