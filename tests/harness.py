@@ -9,6 +9,7 @@ hint keyed to the symptom; conftest.py then adds every terminal's transcript.
 
 import collections
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -92,6 +93,34 @@ def failure(what, received, terminals):
     parts = [what, f"received instead: {received}"]
     parts += [f"hint: {hint}" for hint in hints(terminals)]
     return CheckFailed("\n".join(parts))
+
+
+# ---------------------------------------------------------------- a fixed port
+
+def port_frees_up(port, timeout=10):
+    """Can a server bind `port` (with SO_REUSEADDR, as servers do) within `timeout` seconds?"""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.05)  # polls a condition: another run's server on this port is going away
+
+
+@contextlib.contextmanager
+def one_worker_at_a_time(name):
+    """A lock shared by every xdist worker (and every run) on this machine, for a fixed resource."""
+    with open(Path(tempfile.gettempdir()) / f"chat-kit-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- one terminal

@@ -4,17 +4,12 @@ Every program here is started from a temporary folder, not from the repo:
 that is also the check that each stage runs from any folder.
 """
 
-import contextlib
-import fcntl
 import socket
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
 import contract
-from harness import Server, closed_port
+from harness import Server, closed_port, one_worker_at_a_time, port_frees_up
 
 pytestmark = pytest.mark.needs("server")  # stage 08's peer.py keeps the same contract: tests/test_p2p.py
 
@@ -80,32 +75,6 @@ def test_the_default_port(session):
         client = driver(session, session.spawn(name, "client.py", *driver.name_args(name)), name)
         client.wait_until_in()
         session.close()  # before another check may take the port
-
-
-def port_frees_up(port, timeout=10):
-    """Can a server bind `port` (with SO_REUSEADDR, as servers do) within `timeout` seconds?"""
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                if time.monotonic() > deadline:
-                    return False
-        time.sleep(0.05)  # polls a condition: another run's server on this port is going away
-
-
-@contextlib.contextmanager
-def one_worker_at_a_time(name):
-    """A lock shared by every xdist worker (and every run) on this machine, for a fixed resource."""
-    with open(Path(tempfile.gettempdir()) / f"chat-kit-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.mark.points(1, "a refused connection gives a one-line error, exit code 1")
