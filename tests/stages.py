@@ -31,6 +31,8 @@ CAPABILITIES = {
     "many_clients": "`crowd` clients at once in the default run, `full_crowd` in the slow tier: 1,000 for selectors and asyncio (no select.select() and its 1024-descriptor limit), 500 for threads",
     "drops_stuck": "a client that never reads is dropped (one cap per client); it cannot freeze the room",
     "message_log": "the server logs a line per message, with its sender and its text (not stage 11: an IRC server logs who comes and goes, not what they say)",
+    "relays_whole_lines": "a line of up to the line limit is taken and relayed whole (not stage 11: "
+                          "a relayed IRC line gains a prefix, and must fit in 512 bytes itself)",
     "json_wire": "JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)",
     "name_rules": "a name that breaks the protocol's rule (control characters included) is refused",
     "escapes_text": "the client shows a control character from the network escaped, never raw (stage 03 on)",
@@ -486,7 +488,8 @@ class Stage:
 
 
 # --8<-- [start:stages]
-CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck", "message_log"}
+CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck", "message_log",
+        "relays_whole_lines"}
 PROTOCOL = CHAT | {"json_wire", "max_clients", "name_rules", "escapes_text"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command"}
 COMPLETE |= {"shutdown_notice"}
@@ -496,7 +499,7 @@ DEFENCES = {"join_deadline", "fd_exhaustion", "memory_share", "log_never_blocks"
 LIMITS = COMPLETE | DEFENCES
 TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui"}
 ECHO = {"server", "echo", "one_at_a_time"}
-IRC = CHAT - {"message_log"} | DEFENCES | {"shutdown_notice", "irc", "name_rules", "escapes_text"}
+IRC = CHAT - {"message_log", "relays_whole_lines"} | DEFENCES | {"shutdown_notice", "irc", "name_rules", "escapes_text"}
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient,

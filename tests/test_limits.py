@@ -81,6 +81,31 @@ def test_a_line_over_the_limit_is_refused_however_it_arrives(session, way):
         raise session.failure(f"[{listener.label}] expected NOT to receive {marker!r} ({why})", "it was received")
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("relays_whole_lines")
+@pytest.mark.parametrize("way", ["one write", "the newline later"])
+@pytest.mark.points(1, "a line of exactly the limit is taken, however its end arrives")
+def test_a_line_of_exactly_the_limit_is_taken(session, way):
+    """The boundary (docs/protocol.md): 8,192 bytes before the newline are taken (64 KiB in stage
+    10). In "the newline later", the server has read the whole line but its end before the end
+    comes: a partial line of exactly the limit must wait, not be refused."""
+    driver = session.stage.client_class
+    listener, talker = session.joined_peer("listener"), session.joined_peer("talker")
+    end = len(driver.wire_line(""))  # the newline
+    counted = max_line(session) + end
+    head = session.text() + " "
+    text = head + "x" * (counted - len(driver.wire_say(head)))
+    line = driver.wire_say(text)
+    assert len(line) == counted, (len(line), counted)
+    if way == "one write":
+        talker.send(line)
+    else:
+        talker.send(line[:-end])
+        talker.wait_until_server_read()
+        talker.send(line[-end:])
+    listener.expect_line(driver.wire_said(talker.name, text))
+
+
 # ---------------------------------------------------------------- hostile JSON
 
 NESTED = {
