@@ -525,7 +525,7 @@ class LogThread(logging.handlers.QueueListener):
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(Escaped("%(asctime)s %(message)s", "%H:%M:%S"))
         lines = DroppingQueue()
-        logging.basicConfig(level=logging.INFO, handlers=[lines])  # for every logger
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[lines])
         super().__init__(lines.queue, console)
 
     def close(self, patience=1.0):
