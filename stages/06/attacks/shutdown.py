@@ -21,6 +21,7 @@ def joined(address, name, receive_buffer=65536):
     """A client that has said hello and been welcomed: its socket and its lines."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)  # the server answers in milliseconds, or something is wrong
     sock.connect(address)
     hello = {"type": "hello", "name": name, "client_id": name}
     sock.sendall((json.dumps(hello) + "\n").encode())
@@ -30,8 +31,8 @@ def joined(address, name, receive_buffer=65536):
 
 
 def talk(talker, listener, stuck, until):
-    """Say 4 KB messages until `until` bytes went to `stuck`, or it was dropped.
-    Returns the bytes sent, and whether it was dropped (the listener is told)."""
+    """Say 4 KB messages until `until` bytes went to `stuck`, or it was dropped:
+    (bytes sent, dropped), as the listener sees it."""
     sent = dropped = 0
     while sent < until and not dropped:
         for _ in range(16):  # then read what the listener got, up to the 16th
@@ -55,11 +56,9 @@ def main():
     server = subprocess.Popen(args.command, stdout=subprocess.PIPE)
     try:
         print(f"the server says: {server.stdout.readline().decode().strip()}")
-        drain = threading.Thread(target=server.stdout.read, daemon=True)
-        drain.start()  # its log is read: only the stuck client may hold it up
+        threading.Thread(target=server.stdout.read, daemon=True).start()  # its log
         address = (args.host, args.port)
-        talker, _ = joined(address, "talker")
-        listening, listener = joined(address, "listener")
+        (talker, _), (_, listener) = joined(address, "talker"), joined(address, "ear")
         stuck = [joined(address, "stuck1", receive_buffer=4096)]  # it never reads
         limit, _ = talk(talker, listener, "stuck1", until=64 * 2**20)
         print(f"stuck1 was dropped once {limit / 2**20:.1f} MiB had gone to it")
@@ -69,11 +68,9 @@ def main():
         print(f"stuck2 has had {sent / 2**20:.1f} MiB sent to it, and {still}")
         started = time.monotonic()
         server.send_signal(signal.SIGINT)
-        print("Ctrl+C")
         try:
             server.wait(args.patience)
-            took = time.monotonic() - started
-            print(f"the server exited {took:.1f} s after Ctrl+C")
+            print(f"the server exited {time.monotonic() - started:.1f} s after Ctrl+C")
         except subprocess.TimeoutExpired:
             print(f"the server had not exited {args.patience:g} s after Ctrl+C")
     finally:

@@ -1,6 +1,6 @@
 """Attack: many stuck clients. Starts the server given after --, joins clients
 that never read, and a talker who sends long messages until each stuck client
-has been dropped; then reports what the server's memory did (Linux: /proc):
+has been dropped; then reports what the server's memory did (Linux: /proc/PID):
 
     python3 stages/06/attacks/stuck.py -- python3 stages/05/server.py --max-clients 200
 
@@ -10,7 +10,6 @@ Stage 05 lets 1 MiB wait for each stuck client: 150 of them cost 150 MiB. Stage
 
 import argparse
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ def joined(address, name, receive_buffer=65536):
     """A client that has said hello and been welcomed: its socket and its lines."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)  # the server answers in milliseconds, or something is wrong
     sock.connect(address)
     hello = {"type": "hello", "name": name, "client_id": name}
     sock.sendall((json.dumps(hello) + "\n").encode())
@@ -31,12 +31,9 @@ def joined(address, name, receive_buffer=65536):
 
 
 def memory_mib(pid, field):
-    """VmRSS (now) or VmHWM (the peak so far) of a process, in MiB; 0 if unknown."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            line = next(line for line in status if line.startswith(field))
-    except OSError:
-        return 0
+    """VmRSS (now) or VmHWM (the peak so far) of a process, in MiB (Linux only)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith(field))
     return int(line.split()[1]) / 1024
 
 
@@ -60,16 +57,14 @@ def main():
         while len(dropped) < len(stuck) and sent < 16 * 2**20:  # 16 MiB to each
             talker.sendall(b'{"type": "say", "text": "%s"}\n' % (b"x" * 7900))
             while b'"said"' not in (line := listener.readline()):
+                if not line:
+                    sys.exit("the server closed the listener's connection")
                 if b'"left"' in line:
                     dropped.add(json.loads(line)["name"])
             sent += len(line)
         grown = memory_mib(server.pid, "VmHWM") - before
-        print(
-            f"{len(dropped)} of {len(stuck)} stuck clients were dropped, after "
-            f"{sent / 2**20:.1f} MiB had been sent to each"
-        )
-        server.send_signal(signal.SIGINT)
-        server.wait(10)
+        after = f"after {sent / 2**20:.1f} MiB had been sent to each"
+        print(f"{len(dropped)} of {len(stuck)} stuck clients were dropped, {after}")
     finally:
         server.kill()
         server.wait()
