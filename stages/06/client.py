@@ -1,8 +1,7 @@
 """Stage 06 client: stage 05's commands and protocol. Stage 06's limits are all the
-server's: this client is stage 05's, its comments trimmed.
+server's: this is stage 05's client, its comments and argument parsing compact.
 
 Run it:    python stages/06/client.py [--host HOST] [--port PORT] [--name NAME]
-
 Commands start with "C ", message data with "D " (C HELP lists them). A receiver
 thread prints what arrives; the main thread reads what you type (stage 04's threads).
 """
@@ -90,8 +89,11 @@ def parse(line):
     except ValueError:
         message = None
     if not isinstance(message, dict):  # a broken server must not crash us either
-        junk = "the server sent a line that is not a message"
-        return {"type": "error", "code": "bad-json", "message": junk}
+        return {
+            "type": "error",
+            "code": "bad-json",
+            "message": "the server sent a line that is not a message",
+        }
     return message
 
 
@@ -125,8 +127,9 @@ def render(message):
         return f"{stamp} [direct] {get('from')}: {get('text')}"
     if kind == "users":
         names = message.get("names")
-        names = names if isinstance(names, list) else []
-        return "* online: " + ", ".join(map(printable, names))
+        return "* online: " + ", ".join(
+            map(printable, names if isinstance(names, list) else [])
+        )
     if kind == "shutdown":
         return f"{stamp} * the server is shutting down"
     if kind == "error":
@@ -139,8 +142,7 @@ def render(message):
 # --8<-- [end:render]
 
 
-def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh one.
+def show(line):  # "\r" moves back over the "> " prompt; then we draw a fresh one
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -179,16 +181,15 @@ def receive_forever(conn, said_bye, user_lists):
                     said_bye.set()  # the main thread is waiting for this in leave()
                     return
                 if message.get("type") == "users":
-                    # The main thread asked for it, and prints it itself.
-                    user_lists.put(message)
+                    user_lists.put(message)  # the main thread asked, and prints it
                 else:
                     show_all([message])
     except (ServerClosed, OSError):
         if said_bye.is_set() or conn.leaving:
             return
         print("\rconnection closed by server", flush=True)
-        # The main thread is blocked in input(), and nothing portable can wake it up.
-        # The conversation is over, so we end the whole process here.
+        # The main thread is blocked in input(), which nothing portable can wake: the
+        # conversation is over, so we end the whole process here.
         os._exit(0)
 
 
@@ -202,8 +203,7 @@ HELP = """commands:
 
 def ask(prefix, what):
     """Read the next line, which must start with `prefix` (C or D); else None."""
-    # "\r": start over a "> " the receiver may have drawn.
-    print(f"\r{what}: type {prefix} <{what}>")
+    print(f"\r{what}: type {prefix} <{what}>")  # \r: over a "> " the receiver drew
     line = input("> ").strip()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
