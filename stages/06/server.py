@@ -409,8 +409,7 @@ class ChatServer:
 
     # --8<-- [start:join_deadline]
     def wait_to_join(self, client):
-        """Before the welcome, wait for input until the join deadline only. False once
-        it has passed."""
+        """Before the welcome, wait for input until the join deadline; False after."""
         remaining = client.deadline - time.monotonic()
         # poll(), not a socket timeout: that would apply to the writer's sendall() too.
         # (Nor select.select(): it cannot watch a descriptor numbered 1024 or more.)
@@ -531,9 +530,10 @@ class LogThread(logging.handlers.QueueListener):
     def close(self, patience=1.0):
         """The server's last step: give the thread `patience` seconds to write what is
         queued, and no more (QueueListener's own stop() would wait for ever)."""
+        deadline = time.monotonic() + patience
         with contextlib.suppress(queue.Full):
-            self.queue.put(self._sentinel, timeout=patience)
-        self._thread.join(patience)
+            self.queue.put(self._sentinel, timeout=patience)  # QueueListener's "stop"
+        self._thread.join(max(0, deadline - time.monotonic()))
         if self._thread.is_alive():
             # Stuck in a write to a full pipe, which nothing can interrupt, and Python's
             # exit would wait for it (logging flushes every handler as it exits). Only
