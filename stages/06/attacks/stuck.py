@@ -2,7 +2,7 @@
 that never read, and a talker who sends long messages until each stuck client
 has been dropped; then reports what the server's memory did (Linux: /proc/PID):
 
-    python3 stages/06/attacks/stuck.py -- python3 stages/05/server.py --max-clients 200
+    python stages/06/attacks/stuck.py -- python stages/05/server.py --max-clients 200
 
 Stage 05 lets 1 MiB wait for each stuck client: 150 of them cost 150 MiB. Stage
 06 splits 64 MiB among all the clients: however many are stuck, 64 MiB in all.
@@ -26,7 +26,7 @@ def joined(address, name, receive_buffer=65536):
     sock.sendall((json.dumps(hello) + "\n").encode())
     lines = sock.makefile("rb")
     if b'"welcome"' not in (reply := lines.readline()):
-        sys.exit(f"{name} was not let in: {reply.decode().strip()}")
+        sys.exit(f"{name} was not let in (--max-clients?): {reply.decode().strip()}")
     return sock, lines
 
 
