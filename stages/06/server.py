@@ -1,13 +1,8 @@
 """Stage 06 server: stage 05's chat, fit for a server that strangers can reach.
-Each defence has a part of its own (lessons/06-limits.md):
-
-  connections that never join   --join-timeout; at the descriptor limit, the
-                                oldest of them makes room for a newcomer
-  out of file descriptors       accept() fails (EMFILE): no busy loop, no crash
-  many stuck clients            their waiting output is bounded in total
-  a log that nobody reads       the chat never waits for its log
-  a stuck client at Ctrl+C      the server stops all the same
-  hostile text                  control characters reach the log escaped
+Each defence has a part of its own (lessons/06-limits.md): connections that never
+join (--join-timeout; at the descriptor limit, the oldest makes room), running out
+of file descriptors, many stuck clients, a log nobody reads, a stuck client at
+Ctrl+C, and hostile text.
 
 Run it:    python stages/06/server.py [--host HOST] [--port PORT] [--max-clients N]
                                      [--join-timeout SECONDS]
@@ -124,7 +119,8 @@ class Outbox:
     from it. A Condition is a lock plus a way to sleep until another thread says
     "there is something for you"."""
 
-    def __init__(self, share):
+    def __init__(self, sock, share):
+        self.sock = sock
         self.share = share  # how many bytes may wait here, now (ChatServer.share)
         self.changed = threading.Condition()
         self.data = bytearray()
@@ -136,6 +132,18 @@ class Outbox:
     def put(self, data):
         """Add data, never waiting. False if the client is too far behind."""
         with self.changed:
+            if not self.data and not self.sending and not self.closing:
+                # Nothing is ahead of these bytes: hand them to the kernel ourselves,
+                # without blocking (MSG_DONTWAIT). So bytes wait here only while the
+                # kernel's buffers are full, however late the writer thread runs.
+                try:
+                    data = data[self.sock.send(data, socket.MSG_DONTWAIT) :]
+                except BlockingIOError:
+                    pass
+                except OSError:  # broken: its reader thread sees the end, cleans up
+                    return True
+                if not data:
+                    return True
             if self.sending + len(self.data) + len(data) > self.share():
                 # A client that stops reading must not grow our memory for ever.
                 return False
@@ -174,7 +182,7 @@ class Client:
         self.deadline = deadline  # time.monotonic() by which it must have been welcomed
         # Messages for this client wait here until its writer thread has sent them. The
         # outbox is bounded: a client that stops reading fills its own, and we drop it.
-        self.outbox = Outbox(share)
+        self.outbox = Outbox(sock, share)
         self.writer = threading.Thread(target=write_loop, args=(self,), daemon=True)
 
 
@@ -405,8 +413,6 @@ class ChatServer:
                 sender=client,
             )
 
-    # ------------------------------------------------ the defences, one part each
-
     # --8<-- [start:join_deadline]
     def wait_to_join(self, client):
         """Before the welcome, wait for input until the join deadline; False after."""
@@ -426,8 +432,7 @@ class ChatServer:
 
     def make_room(self):
         """Close the connection that has waited longest without joining, so that a
-        newcomer can have its descriptor now, not when that deadline comes. Returns
-        the client closed, or None if every connection has joined."""
+        newcomer can have its descriptor now. The client closed, or None."""
         with self.lock:
             waiting = [c for c in self.clients if c.name is None and c.deadline > 0]
             if not waiting:
@@ -435,18 +440,15 @@ class ChatServer:
             oldest = min(waiting, key=lambda client: client.deadline)
             oldest.deadline = 0  # its deadline is now (and it is not picked twice)
         self.send_error(oldest, "join-timeout", "closed to make room for a newcomer")
-        with contextlib.suppress(OSError):
-            # Wakes its thread in wait_to_join(): it reads the end, and cleans up. The
-            # writer thread still sends the error.
-            oldest.sock.shutdown(socket.SHUT_RD)
+        with contextlib.suppress(OSError):  # the writer still sends the error
+            oldest.sock.shutdown(socket.SHUT_RD)  # wakes its thread in wait_to_join()
         return oldest
 
     # --8<-- [end:join_deadline]
     # --8<-- [start:out_of_descriptors]
     def out_of_descriptors(self, error):
-        """accept() failed: this process may open no more files (ulimit -n). Trying
-        again at once would fail again at once, for ever: a busy loop. Make room if a
-        connection has not joined; else wait until a client leaves and frees one."""
+        """accept() failed: no file descriptor left (ulimit -n). Trying again at once
+        would fail at once, for ever: make room, or wait until a client leaves."""
         then = "waiting for a client to leave"
         if closed := self.make_room():
             then = f"closing {closed.address}, the oldest connection not in the room"
@@ -518,9 +520,7 @@ class LogThread(logging.handlers.QueueListener):
         # An emoji or a lone surrogate must not stop the log on an ascii or cp1252
         # stdout: what it cannot encode is written as \U0001f600 or \ud800 instead.
         sys.stdout.reconfigure(errors="backslashreplace")
-        # A closed stdout (`server.py | head -1`) fails every write: nobody can read
-        # the log any more, and that is no error to print on stderr.
-        logging.raiseExceptions = False
+        logging.raiseExceptions = False  # a closed stdout (`| head -1`) is no error
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(Escaped("%(asctime)s %(message)s", "%H:%M:%S"))
         lines = DroppingQueue()
@@ -548,9 +548,8 @@ class LogThread(logging.handlers.QueueListener):
 # --8<-- [end:log]
 # --8<-- [start:escaped]
 class Escaped(logging.Formatter):
-    """Log lines with every control or format character shown as \\x1b or \\u202e:
-    a name or text from the network must not recolour, retitle or clear the console,
-    or start a fake log line with a newline."""
+    """Log lines with each control or format character shown as \\x1b or \\u202e: text
+    from the network must not recolour or clear the console, or forge a log line."""
 
     def format(self, record):
         line = super().format(record)
