@@ -18,13 +18,12 @@ import pytest
 from harness import TIMEOUT, closed_port
 from stages import REPO
 from suite import copy_with_changes
-from test_limits import SLACK_MIB, TOTAL_MIB, max_clients
+from test_limits import SLACK_MIB, STUCK, TOTAL_MIB, max_clients
 from test_robustness import limit_open_files
 
 pytestmark = pytest.mark.needs("attacks")
 
 SCRIPTS = REPO / "stages" / "06" / "attacks"  # the kit's scripts, whatever folder --impl checks
-STUCK = 150  # stuck.py's clients: 150 MiB at 1 MiB each, against 64 MiB in all
 
 # Each defence, taken out of a copy of the kit's stages/06/server.py: what stage 05 does instead.
 WITHOUT = {
@@ -102,7 +101,7 @@ def stuck_memory_mib(session, stage=None):
     return grown
 
 
-BOUND_MIB = TOTAL_MIB + 32 + STUCK / 4  # test_limits.py's bound: 64 MiB, and slack for 150 connections' state
+BOUND_MIB = TOTAL_MIB + SLACK_MIB  # test_limits.py's bound for STUCK (150) stuck clients: 1 MiB each is over it
 
 
 @pytest.mark.points(2, "stuck.py: 150 stuck clients cost the server 64 MiB of waiting output at most")
