@@ -12,6 +12,7 @@ import argparse
 import json
 import socket
 import subprocess
+import sys
 
 MESSAGE = "\x1b[31mred alert\x1b[0m \x1b]0;hacked\x07 abc\u202edcba END-OF-ATTACK"
 
@@ -35,7 +36,9 @@ def main():
     server = subprocess.Popen(args.command, stdout=subprocess.PIPE)
     try:
         console = server.stdout  # what the server's terminal would show
-        print(f"the server says: {console.readline().decode().strip()}")
+        if not (first := console.readline().decode().strip()):
+            sys.exit("the server did not start (is the port free?)")
+        print(f"the server says: {first}")
         sock = socket.create_connection((args.host, args.port), timeout=5)
         name = "\x1b[31mmallory"
         reply = send(sock, {"type": "hello", "name": name, "client_id": "hostile"})

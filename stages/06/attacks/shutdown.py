@@ -4,8 +4,7 @@ buffers hold, then presses Ctrl+C (SIGINT) and times the server's exit:
 
     python stages/06/attacks/shutdown.py -- python stages/05/server.py
 
-Stage 05 waits for the stuck client's writer thread, which waits for the client:
-for ever. Stage 06 gives the writers two seconds in all.
+Stage 05 waits for ever for the stuck client's writer thread; stage 06, 2 s in all.
 """
 
 import argparse
@@ -13,6 +12,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -31,8 +31,7 @@ def joined(address, name, receive_buffer=65536):
 
 
 def talk(talker, listener, stuck, until):
-    """Say 4 KB messages until `until` bytes went to `stuck`, or it was dropped:
-    (bytes sent, dropped), as the listener sees it."""
+    """4 KB messages until `until` bytes went to `stuck`: (bytes sent, dropped)."""
     sent = dropped = 0
     while sent < until and not dropped:
         for _ in range(16):  # then read what the listener got, up to the 16th
@@ -55,7 +54,9 @@ def main():
     args = parser.parse_args()
     server = subprocess.Popen(args.command, stdout=subprocess.PIPE)
     try:
-        print(f"the server says: {server.stdout.readline().decode().strip()}")
+        if not (first := server.stdout.readline().decode().strip()):
+            sys.exit("the server did not start (is the port free?)")
+        print(f"the server says: {first}")
         threading.Thread(target=server.stdout.read, daemon=True).start()  # its log
         address = (args.host, args.port)
         (talker, _), (_, listener) = joined(address, "talker"), joined(address, "ear")

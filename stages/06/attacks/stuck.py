@@ -46,7 +46,9 @@ def main():
     args = parser.parse_args()
     server = subprocess.Popen(args.command, stdout=subprocess.PIPE)
     try:
-        print(f"the server says: {server.stdout.readline().decode().strip()}")
+        if not (first := server.stdout.readline().decode().strip()):
+            sys.exit("the server did not start (is the port free?)")
+        print(f"the server says: {first}")
         threading.Thread(target=server.stdout.read, daemon=True).start()  # its log
         address = (args.host, args.port)
         talker, _ = joined(address, "talker")

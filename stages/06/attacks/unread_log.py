@@ -13,6 +13,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 
@@ -34,7 +35,9 @@ def main():
     args = parser.parse_args()
     server = subprocess.Popen(args.command, stdout=subprocess.PIPE)
     try:
-        print(f"the server says: {server.stdout.readline().decode().strip()}")
+        if not (first := server.stdout.readline().decode().strip()):
+            sys.exit("the server did not start (is the port free?)")
+        print(f"the server says: {first}")
         print("from now on, nobody reads its log (a pipe holds about 64 KiB)")
         address = (args.host, args.port)
         talker, listener = joined(address, "talker"), joined(address, "listener")
