@@ -19,7 +19,7 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Term:
-    who: str  # which program prints it: "server", "client", "peer", "irssi", or "any"
+    who: str  # which program prints it: "server", "client", "peer", "irssi", "attack" (stage 06's scripts), or "any"
     text: str  # a template for what must appear (a regex if pattern=True)
     when: str  # when it must appear: the spec's sentence
     pattern: bool = False
@@ -128,11 +128,43 @@ JSON_ROOM = {
     "clock": Term("server", r"\d\d:\d\d", "in each message's log line", pattern=True),
 }
 
+# ---------------------------------------------------------------- 06: the attack scripts
+
+# What each of stage 06's attack scripts (stages/06/attacks/) says in its last line, run against the stage's
+# server: the defence held. The tests also run them against copies of the kit's server with one defence
+# taken out, where they must say what stage 05 shows.
+ATTACKS = {
+    "newcomer_in": Term("attack", "a newcomer got in after",
+                        "silent.py, once the newcomer is welcomed though silent connections hold every file "
+                        "descriptor the server may open (ulimit -n 64; --join-timeout 60)", cap="attacks"),
+    "newcomer_out": Term("attack", "a newcomer was not let in",
+                         "silent.py against a server whose silent connections lock users out (stage 05)",
+                         cap="attacks"),
+    "memory_grew": Term("attack", r"memory grew by (\d+) MiB",
+                        "stuck.py: how far the server's peak memory grew while 150 clients that never read were "
+                        "dropped; at most 64 MiB of output waits for them all (stage 05: 1 MiB each)",
+                        pattern=True, cap="attacks"),
+    "chat_flowed": Term("attack", "messages reached the listener in",
+                        "unread_log.py, once every message got through while nobody read the server's stdout",
+                        cap="attacks"),
+    "chat_stopped": Term("attack", "the chat stopped",
+                         "unread_log.py against a server that waits for its log (stage 05)", cap="attacks"),
+    "exited": Term("attack", "the server exited",
+                   "shutdown.py, once the server has exited after Ctrl+C though a client is stuck", cap="attacks"),
+    "not_exited": Term("attack", "the server had not exited",
+                       "shutdown.py against a server that waits for a stuck client (stage 05)", cap="attacks"),
+    "escaped_log": Term("attack", "no raw control character reached the console",
+                        "hostile_text.py, once mallory's message is in the server's log with each control "
+                        "character escaped", cap="attacks"),
+    "raw_log": Term("attack", "raw control characters reached the console",
+                    "hostile_text.py against a server that logs text as it came (stage 05)", cap="attacks"),
+}
+
 # ---------------------------------------------------------------- 05 and 09: commands
 
 COMMANDS = ("C PM", "C DM", "C LS", "C EX")
 COMMAND = {
-    **JSON_ROOM,
+    **JSON_ROOM, **ATTACKS,  # the attack scripts' terms: stage 06's spec alone has them (Term.cap)
     "help": Term("client", "C PM, C DM, C LS, C EX", "C HELP lists every command (each of the four appears)"),
     "hint": Term("client", "C HELP", "a line you typed in command mode that is not a command gets a hint naming "
                                      "it (a hint, not the list of commands itself)"),

@@ -58,6 +58,11 @@ CAPABILITIES = {
     "log_never_blocks": "a log that nobody reads, that is closed, or that cannot encode never stops the chat",
     "shutdown_deadline": "a stuck client cannot hold up Ctrl+C on the server",
     "hostile_text": "control characters from the network reach the server's log escaped",
+    "evicts_unjoined": "at the descriptor limit, the oldest connection that has not joined is closed "
+                       "(join-timeout) to make room for a newcomer at once (stage 06 only: 07, 09, 10 "
+                       "and 11 wait for a deadline)",
+    "attacks": "stages/06/attacks/: the kit's attack scripts, one per defence, run against the server "
+               "(tests/test_attacks.py); stage 06 only",
 }
 
 REPO = Path(__file__).resolve().parent.parent
@@ -518,7 +523,7 @@ STAGES = [
           frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
     # 05's chat, fit for strangers: each defence taught one at a time.
     Stage("06", "limits: a server that strangers can reach", CommandClient,
-          frozenset(LIMITS), "json-2", crowd=100, full_crowd=500),
+          frozenset(LIMITS | {"evicts_unjoined", "attacks"}), "json-2", crowd=100, full_crowd=500),
     Stage("07", "a terminal UI", SlashClient,
           frozenset(TUI), "json-2", crowd=100, full_crowd=500),
     Stage("08", "peer-to-peer", Peer,

@@ -58,7 +58,7 @@ def test_every_term_is_a_valid_template(stage_id):
         text = term(**{name: "Noor41" for name in names})
         if term.pattern:
             re.compile(text)
-        assert term.who in {"server", "client", "peer", "irssi", "any"} and term.when, key
+        assert term.who in {"server", "client", "peer", "irssi", "attack", "any"} and term.when, key
 
 
 def test_the_spec_names_the_default_ports():

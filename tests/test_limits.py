@@ -191,6 +191,31 @@ def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(sessi
             sock.close()
 
 
+@pytest.mark.needs("join_deadline", "evicts_unjoined")
+@pytest.mark.points(2, "at the descriptor limit, the oldest connection that has not joined makes room for a user")
+def test_at_the_descriptor_limit_the_oldest_unjoined_connection_makes_room(session):
+    """With ulimit -n 64, 100 silent connections hold every descriptor the server may open, and
+    the rest of them wait in the kernel's queue, ahead of a real user. Their deadline is a minute
+    away (--join-timeout 60): the user must not wait for it. The server closes the connections
+    that have waited longest without joining, each with join-timeout, to make room."""
+    server = session.start_server("--join-timeout", "60", *max_clients(session, 500), preexec_fn=limit_open_files)
+    silent = [socket.create_connection((server.host, server.port), timeout=TIMEOUT) for _ in range(100)]
+    try:
+        server.logs(session.spec("out_of_files"))  # every descriptor is taken
+        started = time.monotonic()
+        newcomer = session.raw_peer("newcomer")  # queued behind the silent connections
+        newcomer.join()  # welcomed within TIMEOUT seconds, not the 60 of the deadline
+        assert time.monotonic() - started < 60 / 4, "the newcomer waited for the silent connections' deadline"
+        closed_by_server(session, silent[0])  # the oldest made room: join-timeout, then closed
+        peer = session.joined_peer("another")  # another newcomer gets in too, and the two chat
+        text = session.text()
+        newcomer.send(session.stage.client_class.wire_say(text))
+        peer.expect_line(session.stage.client_class.wire_said(newcomer.name, text))
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def dribble(peers, data):
     """Send `data` to each peer a byte at a time, about five bytes a second (the test's input: a
     client that is slow, not silent), until the server has answered or closed every one."""

@@ -1,16 +1,9 @@
-"""Stage 05 client: the complete chat, driven by commands.
+"""Stage 06 client: stage 05's commands and protocol. Stage 06's limits are all the
+server's: this is stage 05's client, its comments and argument parsing compact.
 
-Run it:    python stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
-
-Commands start with "C ", message data with "D ":
-  C PM     a public message: the client then asks for  D <message>
-  C DM     a direct message: it lists who is online, asks for  C <name>,
-           then  D <message>
-  C LS     list the users online
-  C EX     leave (so do Ctrl+D and Ctrl+C)
-  C HELP   list the commands
-The threads are stage 04's: a receiver thread prints what arrives, the main
-thread reads what you type.
+Run it:    python stages/06/client.py [--host HOST] [--port PORT] [--name NAME]
+Commands start with "C ", message data with "D " (C HELP lists them). A receiver
+thread prints what arrives; the main thread reads what you type (stage 04's threads).
 """
 
 import argparse
@@ -36,17 +29,14 @@ def port_number(text):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description="Stage 05: chat client with commands.")
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
+    parser = argparse.ArgumentParser(
+        description="Stage 06: chat client with commands.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # (default: ...)
     )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"server port (default {DEFAULT_PORT})",
-    )
-    parser.add_argument("--name", help="your name in the room (asked for if not given)")
+    add = parser.add_argument
+    add("--host", default=DEFAULT_HOST, help="server address")
+    add("--port", type=port_number, default=DEFAULT_PORT, help="server port")
+    add("--name", help="your name in the room (asked for if not given)")
     return parser.parse_args()
 
 
@@ -68,12 +58,10 @@ class Connection:
         self.sock = sock
         self.pending = bytearray()  # received bytes that do not make a whole line yet
         self.unread = []  # whole messages received but not handed out yet
-        # Set once we have said bye: the server closing is then expected.
-        self.leaving = False
+        self.leaving = False  # once we have said bye, the server closing is expected
 
     def send(self, message):
-        # sendall(): send() may write only part of the bytes. The socket blocks, which
-        # is fine for a client: it only ever talks to one server.
+        # sendall(): send() may write only part. Blocking is fine: one server, no other.
         self.sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
     def receive(self):
@@ -111,15 +99,13 @@ def parse(line):
 
 # --8<-- [start:render]
 def printable(text):
-    # A name or message may hold escape sequences that would recolour,
-    # retitle or scramble our terminal. Show every control or format
-    # character as a visible \uXXXX instead.
+    # A name or message may hold escape sequences that would recolour, retitle or
+    # scramble our terminal. Show every control or format character as \uXXXX.
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
 
 
-def clock(stamp):
+def clock(stamp):  # the server's UTC, our local time
     try:
-        # The server's UTC, our local time.
         return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M")
     except (TypeError, ValueError):
         return "--:--"
@@ -156,9 +142,7 @@ def render(message):
 # --8<-- [end:render]
 
 
-def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
-    # prompt for what you type next.
+def show(line):  # "\r" moves back over the "> " prompt; then we draw a fresh one
     print(f"\r{line}\n> ", end="", flush=True)
 
 
@@ -171,8 +155,7 @@ def show_all(messages):
 # --8<-- [start:join]
 def join(conn, name):
     """Say hello until the server welcomes us. Returns the welcome."""
-    # Lets the server tell apart two connections with the same name.
-    client_id = uuid.uuid4().hex
+    client_id = uuid.uuid4().hex  # tells apart two connections with the same name
     while True:
         name = name or input("name: ").strip()
         conn.send({"type": "hello", "name": name, "client_id": client_id})
@@ -186,12 +169,9 @@ def join(conn, name):
 
 
 # --8<-- [end:join]
-
-
 # --8<-- [start:receiver]
 def receive_forever(conn, said_bye, user_lists):
-    """The receiver thread: print what the server sends,
-    until it says bye or goes away."""
+    """The receiver thread: print what the server sends, until bye or the end."""
     try:
         show_all(conn.unread)  # anything that came in right behind the welcome
         conn.unread = []
@@ -201,16 +181,15 @@ def receive_forever(conn, said_bye, user_lists):
                     said_bye.set()  # the main thread is waiting for this in leave()
                     return
                 if message.get("type") == "users":
-                    # The main thread asked for it, and prints it itself.
-                    user_lists.put(message)
+                    user_lists.put(message)  # the main thread asked, and prints it
                 else:
                     show_all([message])
     except (ServerClosed, OSError):
         if said_bye.is_set() or conn.leaving:
             return
         print("\rconnection closed by server", flush=True)
-        # The main thread is blocked in input(), and nothing portable can wake it up.
-        # The conversation is over, so we end the whole process here.
+        # The main thread is blocked in input(), which nothing portable can wake: the
+        # conversation is over, so we end the whole process here.
         os._exit(0)
 
 
@@ -223,11 +202,8 @@ HELP = """commands:
 
 
 def ask(prefix, what):
-    """Read the next line, which must start with `prefix` (C or D).
-
-    None if it does not."""
-    # "\r": start over a "> " the receiver may have drawn.
-    print(f"\r{what}: type {prefix} <{what}>")
+    """Read the next line, which must start with `prefix` (C or D); else None."""
+    print(f"\r{what}: type {prefix} <{what}>")  # \r: over a "> " the receiver drew
     line = input("> ").strip()
     if line[:2].upper() == f"{prefix} " and line[2:].strip():
         return line[2:].strip()
@@ -247,8 +223,7 @@ def public_message(conn):
 
 
 def show_users(conn, user_lists):
-    """Ask for the user list, wait for the receiver thread to hand it over, print it.
-    Returns the names, or None if it never came."""
+    """Ask for the user list and print it; the names, or None if it never came."""
     conn.send({"type": "who"})
     try:
         users = user_lists.get(timeout=5)
@@ -265,8 +240,7 @@ def direct_message(conn, user_lists):
         return
     if (name := ask("C", "name")) is None:
         return
-    # We have just fetched the list: say at once that nobody has the name, rather than
-    # after the message is typed. Compared as the server does, without regard to case.
+    # Say at once that nobody has the name, not after the message: as the server does.
     if name.lower() not in {online.lower() for online in names}:
         print(
             f"! nobody called {printable(name)} is online (no-such-user): "
@@ -278,9 +252,7 @@ def direct_message(conn, user_lists):
 
 
 def chat(conn, user_lists):
-    """The main thread: read commands until C EX.
-
-    Ctrl+D raises EOFError and Ctrl+C KeyboardInterrupt."""
+    """The main thread: read commands until C EX (Ctrl+D: EOFError)."""
     print("type C HELP for the commands")
     while True:
         command = input("> ").strip().upper()
@@ -307,8 +279,7 @@ def chat(conn, user_lists):
 
 
 def leave(conn, said_bye, receiver):
-    """Say bye, and wait (briefly) for the server's answer,
-    so that it knows we quit on purpose."""
+    """Say bye, and wait briefly for the answer: the server knows we quit on purpose."""
     conn.leaving = True
     try:
         conn.send({"type": "bye"})
@@ -319,11 +290,9 @@ def leave(conn, said_bye, receiver):
 
 
 def start_without_interruption(thread):
-    """Start a thread with Ctrl+C held back until it runs.
-
-    A KeyboardInterrupt raised inside Thread.start() (it waits for the new thread)
-    escaped our except under load and printed a traceback; blocked for that moment,
-    the signal is delivered just after, and handled."""
+    """Start a thread with Ctrl+C held back until it runs: a KeyboardInterrupt inside
+    Thread.start() (which waits for the new thread) escaped our except under load.
+    Blocked for that moment, the signal is delivered just after, and handled."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         thread.start()
@@ -342,8 +311,7 @@ def main():
         )
         # Everything from here on is inside the try: Ctrl+C can arrive at any moment.
         try:
-            # No prompt here: input() below draws it.
-            print(render(join(conn, args.name)))
+            print(render(join(conn, args.name)))  # no prompt: input() draws it
             start_without_interruption(receiver)
             chat(conn, user_lists)
         except (EOFError, KeyboardInterrupt):
