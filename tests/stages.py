@@ -59,7 +59,7 @@ CAPABILITIES = {
     "shutdown_deadline": "a stuck client cannot hold up Ctrl+C on the server",
     "hostile_text": "control characters from the network reach the server's log escaped",
     "evicts_unjoined": "at the descriptor limit, the oldest connection that has not joined is closed "
-                       "(join-timeout) to make room for a newcomer at once (stage 06 only: 07, 09, 10 "
+                       "(join-timeout) to make room for a newcomer at once (stages 06 and 07: 09, 10 "
                        "and 11 wait for a deadline)",
     "attacks": "stages/06/attacks/: the kit's attack scripts, one per defence, run against the server "
                "(tests/test_attacks.py); stage 06 only",
@@ -502,7 +502,7 @@ COMPLETE |= {"shutdown_notice"}
 DEFENCES = {"join_deadline", "fd_exhaustion", "memory_share", "log_never_blocks",
             "shutdown_deadline", "hostile_text"}
 LIMITS = COMPLETE | DEFENCES
-TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui"}
+TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui", "evicts_unjoined"}
 ECHO = {"server", "echo", "one_at_a_time"}
 IRC = CHAT - {"message_log", "relays_whole_lines"} | DEFENCES | {"shutdown_notice", "irc", "name_rules", "escapes_text"}
 

@@ -2,7 +2,7 @@
 sees what was said just before they came in.
 
 Run it:    python stages/07/server.py [--host HOST] [--port PORT] [--max-clients N]
-                                      [--history N] [--join-timeout SECONDS]
+                                     [--history N] [--join-timeout SECONDS]
 
 The protocol is stage 05's, so stage 05's client works with this server and
 stage 07's client works with stage 05's. The only addition is compatible: right
@@ -16,6 +16,8 @@ import collections
 import contextlib
 import errno
 import json
+import logging
+import logging.handlers
 import os
 import queue
 import re
@@ -33,11 +35,6 @@ DEFAULT_PORT = 65432
 MAX_LINE = 8192
 # Bytes waiting to go out to one client before we drop it, as in stage 03.
 MAX_PENDING = 1024 * 1024
-# ...and for all clients together: in a crowd, each one's share is smaller (share()).
-MAX_PENDING_TOTAL = 64 * 1024 * 1024
-# ...but never less than this: a room of N clients sends each a burst of N join notices.
-MIN_SHARE = 256 * 1024
-DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # --8<-- [start:schema]
 FIELDS = {  # what each client message must carry, and of which type
@@ -49,70 +46,15 @@ FIELDS = {  # what each client message must carry, and of which type
 }
 # --8<-- [end:schema]
 
+# The limits of this stage's defences, each explained at its part below.
+DEFAULT_JOIN_TIMEOUT = 60  # seconds a connection may take to be welcomed
+# Bytes waiting for all clients together: in a crowd, each one's share is smaller.
+MAX_PENDING_TOTAL = 64 * 1024 * 1024
+# ...but never less than this: a room of N clients sends each a burst of N join notices.
+MIN_SHARE = 256 * 1024
+MAX_QUEUED = 4096  # log lines waiting for stdout; past that, new lines are dropped
 
-def port_number(text):
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def positive(text):
-    number = int(text)
-    if number < 1:
-        raise ValueError(text)
-    return number
-
-
-def count(text):
-    number = int(text)
-    if number < 0:
-        raise ValueError(text)
-    return number
-
-
-def seconds(text):
-    value = float(text)
-    # poll() cannot wait 25 days (OverflowError): a day is plenty; nan fails both tests.
-    if not 0 < value <= 24 * 3600:
-        raise ValueError(text)
-    return value
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Stage 07: the complete chat server, with history."
-    )
-    parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        help=f"address to listen on (default {DEFAULT_HOST})",
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"port to listen on, 0 picks a free one (default {DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--max-clients", type=positive, default=100, help="room size (default 100)"
-    )
-    parser.add_argument(
-        "--join-timeout",
-        type=seconds,
-        default=DEFAULT_JOIN_TIMEOUT,
-        help=(
-            "seconds a connection may take to be welcomed "
-            f"(default {DEFAULT_JOIN_TIMEOUT})"
-        ),
-    )
-    parser.add_argument(
-        "--history",
-        type=count,
-        default=20,
-        help="public messages a newcomer is shown on joining (default 20, 0 for none)",
-    )
-    return parser.parse_args()
+log = logging.getLogger("chat")  # every line the server prints goes through log
 
 
 def open_listener(host, port):
@@ -125,90 +67,10 @@ def open_listener(host, port):
     except OSError as error:
         listener.close()
         sys.exit(f"error: cannot listen on {host}:{port}: {error.strerror}")
-    # The backlog is how many connections the kernel queues for us until accept()
-    # takes them. Starting a thread per client makes accept() slower, so a burst of
-    # clients needs a longer queue.
+    # The backlog: how many connections the kernel queues for us until accept() takes
+    # them. A thread per client makes accept() slower: a burst needs a long queue.
     listener.listen(1024)
     return listener
-
-
-# --8<-- [start:log]
-class Log:
-    """The server's log, written by a thread of its own: the chat never waits for it.
-
-    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
-    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
-    the pipe is full, print() would block, and with it every thread that logs.
-    """
-
-    MAX_QUEUED = 4096  # lines waiting for stdout; past that, new lines are dropped
-
-    def __init__(self):
-        self.lines = queue.Queue(maxsize=self.MAX_QUEUED)  # thread-safe by itself
-        # Every client's thread may drop a line, so the count needs a lock (`+=` is a
-        # read and a write: two threads at once could lose one). `reported` is the
-        # writer's alone.
-        self.lock = threading.Lock()
-        self.dropped = self.reported = 0
-        self.writer = threading.Thread(target=self.write_lines, daemon=True)
-
-    def __call__(self, *texts):
-        """Log lines, with the time."""
-        stamp = f"{datetime.now():%H:%M:%S}"
-        for text in texts:
-            self.put(f"{stamp} {text}")
-
-    def put(self, line):
-        """Queue one line for stdout. Never blocks: if the queue is full, it is lost."""
-        try:
-            self.lines.put_nowait(line)
-        except queue.Full:
-            with self.lock:
-                self.dropped += 1  # a gap in the log is better than a frozen room
-
-    def start(self):
-        # An emoji or a lone surrogate must not crash the log on an ascii or cp1252
-        # stdout: what it cannot encode is written as \\U0001f600 or \\ud800 instead.
-        sys.stdout.reconfigure(errors="backslashreplace")
-        self.writer.start()
-
-    def write_lines(self):
-        """The writer thread: it alone waits for stdout, for as long as stdout works."""
-        while True:
-            batch = [self.lines.get()]  # sleeps until there is a line
-            for _ in range(self.lines.qsize()):  # the rest of the queue, in one write
-                batch.append(self.lines.get_nowait())
-            dropped = self.dropped
-            if dropped > self.reported and self.lines.empty():  # caught up: say so
-                batch.append(
-                    f"({dropped - self.reported} log lines dropped: "
-                    "nobody was reading the log)"
-                )
-                self.reported = dropped
-            text = "".join(f"{line}\n" for line in batch if line is not None)
-            try:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            except OSError:  # stdout is closed (`server.py | head -1`): chat on
-                return
-            if None in batch:  # close() asked us to stop
-                return
-
-    def close(self, patience=1.0):
-        """Give the writer `patience` seconds to write what is queued, and no more."""
-        deadline = time.monotonic() + patience
-        if self.writer.is_alive():
-            with contextlib.suppress(queue.Full):
-                self.lines.put(None, timeout=patience)
-            self.writer.join(max(0, deadline - time.monotonic()))
-        # Python flushes sys.stdout as it exits: on a closed pipe that would raise, and
-        # on a full one it would wait. Pointing fd 1 at /dev/null avoids both.
-        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-log = Log()  # every line the server prints goes through log: no other print()
-# --8<-- [end:log]
 
 
 # --8<-- [start:codec]
@@ -226,9 +88,7 @@ class ProtocolError(Exception):
 
 
 def decode(line):
-    """Parse and check one client message.
-
-    Anything wrong becomes a ProtocolError, never a crash."""
+    """Parse and check one client message: anything wrong is a ProtocolError."""
     try:
         message = json.loads(line)  # bytes are fine: json decodes UTF-8 itself
     # ValueError: not JSON, not UTF-8, or a number too long to convert.
@@ -275,22 +135,17 @@ class Outbox:
         self.closing = False  # set by close(): send what is left, then stop
 
     def put(self, data):
-        """Add data, never waiting for the writer.
-
-        False if the client is too far behind."""
+        """Add data, never waiting. False if the client is too far behind."""
         with self.changed:
             if not self.data and not self.sending and not self.closing:
-                # Nothing is ahead of these bytes, so we may hand them to the kernel
-                # ourselves, and it usually takes them all: no thread to wake, no turn
-                # to wait for the GIL. MSG_DONTWAIT: if the kernel's buffer is full,
-                # take what fits and never block.
-                # Not once closing: the client's thread closes the socket after close().
+                # Nothing is ahead of these bytes: hand them to the kernel ourselves,
+                # without blocking (MSG_DONTWAIT). So bytes wait here only while the
+                # kernel's buffers are full, however late the writer thread runs.
                 try:
                     data = data[self.sock.send(data, socket.MSG_DONTWAIT) :]
                 except BlockingIOError:
                     pass
-                except OSError:
-                    # A broken connection: its reader thread sees the end and cleans up.
+                except OSError:  # broken: its reader thread sees the end, cleans up
                     return True
                 if not data:
                     return True
@@ -308,9 +163,7 @@ class Outbox:
             self.changed.notify()
 
     def take(self):
-        """Sleep until there is something to send, then take all of it.
-
-        b"" once closed and empty."""
+        """Sleep until there is something to send; take it all (b"" once closed)."""
         with self.changed:
             self.sending = 0  # what we took last time has been sent
             while not self.data and not self.closing:
@@ -332,8 +185,6 @@ class Client:
         self.address = f"{address[0]}:{address[1]}"
         self.name = None  # set by a valid hello
         self.deadline = deadline  # time.monotonic() by which it must have been welcomed
-        # (log line, message) said in the last recv(), not yet handed out (pass_on).
-        self.said = []
         # Messages for this client wait here until its writer thread has sent them. The
         # outbox is bounded: a client that stops reading fills its own, and we drop it.
         self.outbox = Outbox(sock, share)
@@ -359,10 +210,9 @@ class ChatServer:
         # The last public messages. A deque with maxlen forgets the oldest by itself, so
         # the history costs a fixed amount of memory however long the server runs.
         self.history = collections.deque(maxlen=history)
-        # Every client's thread reads and changes self.clients. Without a lock,
-        # two threads could check "is there room?" at the same moment and both say
-        # yes, or one could loop over the set while another changes it ("Set
-        # changed size during iteration").
+        # Every client's thread reads and changes self.clients. Without a lock, two
+        # threads could both find room for one more at the same moment, or one loop
+        # over the set while another changes it ("Set changed size during iteration").
         self.lock = threading.Lock()
         self.client_left = threading.Event()  # set when a client's socket is closed
         # Once set, clients that go are not "leaving": the server is.
@@ -376,15 +226,7 @@ class ChatServer:
             except OSError as error:
                 if error.errno not in (errno.EMFILE, errno.ENFILE):
                     raise
-                # Out of file descriptors (ulimit -n). Trying again at once
-                # would fail again at once, for ever: a busy loop. Wait until a
-                # client leaves and frees one.
-                log(
-                    f"cannot accept a client: {error.strerror}; "
-                    "waiting for one to leave"
-                )
-                self.client_left.wait()
-                self.client_left.clear()
+                self.out_of_descriptors(error)
                 continue
             deadline = time.monotonic() + self.join_timeout  # to be welcomed by then
             client = Client(sock, address, deadline, self.share)
@@ -393,7 +235,6 @@ class ChatServer:
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
 
     # --8<-- [end:accept]
-
     # --8<-- [start:threads]
     def handle(self, client):
         """The client's own thread: read its messages until it leaves, then clean up."""
@@ -405,7 +246,7 @@ class ChatServer:
         except Exception as error:  # a bug, or input we did not foresee
             # The last resort: one line in the log, and this client goes, as if its
             # connection broke. Without it the thread would die and leave a ghost.
-            log(
+            log.info(
                 f"dropping {client.name or client.address}: "
                 f"{type(error).__name__} while handling its input"
             )
@@ -413,8 +254,7 @@ class ChatServer:
         self.disconnect(client, reason)
         client.outbox.close()  # the writer sends what is queued, then stops
         client.writer.join(timeout=2)
-        # shutdown() wakes a writer still blocked in sendall(), before
-        # we close the socket under it.
+        # shutdown() wakes a writer still blocked in sendall(), before we close.
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.sock.close()
@@ -428,8 +268,7 @@ class ChatServer:
         while True:
             if client.name is None and not self.wait_to_join(client):
                 return "timeout"
-            # Up to 64 KiB: a client that sends fast has many lines
-            # waiting; take them in one call.
+            # Up to 64 KiB: a fast client has many lines waiting; take them at once.
             data = client.sock.recv(65536)  # blocks this thread only
             if not data:
                 return "lost"
@@ -442,43 +281,18 @@ class ChatServer:
                     return self.too_long(client)
                 if line.strip() and (reason := self.handle_line(client, line)):
                     return reason
-            self.pass_on(client)
             if len(inbox) > MAX_LINE:
-                # Without a limit, a client that never sends "\n"
-                # would make us buffer forever.
+                # Without a limit, a client that never sends "\n" fills our memory.
                 return self.too_long(client)
 
     def too_long(self, client):
-        self.pass_on(client)  # what came before the long line goes out; it does not
         self.send_error(
             client, "line-too-long", f"a message may be at most {MAX_LINE} bytes"
         )
         return "lost"
 
-    def wait_to_join(self, client):
-        """Before the welcome, wait for input until the join deadline only. False once
-        it has passed."""
-        remaining = client.deadline - time.monotonic()
-        # poll(), not a socket timeout: that would apply to the writer's sendall() too.
-        # (Nor select.select(): it cannot watch a descriptor numbered 1024 or more.)
-        poller = select.poll()
-        poller.register(client.sock, select.POLLIN)
-        if remaining > 0 and poller.poll(remaining * 1000):
-            return True
-        # Silent, dribbling or still trying names: idle connections must not hold their
-        # descriptors for ever, or enough of them lock every real user out (ulimit -n).
-        log(f"{client.address} did not join in {self.join_timeout:g} s: closing it")
-        self.send_error(
-            client,
-            "join-timeout",
-            f"not in the room {self.join_timeout:g} s after connecting",
-        )
-        return False
-
     def handle_line(self, client, line):
-        """Act on one message.
-
-        Returns a reason to end the connection, or None to go on."""
+        """Act on one message. Returns a reason to end the connection, or None."""
         try:
             message = decode(line)
         except ProtocolError as error:
@@ -486,13 +300,6 @@ class ChatServer:
             self.send_error(client, error.code, str(error))
             return None
         kind = message["type"]
-        if kind == "say" and client.name is not None:
-            log_line = f"{client.name} said {len(line)} bytes: {message['text']!r}"
-            said = {"type": "said", "from": client.name, "text": message["text"]}
-            client.said.append((log_line, said))
-            return None
-        # Anything else goes out after what was said before it, in the order sent.
-        self.pass_on(client)
         if kind == "hello":
             return self.hello(client, message["name"])
         if kind == "bye":
@@ -501,6 +308,10 @@ class ChatServer:
             return "quit"
         if client.name is None:
             self.send_error(client, "not-joined", "send hello first")
+        elif kind == "say":
+            log.info(f"{client.name} said {len(line)} bytes: {message['text']}")
+            said = {"type": "said", "from": client.name, "text": message["text"]}
+            self.say(client, said)
         elif kind == "dm":
             self.direct_message(client, message["to"], message["text"], len(line))
         elif kind == "who":
@@ -510,34 +321,6 @@ class ChatServer:
                 )
             self.send(client, encode({"type": "users", "names": names}))
         return None
-
-    # --8<-- [start:history]
-    def pass_on(self, client):
-        """Hand the room what the client said in its last recv(): all of it at once.
-
-        Why not one message at a time: a fast client's recv() can bring hundreds of
-        lines. Each message put in an outbox wakes that listener's writer thread,
-        and every woken thread then waits its turn for the GIL. All at once, each
-        writer wakes once and sends all of it in one sendall()."""
-        if not client.said:
-            return
-        lines, said = zip(*client.said)
-        client.said = []
-        log(*lines)
-        # encode() stamps each message's time too.
-        data = b"".join(encode(message) for message in said)
-        # Remember and broadcast under one lock: a newcomer then gets each
-        # message exactly once, either from the history (said before it
-        # joined) or live (said after).
-        with self.lock:
-            self.history.extend(said)
-            others = [
-                other for other in self.clients if other is not client and other.name
-            ]
-        for other in others:
-            self.send(other, data)
-
-    # --8<-- [end:history]
 
     # --8<-- [start:dm]
     def direct_message(self, sender, to, text, size):
@@ -557,11 +340,12 @@ class ChatServer:
                 sender, "no-such-user", f"nobody called {to[:40]!r} is online"
             )
             return
-        log(f"{sender.name} sent {recipient.name} a direct message of {size} bytes")
+        log.info(
+            f"{sender.name} sent {recipient.name} a direct message of {size} bytes"
+        )
         self.send(recipient, encode({"type": "dm", "from": sender.name, "text": text}))
 
     # --8<-- [end:dm]
-
     # --8<-- [start:hello]
     def hello(self, client, name):
         if client.name is not None:
@@ -585,8 +369,8 @@ class ChatServer:
             full = len(names) >= self.max_clients
             if not taken and not full:
                 client.name = name
-                # Queued while we hold the lock, so no live message can
-                # overtake the welcome or the history.
+                # Queued while we hold the lock, so no live message can overtake the
+                # welcome or the history.
                 self.send(
                     client,
                     encode({"type": "welcome", "name": name, "online": len(names) + 1}),
@@ -604,13 +388,28 @@ class ChatServer:
             )
             return "full"
         self.broadcast(encode({"type": "joined", "name": name}), sender=client)
-        log(f"{name} joined from {client.address}")
+        log.info(f"{name} joined from {client.address}")
         return None
 
     # --8<-- [end:hello]
 
     def send_error(self, client, code, message):
         self.send(client, encode({"type": "error", "code": code, "message": message}))
+
+    # --8<-- [start:history]
+    def say(self, sender, said):
+        """Remember and broadcast under one lock: a newcomer then gets each message
+        exactly once, either from the history (said before it joined) or live."""
+        data = encode(said)  # stamps its time, which the history keeps
+        with self.lock:
+            self.history.append(said)
+            others = [
+                other for other in self.clients if other is not sender and other.name
+            ]
+        for other in others:
+            self.send(other, data)
+
+    # --8<-- [end:history]
 
     def broadcast(self, data, sender):
         # A snapshot: we must not hold the lock while we hand out messages.
@@ -621,19 +420,12 @@ class ChatServer:
         for other in others:
             self.send(other, data)
 
-    def share(self):
-        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
-        room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
-        # Every connection counts, joined or not: each has an outbox (len(): no lock).
-        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
-        return max(MIN_SHARE, min(MAX_PENDING, even_split))
-
     def send(self, client, data):
         """Queue a message for the client's writer thread.
 
         Never blocks the thread that calls it."""
         if not client.outbox.put(data):
-            log(f"{client.name} is not reading: dropping it")
+            log.info(f"{client.name} is not reading: dropping it")
             with contextlib.suppress(OSError):
                 # Its own thread wakes up, sees the end, cleans up.
                 client.sock.shutdown(socket.SHUT_RDWR)
@@ -644,12 +436,65 @@ class ChatServer:
                 return
             self.clients.remove(client)
         if client.name and not self.stopping:
-            log(f"{client.name} left ({reason})")
+            log.info(f"{client.name} left ({reason})")
             self.broadcast(
                 encode({"type": "left", "name": client.name, "reason": reason}),
                 sender=client,
             )
 
+    # --8<-- [start:join_deadline]
+    def wait_to_join(self, client):
+        """Before the welcome, wait for input until the join deadline; False after."""
+        remaining = client.deadline - time.monotonic()
+        # poll(), not a socket timeout: that would apply to the writer's sendall() too.
+        # (Nor select.select(): it cannot watch a descriptor numbered 1024 or more.)
+        poller = select.poll()
+        poller.register(client.sock, select.POLLIN)
+        if remaining > 0 and poller.poll(remaining * 1000):
+            return True
+        # Silent, dribbling or still trying names: idle connections must not hold their
+        # descriptors for ever, or enough of them lock every real user out (ulimit -n).
+        log.info(f"{client.address} did not join in {self.join_timeout:g} s: closing")
+        late = f"not in the room {self.join_timeout:g} s after connecting"
+        self.send_error(client, "join-timeout", late)
+        return False
+
+    def make_room(self):
+        """Close the connection that has waited longest without joining, so that a
+        newcomer can have its descriptor now. The client closed, or None."""
+        with self.lock:
+            waiting = [c for c in self.clients if c.name is None and c.deadline > 0]
+            if not waiting:
+                return None
+            oldest = min(waiting, key=lambda client: client.deadline)
+            oldest.deadline = 0  # its deadline is now (and it is not picked twice)
+        self.send_error(oldest, "join-timeout", "closed to make room for a newcomer")
+        with contextlib.suppress(OSError):  # the writer still sends the error
+            oldest.sock.shutdown(socket.SHUT_RD)  # wakes its thread in wait_to_join()
+        return oldest
+
+    # --8<-- [end:join_deadline]
+    # --8<-- [start:out_of_descriptors]
+    def out_of_descriptors(self, error):
+        """accept() failed: no file descriptor left (ulimit -n). Trying again at once
+        would fail at once, for ever: make room, or wait until a client leaves."""
+        then = "waiting for a client to leave"
+        if closed := self.make_room():
+            then = f"closing {closed.address}, the oldest connection not in the room"
+        log.info(f"cannot accept a client: {error.strerror}; {then}")
+        self.client_left.wait()
+        self.client_left.clear()
+
+    # --8<-- [end:out_of_descriptors]
+    # --8<-- [start:share]
+    def share(self):
+        """How many bytes may wait for one client: MAX_PENDING, or less in a crowded
+        room, so that all the outboxes together never hold over MAX_PENDING_TOTAL."""
+        # Every connection counts, joined or not: each has an outbox (len(): no lock).
+        even_split = MAX_PENDING_TOTAL // max(1, len(self.clients))
+        return max(MIN_SHARE, min(MAX_PENDING, even_split))
+
+    # --8<-- [end:share]
     # --8<-- [start:shutdown]
     def shut_down(self):
         """Tell everyone we stop, give the writers a moment to say so, then hang up."""
@@ -660,28 +505,142 @@ class ChatServer:
         for client in clients:
             client.outbox.put(notice)
             client.outbox.close()  # the writer thread stops once the notice is sent
-        # A stuck client must not hold up the shutdown for long.
+        # A stuck client must not hold up the shutdown for long: two seconds in all.
         deadline = time.monotonic() + 2
         for client in clients:
             if client.writer.is_alive():
                 client.writer.join(timeout=max(0, deadline - time.monotonic()))
             with contextlib.suppress(OSError):
-                # Wakes the client's reader thread.
+                # Wakes the client's reader thread, and a writer stuck in sendall().
                 client.sock.shutdown(socket.SHUT_RDWR)
 
     # --8<-- [end:shutdown]
 
 
+# --8<-- [start:log]
+class DroppingQueue(logging.handlers.QueueHandler):
+    """Hands each log line to the log's own thread (a QueueListener), never waiting.
+
+    Whoever reads our stdout is a consumer like the clients, and may be slow or gone:
+    a pipe nobody reads, `| less` left on one page, a terminal paused with Ctrl+S. Once
+    the pipe is full, a write blocks, and with it every thread that logs."""
+
+    def __init__(self):
+        super().__init__(queue.Queue(maxsize=MAX_QUEUED))
+        self.dropped = 0  # lines lost since the last report: handle() holds our lock
+
+    def enqueue(self, record):
+        # QueueHandler's own enqueue() would raise queue.Full, and the line would be
+        # lost without a word (logging.raiseExceptions is off): we count it instead.
+        if self.dropped and self.queue.empty():  # caught up: say what was lost
+            gap = f"({self.dropped} log lines dropped: nobody was reading the log)"
+            self.queue.put_nowait(logging.makeLogRecord({"msg": gap}))
+            self.dropped = 0
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1  # a gap in the log is better than a frozen room
+
+
+class LogThread(logging.handlers.QueueListener):
+    """The log's own thread: it alone writes to stdout, for as long as stdout works."""
+
+    def __init__(self):
+        # An emoji or a lone surrogate must not stop the log on an ascii or cp1252
+        # stdout: what it cannot encode is written as \U0001f600 or \ud800 instead.
+        sys.stdout.reconfigure(errors="backslashreplace")
+        logging.raiseExceptions = False  # a closed stdout (`| head -1`) is no error
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(Escaped("%(asctime)s %(message)s", "%H:%M:%S"))
+        lines = DroppingQueue()
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[lines])
+        super().__init__(lines.queue, console)
+
+    def close(self, patience=1.0):
+        """The server's last step: give the thread `patience` seconds to write what is
+        queued, and no more (QueueListener's own stop() would wait for ever)."""
+        deadline = time.monotonic() + patience
+        with contextlib.suppress(queue.Full):
+            self.queue.put(self._sentinel, timeout=patience)  # QueueListener's "stop"
+        self._thread.join(max(0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            # Stuck in a write to a full pipe, which nothing can interrupt, and Python's
+            # exit would wait for it (logging flushes every handler as it exits). Only
+            # the log is left to write: leave without the exit's clean-up.
+            os._exit(0)
+        # Python flushes sys.stdout as it exits: on a closed pipe that would fail, and
+        # print an error. Pointing fd 1 at /dev/null avoids it.
+        with contextlib.suppress(OSError):  # EMFILE: no file left to open; exit anyway
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+# --8<-- [end:log]
+# --8<-- [start:escaped]
+class Escaped(logging.Formatter):
+    """Log lines with each control or format character shown as \\x1b or \\u202e: text
+    from the network must not recolour or clear the console, or forge a log line."""
+
+    def format(self, record):
+        line = super().format(record)
+        return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
+
+
+# --8<-- [end:escaped]
+
+
+def port_number(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def positive(text):
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def count(text):
+    number = int(text)
+    if number < 0:
+        raise ValueError(text)
+    return number
+
+
+def seconds(text):
+    value = float(text)
+    # poll() cannot wait 25 days (OverflowError): a day is plenty; nan fails both tests.
+    if not 0 < value <= 24 * 3600:
+        raise ValueError(text)
+    return value
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Stage 07: the complete chat server, with history.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # (default: ...)
+    )
+    add = parser.add_argument
+    add("--host", default=DEFAULT_HOST, help="address to listen on")
+    add("--port", type=port_number, default=DEFAULT_PORT, help="0 picks a free port")
+    add("--max-clients", type=positive, default=100, help="room size")
+    add("--join-timeout", type=seconds, default=DEFAULT_JOIN_TIMEOUT, help="seconds")
+    add("--history", type=count, default=20, help="messages a newcomer sees, 0: none")
+    return parser.parse_args()
+
+
 def main():
-    # A program started in the background by a script may inherit "ignore
-    # Ctrl+C"; ask for KeyboardInterrupt.
+    # Started in the background by a script, we may inherit "ignore Ctrl+C".
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
     server = ChatServer(args.max_clients, args.history, args.join_timeout)
-    log.start()
-    log.put(f"listening on {host}:{port}")  # the tests wait for exactly this line
+    writer = LogThread()  # from here on, logging goes through it
+    writer.start()
+    log.info(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
     except KeyboardInterrupt:
@@ -689,8 +648,8 @@ def main():
     finally:
         listener.close()
         server.shut_down()
-    log.put("server stopped")
-    log.close()  # a moment to write what is still queued, and no more
+    log.info("server stopped")
+    writer.close()  # a moment to write what is still queued, and no more
 
 
 if __name__ == "__main__":
