@@ -504,7 +504,8 @@ DEFENCES = {"join_deadline", "fd_exhaustion", "memory_share", "log_never_blocks"
 LIMITS = COMPLETE | DEFENCES
 TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui", "evicts_unjoined"}
 ECHO = {"server", "echo", "one_at_a_time"}
-IRC = CHAT - {"message_log", "relays_whole_lines"} | DEFENCES | {"shutdown_notice", "irc", "name_rules", "escapes_text"}
+IRC = (CHAT - {"message_log", "relays_whole_lines"} | DEFENCES
+       | {"shutdown_notice", "irc", "name_rules", "escapes_text"})
 
 STAGES = [
     Stage("01", "blocking echo, one client at a time", EchoClient,
@@ -523,7 +524,8 @@ STAGES = [
           frozenset(COMPLETE), "json-2", crowd=100, full_crowd=500),
     # 05's chat, fit for strangers: each defence taught one at a time.
     Stage("06", "limits: a server that strangers can reach", CommandClient,
-          frozenset(LIMITS | {"evicts_unjoined", "attacks"}), "json-2", crowd=100, full_crowd=500),
+          frozenset(LIMITS | {"evicts_unjoined", "attacks"}), "json-2",
+          crowd=100, full_crowd=500),
     Stage("07", "a terminal UI", SlashClient,
           frozenset(TUI), "json-2", crowd=100, full_crowd=500),
     Stage("08", "peer-to-peer", Peer,
