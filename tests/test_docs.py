@@ -78,15 +78,20 @@ def section(text, heading):
 LEAN = [stage.id for stage in STAGES if stage.has("chat") and not stage.has("join_deadline")]
 
 
+def not_handled_box(stage_id):
+    """The body of lesson NN's "Not handled here" admonition (tests/test_tryits.py runs its try-it)."""
+    text = lesson_for(stage_id).read_text()
+    match = re.search(r'^!!! \w+ "Not handled here"\n((?:    .*\n|\n)+)', text, re.MULTILINE)
+    assert match, f'lesson {stage_id} has no `!!! warning "Not handled here"` box'
+    return match.group(1)
+
+
 @pytest.mark.parametrize("stage_id", LEAN)
 def test_a_lean_lesson_says_what_it_leaves_out(stage_id):
     """Stages without the defences (02-05) say so in a "Not handled here" box: the attacks they do not
     survive, a link to lesson 06, and a try-it that shows a failure."""
     assert LEAN == ["02", "03", "04", "05"], LEAN
-    text = lesson_for(stage_id).read_text()
-    match = re.search(r'^!!! \w+ "Not handled here"\n((?:    .*\n|\n)+)', text, re.MULTILINE)
-    assert match, 'no `!!! warning "Not handled here"` box'
-    box = match.group(1)
+    box = not_handled_box(stage_id)
     assert "06-limits.md" in box, "the box does not link to lesson 06"
     assert "```" in box and re.search(r"\bpython3? ", box), "the box gives no try-it to run"
     assert " nc " not in box, "the try-it needs only Python (stock Debian has no nc)"

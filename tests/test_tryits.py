@@ -16,7 +16,7 @@ import pytest
 
 from harness import TIMEOUT, Session, last_lines, one_worker_at_a_time, port_frees_up
 from stages import BY_ID, REPO
-from test_docs import lesson_for
+from test_docs import not_handled_box
 from words import Words
 
 PORT = 65432
@@ -39,13 +39,6 @@ SCENARIOS = {
            ("run", 2), ("shows", 1, "mallory: \\u001b[2J\\u001b[H\\u001b[41m red alert"),
            ("shows", 0, RAW_ESC + "41m red alert")],
 }
-
-
-def box(stage_id):
-    text = lesson_for(stage_id).read_text()
-    match = re.search(r'^!!! \w+ "Not handled here"\n((?:    .*\n|\n)+)', text, re.MULTILINE)
-    assert match, f"lesson {stage_id} has no 'Not handled here' box"
-    return match.group(1)
 
 
 def commands(box_text):
@@ -80,7 +73,7 @@ def ends(term):
 
 @pytest.mark.parametrize("stage_id", sorted(SCENARIOS))
 def test_the_not_handled_here_try_it_works_as_written(stage_id, request):
-    text = box(stage_id)
+    text = not_handled_box(stage_id)
     quoted = [step[2] for step in SCENARIOS[stage_id] if step[0] == "shows"]
     missing = [words for words in quoted if words not in text and words != "listening on"
                and not words.startswith(RAW_ESC)]
