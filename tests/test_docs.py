@@ -86,6 +86,16 @@ def not_handled_box(stage_id):
     return match.group(1)
 
 
+def test_no_command_on_the_site_needs_nc():
+    """Stock Debian and Ubuntu have no netcat: every command the site gives uses docs/nc.py,
+    the kit's stand-in (the try-its that use it run in tests/test_tryits.py)."""
+    pages = [*sorted((REPO / "lessons").glob("*.md")), *sorted((REPO / "docs").rglob("*.md"))]
+    needing = [f"{page.relative_to(REPO)}: {line.strip()}" for page in pages
+               for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", page.read_text(), re.DOTALL)
+               for line in block.splitlines() if re.search(r"(^|[|;&(]|\$)\s*nc\s", line)]
+    assert not needing, "these commands need nc:\n" + "\n".join(needing)
+
+
 @pytest.mark.parametrize("stage_id", LEAN)
 def test_a_lean_lesson_says_what_it_leaves_out(stage_id):
     """Stages without the defences (02-05) say so in a "Not handled here" box: the attacks they do not
