@@ -86,6 +86,32 @@ def not_handled_box(stage_id):
     return match.group(1)
 
 
+def run_the_tests_command(path):
+    """The first ```bash block under "## Run the tests" (what .ci/run runs, with awk)."""
+    text = (REPO / path).read_text()
+    section_text = text[text.index("## Run the tests"):]
+    return re.search(r"```bash\n(.*?)```", section_text, re.DOTALL).group(1)
+
+
+def test_the_readme_test_command_works_on_a_fresh_debian():
+    """Stock Debian and Ubuntu have `python3`, not `python`, and refuse a system-wide pip: the
+    command makes its own virtual environment. Getting started gives the same command, and
+    .ci/run runs the README's own (it finds it with awk), so the three cannot drift apart."""
+    command = run_the_tests_command("README.md")
+    assert command == run_the_tests_command("docs/getting-started.md"), "Getting started gives another command"
+    assert command.startswith("python3 -m venv .venv &&"), "the command does not make its own venv"
+    programs = [part.split()[0] for part in command.replace("\\\n", " ").split("&&")]
+    assert all(program in ("python3", ".venv/bin/python") for program in programs), \
+        f"a fresh Debian has no bare python or pip: {programs}"
+    ci = (REPO / ".ci" / "run").read_text()
+    awk = re.search(r"\$\(awk '(.*?)' README.md\)", ci, re.DOTALL)
+    assert awk, ".ci/run does not take its test command from the README"
+    found = subprocess.run(["awk", awk.group(1), "README.md"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout
+    assert found == command, f".ci/run would run {found!r}, not the README's command"
+    assert "pip install" not in ci.replace(command, ""), ".ci/run installs the test packages itself"
+
+
 def test_no_command_on_the_site_needs_nc():
     """Stock Debian and Ubuntu have no netcat: every command the site gives uses docs/nc.py,
     the kit's stand-in (the try-its that use it run in tests/test_tryits.py)."""
