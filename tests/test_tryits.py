@@ -176,7 +176,8 @@ def test_nc_py_fails_as_every_program_of_the_kit_does(request):
     try:
         with socket.create_server(("127.0.0.1", 0)) as closed:
             port = closed.getsockname()[1]  # a port nobody listens on once closed
-        session.run("refused", *nc, "127.0.0.1", str(port)).expect_error_exit("cannot connect", str(port))
-        session.run("bad port", *nc, "127.0.0.1", "70000").expect_usage_exit("port")
+        refused = session.run("refused", *nc, "127.0.0.1", str(port))
+        refused.expect_error_exit(session.spec("port_named", port=port))
+        session.run("bad port", *nc, "127.0.0.1", "70000").expect_usage_exit()
     finally:
         session.close()
