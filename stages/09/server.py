@@ -155,6 +155,11 @@ class Console:
             with contextlib.suppress(queue.Full):
                 self.lines.put(None, timeout=seconds)
             self.writer.join(max(0.0, deadline - time.monotonic()))
+        if self.writer.is_alive():
+            # Stuck in a write to a full pipe, which nothing can interrupt, and holding
+            # stdout's lock, which Python's exit takes to flush it (Debian 12's Python
+            # 3.11.2 waits there for ever). Only the log is left: leave without it.
+            os._exit(0)
 
 
 CONSOLE = Console()
