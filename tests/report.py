@@ -22,8 +22,10 @@ def check_result(report, hide_expected):
     elif hide_expected:
         output = "This check failed. Run it yourself to see what it expected and what it got."
     else:
-        output = report.longreprtext + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
-                                               if title.startswith("transcript") or title == "replay")
+        said = props.get("cause_detail")  # the check that found a broken gate: the cause, then what it saw
+        said = f"{props['cause']}\n{said}" if said else report.longreprtext
+        output = said + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
+                                if title.startswith("transcript") or title == "replay")
     if props.get("not_run") and not passed:
         output = props["not_run"]
     result = {
