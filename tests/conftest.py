@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import report as report_module
-from harness import BROKEN, SHARED, GateFailed, NotRun, Session
+from harness import BROKEN, REPORT_CHARS, SHARED, GateFailed, NotRun, Session, capped
 from stages import BY_ID, STAGES, Stage
 from words import Words, new_seed
 
@@ -245,6 +245,8 @@ def pytest_runtest_makereport(item, call):
         result.user_properties += [("cause", error.cause), ("cause_detail", error.detail)]
     if result.failed:
         item.chat_failed = True
+        if len(str(result.longrepr)) > REPORT_CHARS:  # a plain assert's message, or a long traceback
+            result.longrepr = capped(str(result.longrepr), lines=REPORT_CHARS, chars=REPORT_CHARS)
     if chat is not None and result.failed and call.when == "call":
         for label, text in chat.transcripts():
             result.sections.append((f"transcript [{label}]", text or "(no output)"))

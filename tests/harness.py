@@ -4,7 +4,8 @@ A `Session` belongs to one test. It starts a stage's server and clients, each in
 its own pty, keeps every terminal's whole transcript, and kills every process it
 started when the test ends, pass or fail. When a check fails it raises
 `CheckFailed`, whose message says what was expected, what arrived instead, and a
-hint keyed to the symptom; conftest.py then adds every terminal's transcript.
+hint keyed to the symptom; conftest.py then adds the end of every terminal's transcript.
+Every text a report shows goes through capped(): a report stays under 20 KB.
 """
 
 import collections
@@ -37,7 +38,11 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
 
 
 class CheckFailed(AssertionError):
-    """A check saw something other than what the stage's spec says."""
+    """A check saw something other than what the stage's spec says. Its message is capped
+    (capped()): what was expected and what came instead stay readable whatever was sent."""
+
+    def __init__(self, message=""):
+        super().__init__(capped(str(message), lines=MESSAGE_LINES, chars=MESSAGE_CHARS, keep="head"))
 
 
 class GateFailed(CheckFailed):
@@ -110,17 +115,49 @@ BROKEN = BrokenGates()
 
 # ---------------------------------------------------------------- failure reports
 
+# Every text a failure report shows (a CheckFailed's message, a transcript, a --report file)
+# goes through capped(): a check that sends 4 KB lines must not print a megabyte, in which
+# the one line that says what went wrong is lost.
+# A report stays under 20 KB: its message, then its transcripts, then (conftest.py) the rest.
+LINE_WIDTH = 240  # characters of a line (a 200-column screen's frame fits); a longer one keeps its ends
+TRANSCRIPT_LINES = 80  # a transcript's last lines
+TRANSCRIPTS_CHARS = 12_000  # all of one report's transcripts together (Session.transcripts)
+MESSAGE_LINES, MESSAGE_CHARS = 60, 4_000  # a CheckFailed's message: its first lines
+REPORT_CHARS = 6_000  # what pytest shows of a failure before the transcripts (conftest.py), its end
+
+
+def shortened(line, width=LINE_WIDTH):
+    """One line for a failure report: a long one keeps its two ends and says how long it was."""
+    if len(line) <= width:
+        return line
+    keep = (width - 24) // 2
+    return f"{line[:keep]}…{line[-keep:]} [{len(line):,} characters]"
+
+
+def capped(text, lines=TRANSCRIPT_LINES, chars=TRANSCRIPTS_CHARS, keep="tail", say_left_out=True):
+    """`text` for a failure report: every line shortened(), then its last `lines` lines that fit
+    in `chars` characters (keep="head": its first ones), saying how many were left out."""
+    every = [shortened(line) for line in text.split("\n")]
+    chosen, size = [], 0
+    for line in (every if keep == "head" else reversed(every)):
+        if len(chosen) == lines or size + len(line) + 1 > chars:
+            break
+        chosen.append(line)
+        size += len(line) + 1
+    left_out = len(every) - len(chosen)
+    if keep == "head":
+        return "\n".join(chosen) + (f"\n({left_out} more lines left out)" if left_out and say_left_out else "")
+    return (f"({left_out} earlier lines left out)\n" if left_out and say_left_out else "") + "\n".join(reversed(chosen))
+
+
 def last_lines(text, count=6):
-    lines = clean(text).rstrip("\n").split("\n")
-    return "\n".join(f"    | {line}" for line in lines[-count:]) or "    | (nothing)"
+    lines = capped(clean(text).rstrip("\n"), lines=count, say_left_out=False).split("\n")
+    return "\n".join(f"    | {line}" for line in lines) or "    | (nothing)"
 
 
-def tail(text, lines=80):
+def tail(text, lines=TRANSCRIPT_LINES, chars=TRANSCRIPTS_CHARS):
     """The relevant end of a transcript for a failure report, not a megabyte of log lines."""
-    kept = text.split("\n")
-    if len(kept) <= lines:
-        return text
-    return f"({len(kept) - lines} earlier lines left out)\n" + "\n".join(kept[-lines:])
+    return capped(text, lines, chars)
 
 
 def clean(text):
@@ -225,8 +262,8 @@ class Terminal:
         return self.transcript.getvalue()
 
     def report(self):
-        """This terminal's part of a failure report."""
-        return tail(clean(self.output()))
+        """This terminal's part of a failure report (Session.transcripts keeps its end)."""
+        return clean(self.output())
 
     # -- waiting for output
 
@@ -1067,10 +1104,13 @@ class Session:
         return False
 
     def transcripts(self, max_peers=5):
-        """(label, text) for every terminal and some raw peers, for the failure report."""
+        """(label, text) for every terminal and some raw peers, for the failure report: their
+        ends, which share TRANSCRIPTS_CHARS between them."""
         self.pump()
-        items = [(term.label, term.report()) for term in self.terminals]
-        items += [(peer.label, tail(peer.output())) for peer in self.peers[:max_peers]]
+        shown = len(self.terminals) + len(self.peers[:max_peers])
+        chars = max(1_000, TRANSCRIPTS_CHARS // max(1, shown))
+        items = [(term.label, tail(term.report(), chars=chars)) for term in self.terminals]
+        items += [(peer.label, tail(peer.output(), chars=chars)) for peer in self.peers[:max_peers]]
         if len(self.peers) > max_peers:
             items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))
         return items
