@@ -8,13 +8,16 @@
     ... --seed N                                  replay a run's random names and texts (its header prints N)
 """
 
+import inspect
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import report as report_module
-from harness import SHARED, GateFailed, NotRun, Session
+from harness import BROKEN, REPORT_CHARS, SHARED, GateFailed, NotRun, Session, capped
 from stages import BY_ID, STAGES, Stage
 from words import Words, new_seed
 
@@ -87,6 +90,18 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
     config.chat_stages = selected_stages(config)
     config.chat_seed = run_seed(config)
+    config.chat_causes = {}  # cause -> (the check that found it, what it saw)
+    config.chat_not_run = 0
+    if hasattr(config, "workerinput"):
+        BROKEN.share(config.workerinput["chat_gates"])
+    else:  # the controller, or a plain run: one folder for the whole run's broken gates
+        config.chat_gates = tempfile.mkdtemp(prefix="chat-kit-gates-")
+        BROKEN.share(config.chat_gates)
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "chat_gates"):
+        shutil.rmtree(config.chat_gates, ignore_errors=True)
 
 
 def run_seed(config):
@@ -100,6 +115,7 @@ def run_seed(config):
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     node.workerinput["chat_seed"] = node.config.chat_seed
+    node.workerinput["chat_gates"] = node.config.chat_gates
 
 
 def pytest_report_header(config):
@@ -218,15 +234,20 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     result = outcome.get_result()
     chat = getattr(item, "chat_session", None)
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, NotRun):  # skipped, with one line: the cause is stated once, above
+        result.outcome = "skipped"
+        result.longrepr = (NOT_RUN_AT[0], NOT_RUN_AT[1], f"Skipped: {error}")  # one place: -ra folds them
+        result.user_properties.append(("not_run", f"not run: {error.cause}"))
+    elif isinstance(error, GateFailed):  # its own section states the cause (pytest_terminal_summary)
+        result.longrepr = ("this check found the cause that the section 'the cause' states below; "
+                           "this check's terminals follow")
+        result.user_properties += [("cause", error.cause), ("cause_detail", error.detail)]
     if result.failed:
         item.chat_failed = True
-    error = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(error, NotRun):  # one line: the cause is reported once, by the check that found it
-        result.longrepr = str(error)
-        result.user_properties.append(("not_run", str(error)))
-    elif isinstance(error, GateFailed):
-        result.user_properties.append(("cause", str(error).split("\n", 1)[0]))
-    if chat is not None and result.failed and call.when == "call" and not isinstance(error, NotRun):
+        if len(str(result.longrepr)) > REPORT_CHARS:  # a plain assert's message, or a long traceback
+            result.longrepr = capped(str(result.longrepr), lines=REPORT_CHARS, chars=REPORT_CHARS)
+    if chat is not None and result.failed and call.when == "call":
         for label, text in chat.transcripts():
             result.sections.append((f"transcript [{label}]", text or "(no output)"))
         seed = item.config.chat_seed
@@ -237,12 +258,34 @@ def pytest_runtest_makereport(item, call):
                                    ("stage", item.callspec.params[STAGE_PARAM].id)]
 
 
+NOT_RUN_AT = (inspect.getsourcefile(Session), inspect.getsourcelines(Session.not_run_if_broken)[1])
+
+
 def pytest_runtest_logreport(report):
-    """Collect each stage check's outcome once: its call, or its setup if that failed."""
+    """Collect each stage check's outcome once: its call, or its setup if that did not pass. A
+    check that was not run (NotRun) is skipped for pytest, and a failure for the points."""
     config = pytest_runtest_logreport.config
-    if ("points" in dict(report.user_properties) and not report.skipped
-            and (report.when == "call" or (report.when == "setup" and report.failed))):
+    props = dict(report.user_properties)
+    if "cause_detail" in props:  # as many workers as found it; stated once (pytest_terminal_summary)
+        config.chat_causes.setdefault(props["cause"], (report.nodeid, props["cause_detail"]))
+    if "not_run" in props:
+        config.chat_not_run += 1
+    if ("points" in props and (not report.skipped or "not_run" in props)
+            and (report.when == "call" or (report.when == "setup" and not report.passed))):
         config.chat_results.append(report_module.check_result(report, config.getoption("--hide-expected")))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """A broken gate's cause, once for the whole run (every xdist worker's reports come here),
+    after the failures and before the short summary: the last thing a student reads."""
+    if not config.chat_causes:
+        return
+    terminalreporter.section("the cause", sep="=", red=True, bold=True)
+    for cause, (nodeid, detail) in config.chat_causes.items():
+        terminalreporter.line(f"CAUSE: {cause}")
+        terminalreporter.line(f"Found by {nodeid}, which saw:\n{detail}")
+    terminalreporter.line(f"{config.chat_not_run} checks that need it were not run: skipped, with 'not run' "
+                          "as their reason.")
 
 
 def pytest_sessionstart(session):

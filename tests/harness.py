@@ -4,12 +4,14 @@ A `Session` belongs to one test. It starts a stage's server and clients, each in
 its own pty, keeps every terminal's whole transcript, and kills every process it
 started when the test ends, pass or fail. When a check fails it raises
 `CheckFailed`, whose message says what was expected, what arrived instead, and a
-hint keyed to the symptom; conftest.py then adds every terminal's transcript.
+hint keyed to the symptom; conftest.py then adds the end of every terminal's transcript.
+Every text a report shows goes through capped(): a report stays under 20 KB.
 """
 
 import collections
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -36,37 +38,126 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
 
 
 class CheckFailed(AssertionError):
-    """A check saw something other than what the stage's spec says."""
+    """A check saw something other than what the stage's spec says. Its message is capped
+    (capped()): what was expected and what came instead stay readable whatever was sent."""
+
+    def __init__(self, message=""):
+        super().__init__(capped(str(message), lines=MESSAGE_LINES, chars=MESSAGE_CHARS, keep="head"))
 
 
 class GateFailed(CheckFailed):
     """A step that most checks need failed, and failed again when tried alone with more patience:
     the server's ready line, the client showing that it is in, the server logging the join.
-    This is the one cause the report puts at the top (Session.gate)."""
+    This is the one cause the report states once (Session.gate; conftest.py prints it, with
+    `detail`, what this check saw, in its own section of the terminal's summary)."""
+
+    def __init__(self, cause, detail):
+        super().__init__(f"{cause}\n{detail}")
+        self.cause, self.detail = cause, detail
 
 
 class NotRun(CheckFailed):
-    """The check needs a step that an earlier check found broken (a GateFailed): it was not run."""
+    """The check needs a step that an earlier check found broken (a GateFailed): it was not run.
+    Its message is one line that points to the cause instead of repeating it (conftest.py
+    reports the check as skipped with it); `cause` is for the --report files."""
+
+    def __init__(self, stage, gate, cause):
+        program, term = gate_term(stage, gate)
+        super().__init__(f"not run: it needs {program} to show {contract.shown(term.text)!r}, "
+                         "which is broken (the cause is stated once, above)")
+        self.cause = cause
 
 
-# (stage folder, gate) -> the cause, once a check has found that gate broken. Later checks that
-# reach the same gate end at once (NotRun) instead of each waiting out its own timeout.
-BROKEN = {}
+class BrokenGates:
+    """(stage folder, gate) -> the cause, once a check has found that gate broken. Later checks
+    that reach the same gate end at once (NotRun) instead of each waiting out its own timeout.
+
+    Shared by every xdist worker of a run through a folder (conftest.py passes it on with
+    share()): the first check of the whole run to find a gate broken reports the cause, the
+    others on every worker are not run. Without a folder (the harness outside pytest), one
+    process's dict."""
+
+    def __init__(self):
+        self.found = {}
+        self.folder = None
+
+    def share(self, folder):
+        self.folder = Path(folder)
+
+    def path(self, key):
+        folder, gate = key
+        return self.folder / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}-{gate}"
+
+    def get(self, key):
+        if key not in self.found and self.folder is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.found[key] = self.path(key).read_text()
+        return self.found.get(key)
+
+    def claim(self, key, cause):
+        """Record that the gate is broken. True if no one else in the run had found it first."""
+        self.found[key] = cause
+        if self.folder is None:
+            return True
+        with tempfile.NamedTemporaryFile("w", dir=self.folder, delete=False) as draft:
+            draft.write(cause)
+        try:
+            os.link(draft.name, self.path(key))  # atomic, and fails if another worker was first
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(draft.name)
+
+
+BROKEN = BrokenGates()
 
 
 # ---------------------------------------------------------------- failure reports
 
+# Every text a failure report shows (a CheckFailed's message, a transcript, a --report file)
+# goes through capped(): a check that sends 4 KB lines must not print a megabyte, in which
+# the one line that says what went wrong is lost.
+# A report stays under 20 KB: its message, then its transcripts, then (conftest.py) the rest.
+LINE_WIDTH = 240  # characters of a line (a 200-column screen's frame fits); a longer one keeps its ends
+TRANSCRIPT_LINES = 80  # a transcript's last lines
+TRANSCRIPTS_CHARS = 12_000  # all of one report's transcripts together (Session.transcripts)
+MESSAGE_LINES, MESSAGE_CHARS = 60, 4_000  # a CheckFailed's message: its first lines
+REPORT_CHARS = 6_000  # what pytest shows of a failure before the transcripts (conftest.py), its end
+
+
+def shortened(line, width=LINE_WIDTH):
+    """One line for a failure report: a long one keeps its two ends and says how long it was."""
+    if len(line) <= width:
+        return line
+    keep = (width - 24) // 2
+    return f"{line[:keep]}…{line[-keep:]} [{len(line):,} characters]"
+
+
+def capped(text, lines=TRANSCRIPT_LINES, chars=TRANSCRIPTS_CHARS, keep="tail", say_left_out=True):
+    """`text` for a failure report: every line shortened(), then its last `lines` lines that fit
+    in `chars` characters (keep="head": its first ones), saying how many were left out."""
+    every = [shortened(line) for line in text.split("\n")]
+    chosen, size = [], 0
+    for line in (every if keep == "head" else reversed(every)):
+        if len(chosen) == lines or size + len(line) + 1 > chars:
+            break
+        chosen.append(line)
+        size += len(line) + 1
+    left_out = len(every) - len(chosen)
+    if keep == "head":
+        return "\n".join(chosen) + (f"\n({left_out} more lines left out)" if left_out and say_left_out else "")
+    return (f"({left_out} earlier lines left out)\n" if left_out and say_left_out else "") + "\n".join(reversed(chosen))
+
+
 def last_lines(text, count=6):
-    lines = clean(text).rstrip("\n").split("\n")
-    return "\n".join(f"    | {line}" for line in lines[-count:]) or "    | (nothing)"
+    lines = capped(clean(text).rstrip("\n"), lines=count, say_left_out=False).split("\n")
+    return "\n".join(f"    | {line}" for line in lines) or "    | (nothing)"
 
 
-def tail(text, lines=80):
+def tail(text, lines=TRANSCRIPT_LINES, chars=TRANSCRIPTS_CHARS):
     """The relevant end of a transcript for a failure report, not a megabyte of log lines."""
-    kept = text.split("\n")
-    if len(kept) <= lines:
-        return text
-    return f"({len(kept) - lines} earlier lines left out)\n" + "\n".join(kept[-lines:])
+    return capped(text, lines, chars)
 
 
 def clean(text):
@@ -171,8 +262,8 @@ class Terminal:
         return self.transcript.getvalue()
 
     def report(self):
-        """This terminal's part of a failure report."""
-        return tail(clean(self.output()))
+        """This terminal's part of a failure report (Session.transcripts keeps its end)."""
+        return clean(self.output())
 
     # -- waiting for output
 
@@ -735,6 +826,26 @@ class Server:
         return self.term.expect(text, timeout)
 
 
+GATES = {  # gate -> (which program, the contract term it must show)
+    "listening": ("the server", "listening"),
+    "in": ("the client", "welcome"),  # stage 01's client: "connected"
+    "join_log": ("the server", "join_log"),
+}
+
+
+def gate_term(stage, gate):
+    """(which program, the contract term it must show) for a gate of Session.gate."""
+    program, key = GATES[gate]
+    return program, stage.terms.get(key) or stage.terms["connected"]
+
+
+def gate_cause(stage, gate):
+    """The cause a broken gate is reported with, once: the contract line that never came."""
+    program, term = gate_term(stage, gate)
+    return (f"{program} never showed {contract.shown(term.text)!r}, which the contract says it shows "
+            f"{term.when}. Every check that needs it is not run.")
+
+
 class Session:
     """Everything one test started, so it can all be reported on and killed."""
 
@@ -845,12 +956,6 @@ class Session:
         self.gate("join_log", lambda: self.server.logs(terms["join_log"](name=name)))
 
     # --8<-- [start:gate]
-    GATES = {  # gate -> (which program, the contract term it must show)
-        "listening": ("the server", "listening"),
-        "in": ("the client", "welcome"),  # stage 01's client: "connected"
-        "join_log": ("the server", "join_log"),
-    }
-
     def gate(self, gate, wait):
         """Run `wait`, a step that most checks need.
 
@@ -865,9 +970,12 @@ class Session:
         except CheckFailed as failure:
             if self.probing:
                 raise
+            self.not_run_if_broken(gate)  # another worker found it meanwhile: no need to probe
             if self.gate_is_broken(gate):
-                BROKEN[(self.stage.folder, gate)] = cause = self.gate_cause(gate)
-                raise GateFailed(f"{cause}\n{failure}") from None
+                cause = gate_cause(self.stage, gate)
+                if not BROKEN.claim((self.stage.folder, gate), cause):
+                    self.not_run_if_broken(gate)  # another worker was first to report it
+                raise GateFailed(cause, str(failure)) from None
         # It passed alone, so here it was only slow (a busy machine): wait once more, and
         # a second miss is this check's own failure.
         return wait()
@@ -876,14 +984,7 @@ class Session:
     def not_run_if_broken(self, gate):
         cause = BROKEN.get((self.stage.folder, gate))
         if cause is not None:
-            raise NotRun(f"not run: {cause}")
-
-    def gate_cause(self, gate):
-        program, key = self.GATES[gate]
-        terms = self.stage.terms
-        term = terms.get(key) or terms["connected"]
-        return (f"{program} never showed {contract.shown(term.text)!r}, which the contract says it shows "
-                f"{term.when}. Every check that needs it fails with it.")
+            raise NotRun(self.stage, gate, cause)
 
     def gate_is_broken(self, gate):
         """Try the gate again in a fresh session, alone, with more patience. True if it fails again."""
@@ -1003,10 +1104,13 @@ class Session:
         return False
 
     def transcripts(self, max_peers=5):
-        """(label, text) for every terminal and some raw peers, for the failure report."""
+        """(label, text) for every terminal and some raw peers, for the failure report: their
+        ends, which share TRANSCRIPTS_CHARS between them."""
         self.pump()
-        items = [(term.label, term.report()) for term in self.terminals]
-        items += [(peer.label, tail(peer.output())) for peer in self.peers[:max_peers]]
+        shown = len(self.terminals) + len(self.peers[:max_peers])
+        chars = max(1_000, TRANSCRIPTS_CHARS // max(1, shown))
+        items = [(term.label, tail(term.report(), chars=chars)) for term in self.terminals]
+        items += [(peer.label, tail(peer.output(), chars=chars)) for peer in self.peers[:max_peers]]
         if len(self.peers) > max_peers:
             items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))
         return items
@@ -1039,8 +1143,14 @@ class SharedServers:
         owner = self.owners.get(key)
         if owner is None or not owner.server.term.child.isalive():
             self.retire(key)
-            owner = self.owners[key] = Session(session.stage, tempfile.mkdtemp(prefix="shared-server-"), session.words)
-            owner.start_server(label="server (shared by this check's cases)")
+            owner = Session(session.stage, tempfile.mkdtemp(prefix="shared-server-"), session.words)
+            try:
+                owner.start_server(label="server (shared by this check's cases)")
+            except BaseException:  # a server that never got ready is not lent: the next case tries anew
+                owner.close()
+                shutil.rmtree(owner.workdir, ignore_errors=True)
+                raise
+            self.owners[key] = owner
         session.borrow_server(owner.server)
 
     def retire(self, key):

@@ -8,6 +8,10 @@ weights of the checks that passed. Partial credit comes only from separate check
 import json
 from pathlib import Path
 
+from harness import REPORT_CHARS, TRANSCRIPTS_CHARS, capped
+
+CHECK_OUTPUT_CHARS = REPORT_CHARS + TRANSCRIPTS_CHARS + 2_000  # one check's output: under 20 KB
+
 # The fields of a Gradescope autograder result, as Gradescope documents them.
 GRADESCOPE_STATUSES = {"passed", "failed"}
 GRADESCOPE_VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
@@ -22,10 +26,13 @@ def check_result(report, hide_expected):
     elif hide_expected:
         output = "This check failed. Run it yourself to see what it expected and what it got."
     else:
-        output = report.longreprtext + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
-                                               if title.startswith("transcript") or title == "replay")
+        said = props.get("cause_detail")  # the check that found a broken gate: the cause, then what it saw
+        said = f"{props['cause']}\n{said}" if said else report.longreprtext
+        output = said + "".join(f"\n--- {title} ---\n{text}" for title, text in report.sections
+                                if title.startswith("transcript") or title == "replay")
     if props.get("not_run") and not passed:
         output = props["not_run"]
+    output = capped(output, lines=CHECK_OUTPUT_CHARS, chars=CHECK_OUTPUT_CHARS, keep="head")
     result = {
         "name": f"{props['stage']} · {props['description']}",
         "number": report.nodeid.split("::", 1)[1],

@@ -108,7 +108,7 @@ def test_a_client_that_never_shows_it_joined_is_graded_fast_with_one_cause(tmp_p
     causes = [line for line in summary.splitlines() if line.startswith("CAUSE: ")]
     assert causes == ["CAUSE: the client never showed 'welcome, NAME', which the contract says it shows once the "
                       "server has registered you, before you type: send nothing before it. Every check that needs "
-                      "it fails with it."], summary[:2000]
+                      "it is not run."], summary[:2000]
     not_run = summary.count("(not run)")
     assert not_run > 30, f"only {not_run} checks marked not run"
     row = next(csv.DictReader(open(out / "grades.csv")))
