@@ -211,6 +211,32 @@ def test_the_full_screen_client_keeps_the_shutdown_notice(session):
     alice.shows(session.spec("closed"))
 
 
+@pytest.mark.needs("tui")
+@pytest.mark.parametrize("ending", ["quit", "server_stops"])
+@pytest.mark.points(2, "the full-screen client leaves the last messages on screen when it ends")
+def test_the_full_screen_client_leaves_the_conversation_on_screen(session, ending):
+    """curses' endwin() takes the chat away with the alternate screen: what a person sees once
+    the client has gone must still hold the last messages, in order."""
+    server = session.start_server()
+    alice, bob = screen_client(session, "alice", kind=XtermTerminal), session.client("bob")
+    texts = [session.text() for _ in range(3)]
+    said = [session.spec("said", name=bob.name, text=text) for text in texts]
+    for text, line in zip(texts, said):
+        bob.say(text)
+        alice.shows(line)
+    if ending == "quit":
+        alice.type("/quit\r")
+    else:
+        server.term.ctrl_c()
+        server.term.expect(session.spec("stopped"))
+    alice.expect_exit(EXIT_OK)
+    # All it printed has been read: the screen is what a person sees once it has ended.
+    for line in said:
+        alice.shows(line)
+    rows = [alice.find(line)[0] for line in said]
+    assert rows == sorted(rows), f"the messages are left out of order:\n{alice.report()}"
+
+
 @pytest.mark.kit_only
 @pytest.mark.needs("tui")
 @pytest.mark.points(1, "a line too long for the server: its error stays on screen")

@@ -71,7 +71,7 @@ BUDGETS = {
     "04": {"server.py": 380, "client.py": 240},
     "05": {"server.py": 450, "client.py": 343},
     "06": {"server.py": 620, "client.py": 344},
-    "07": {"server.py": 697, "client.py": 525},
+    "07": {"server.py": 697, "client.py": 530},
     "08": {"peer.py": 383},
     "09": {"server.py": 560, "client.py": 362},
     "10": {"server.py": 893, "client.py": 720},
