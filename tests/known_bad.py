@@ -148,9 +148,14 @@ class Variant:
 VARIANTS = [
     Variant("other prompts, prefixes, wording and log format", "05", (
         ("client.py", 'print("type C HELP for the commands")', 'print("ready.")'),
-        ("client.py", 'line = input("> ")', 'line = input("chat> ")'),
-        ("client.py", 'command = input("> ")', 'command = input("chat> ")'),
-        ("client.py", 'print(f"\\r{line}\\n> ", end="", flush=True)', 'print(f"\\r{line}\\nchat> ", end="", flush=True)'),
+        ("client.py", 'prompt = "command> "', 'prompt = "chat> "'),
+        ("client.py", 'read("command> ")', 'read("chat> ")'),
+        ("client.py", '"PM text> "', '"say: "'),
+        ("client.py", '"DM to whom> "', '"to: "'),
+        ("client.py", 'print(f"\\r{line}\\n{prompt}", end="", flush=True)', 'print(f"\\r{line}\\n[{prompt}]", end="", flush=True)'),
+        ("client.py", 'print(f"! start the {what} with {prefix}, as in {prefix} {printable(line)}")',
+         'print(f"?? {prefix} first, please")'),
+        ("client.py", '(to {printable(to)}) {printable(text)}', '[to {printable(to)}] {printable(text)}'),
         ("client.py", 'input("name: ")', 'input("Your name: ")'),
         ("client.py", "* welcome, {get('name')} ({get('online')} online)", "welcome, {get('name')}! {get('online')} here"),
         ("client.py", "[direct] {get('from')}", "(private) {get('from')}"),

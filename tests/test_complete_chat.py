@@ -260,30 +260,56 @@ def test_every_prompt_survives_what_people_type(session, prompt, typed):
         session.gate("in", lambda: term.expect(session.spec("welcome", name=name)))
     else:
         watcher, alice = room
-        if prompt == "command" and typed == "junk":
-            alice.sees(session.spec("hint"))
-        elif prompt != "command":
+        if prompt == "command":
+            if typed == "junk":
+                alice.sees(session.spec("hint"))
+        elif typed == "empty":
             alice.sees(session.spec("back"))
-        session.chat_goes_on(alice, watcher)  # still in command mode, and the room works
+        else:  # junk inside a command: asked again, or taken; an empty line ends either way
+            term.send_line("")
+        session.chat_goes_on(alice, watcher)  # in command mode again, and the room works
     term.assert_not_seen(session.spec("traceback"))
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("commands")
-@pytest.mark.parametrize("prompt", ["pm", "dm-name", "dm-text"])
-@pytest.mark.points(1, "inside C PM or C DM, a line without its D or C is not sent")
-def test_a_line_without_its_prefix_ends_the_command_and_is_not_sent(session, prompt):
-    """What a person types who forgot the D (or the C before a name). The junk line above starts
-    with "%", which sorts before "C " and "D "; these start with a letter after them, so that a
-    prefix compared with < or > instead of == fails one of the two checks."""
+@pytest.mark.parametrize("prompt", ["pm", "dm-text"])
+@pytest.mark.parametrize("start", ["well, ", "%% "])
+@pytest.mark.points(1, "inside C PM or C DM, a message typed without its D is not lost: it arrives once")
+def test_a_message_without_its_d_is_not_lost(session, prompt, start):
+    """What a person types who forgot the D, then again with it, once told. The client may send
+    the first line after saying so (the D line then is a line in command mode, which gets a hint),
+    or ask again and send the second: either way the text arrives whole, exactly once. One start
+    sorts after "D ", one before, so that a prefix compared with < or > instead of == sends a
+    cut line ("ll, ...") or the text twice."""
     term, (watcher, alice) = at_prompt(session, prompt)
-    term.forget_unread()
-    typed = watcher.name if prompt == "dm-name" else "well, " + session.text()
+    core = session.text()
+    typed = start + core
     term.send_line(typed)
+    term.send_line(f"D {typed}")  # what the person types once told
+    if prompt == "pm":
+        watcher.sees(watcher.said(alice.name, typed))
+    else:
+        watcher.sees(watcher.terms["dm"](name=alice.name, text=typed))
+    session.chat_goes_on(alice, watcher)  # a sync point, and in command mode again
+    received = watcher.term.output().count(core)
+    assert received == 1, f"[{watcher.name}] expected {typed!r} once, got its text {received} times"
+    term.assert_not_seen(session.spec("traceback"))
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("commands", "dm")
+@pytest.mark.points(1, "C DM, then a name without its C: never taken as the name")
+def test_a_name_without_its_c_is_not_taken(session):
+    """The name without its C is asked again, or ends the command: either way a D line after it
+    sends nothing, and an empty line then leaves the command at the latest."""
+    term, (watcher, alice) = at_prompt(session, "dm-name")
+    secret = session.text()
+    for line in (watcher.name, f"D {secret}", ""):
+        term.send_line(line)
     alice.sees(session.spec("back"))
     session.chat_goes_on(alice, watcher)  # a sync point: anything sent before it has arrived
-    if prompt != "dm-name":
-        watcher.term.assert_not_seen(typed[2:], "it was typed without its D, so it is not a message")
+    watcher.never_saw(secret, "the name was typed without its C, so nobody was chosen")
     term.assert_not_seen(session.spec("traceback"))
 
 

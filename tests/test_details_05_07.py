@@ -16,7 +16,9 @@ from screen import COLUMNS, ROWS, Screen, ScreenTerminal, Stream
 # The kit's own wording, free in the spec (so only kit_only checks use it).
 KIT_OLD_HINT = "commands start with C"  # untrue of a line such as C NOPE
 KIT_EMPTY = "empty message is not sent"
-KIT_EXPECTED_D = "expected D"  # the hint for a line that is not a D line at all
+KIT_EXPECTED_D = "start the message with D"  # the hint for a line that is not a D line at all
+KIT_PM_PROMPT = "PM text> "  # 05's prompts say where you are: not command mode's "command> "
+KIT_SENT = "(to {to}) {text}"  # 05: your message, once sent (the server sends it to the others)
 KIT_NO_SUCH_USER = "no-such-user"  # stage 07 shows the server's error code
 KIT_TOO_LONG = "line-too-long"
 KIT_DM_SENT = "[direct to {to}] {name}: {text}"  # 07: your DM, once the server took it
@@ -50,6 +52,38 @@ def test_an_empty_d_line_says_the_message_is_not_sent(session):
     alice.term.assert_not_seen(KIT_EXPECTED_D, "it was a D line, only empty",
                                since_forgotten=True)
     session.chat_goes_on(alice, bob)  # back in command mode, as after an empty line
+
+
+@pytest.mark.kit_only
+@pytest.mark.needs("commands")
+@pytest.mark.points(1, "C PM, then a line without D: its own prompt says how, and asks again")
+def test_a_line_without_d_is_asked_again_at_the_message_prompt(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.term.send_line("C PM")
+    alice.sees(KIT_PM_PROMPT)
+    alice.term.forget_unread()
+    text = session.text()
+    alice.term.send_line(text)
+    alice.sees(KIT_EXPECTED_D)
+    alice.sees(KIT_PM_PROMPT)  # still there: the line is not lost, and nothing else is asked
+    alice.term.send_line(f"D {text}")
+    bob.sees(bob.said(alice.name, text))
+
+
+@pytest.mark.kit_only
+@pytest.mark.needs("commands", "dm")
+@pytest.mark.parametrize("kind", ["pm", "dm"])
+@pytest.mark.points(1, "C PM and C DM show the sender what went out, and to whom")
+def test_a_sent_message_is_shown_to_its_sender(session, kind):
+    alice, bob = session.client("alice"), session.client("bob")
+    text = session.text()
+    if kind == "pm":
+        alice.say(text)
+        bob.sees(bob.said(alice.name, text))
+    else:
+        alice.dm(bob.name, text)
+        bob.sees(bob.terms["dm"](name=alice.name, text=text))
+    alice.sees(KIT_SENT.format(to="everyone" if kind == "pm" else bob.name, text=text))
 
 
 @pytest.mark.kit_only
@@ -175,6 +209,32 @@ def test_the_full_screen_client_keeps_the_shutdown_notice(session):
     # All it printed has been read: the screen is what a person sees once it has ended.
     alice.shows(session.spec("shutting_down"))
     alice.shows(session.spec("closed"))
+
+
+@pytest.mark.needs("tui")
+@pytest.mark.parametrize("ending", ["quit", "server_stops"])
+@pytest.mark.points(2, "the full-screen client leaves the last messages on screen when it ends")
+def test_the_full_screen_client_leaves_the_conversation_on_screen(session, ending):
+    """curses' endwin() takes the chat away with the alternate screen: what a person sees once
+    the client has gone must still hold the last messages, in order."""
+    server = session.start_server()
+    alice, bob = screen_client(session, "alice", kind=XtermTerminal), session.client("bob")
+    texts = [session.text() for _ in range(3)]
+    said = [session.spec("said", name=bob.name, text=text) for text in texts]
+    for text, line in zip(texts, said):
+        bob.say(text)
+        alice.shows(line)
+    if ending == "quit":
+        alice.type("/quit\r")
+    else:
+        server.term.ctrl_c()
+        server.term.expect(session.spec("stopped"))
+    alice.expect_exit(EXIT_OK)
+    # All it printed has been read: the screen is what a person sees once it has ended.
+    for line in said:
+        alice.shows(line)
+    rows = [alice.find(line)[0] for line in said]
+    assert rows == sorted(rows), f"the messages are left out of order:\n{alice.report()}"
 
 
 @pytest.mark.kit_only

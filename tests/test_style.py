@@ -69,12 +69,12 @@ BUDGETS = {
     "02": {"server.py": 230, "client.py": 150},
     "03": {"server.py": 320, "client.py": 240},
     "04": {"server.py": 380, "client.py": 240},
-    "05": {"server.py": 450, "client.py": 330},
-    "06": {"server.py": 620, "client.py": 330},
-    "07": {"server.py": 697, "client.py": 525},
+    "05": {"server.py": 450, "client.py": 343},
+    "06": {"server.py": 620, "client.py": 344},
+    "07": {"server.py": 697, "client.py": 530},
     "08": {"peer.py": 383},
-    "09": {"server.py": 560, "client.py": 355},
-    "10": {"server.py": 893, "client.py": 713},
+    "09": {"server.py": 560, "client.py": 362},
+    "10": {"server.py": 893, "client.py": 720},
     "11": {"server.py": 875, "client.py": 283},
 }
 

@@ -19,6 +19,7 @@ from datetime import datetime
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
+prompt = "command> "  # where you are: read() sets it, show() draws it again
 
 
 def port_number(text):
@@ -142,8 +143,15 @@ def render(message):
 # --8<-- [end:render]
 
 
-def show(line):  # "\r" moves back over the "> " prompt; then we draw a fresh one
-    print(f"\r{line}\n> ", end="", flush=True)
+def show(line):  # "\r" moves back over the prompt; then we draw a fresh one
+    print(f"\r{line}\n{prompt}", end="", flush=True)
+
+
+def read(where):
+    """input() at the prompt `where`, which show() draws from now on."""
+    global prompt
+    prompt = where
+    return input(where).strip()
 
 
 def show_all(messages):
@@ -201,25 +209,30 @@ HELP = """commands:
   C HELP   show this list"""
 
 
-def ask(prefix, what):
-    """Read the next line, which must start with `prefix` (C or D); else None."""
-    print(f"\r{what}: type {prefix} <{what}>")  # \r: over a "> " the receiver drew
-    line = input("> ").strip()
-    if line[:2].upper() == f"{prefix} " and line[2:].strip():
-        return line[2:].strip()
-    if line.upper() == prefix == "D":  # a D and nothing after it
-        print("! an empty message is not sent: back to command mode")
-        return None
-    print(
-        f"! expected {prefix} <{what}>: back to command mode "
-        "(C HELP lists the commands)"
-    )
-    return None
+def ask(prefix, what, where):
+    """The text of a line that starts with `prefix` (C or D); None: an empty line."""
+    # "\r": start over a prompt the receiver may have drawn.
+    print(f"\r{what}: type {prefix} <{what}> (an empty line cancels)")
+    while True:
+        line = read(where)
+        if line[:2].upper() == f"{prefix} " and line[2:].strip():
+            return line[2:].strip()
+        if line.upper() in ("", prefix):  # nothing, or a D (or C) and nothing after it
+            print(f"! an empty {what} is not sent: back to command mode")
+            return None
+        # A line that forgot its prefix is not dropped in silence: say how, ask again.
+        print(f"! start the {what} with {prefix}, as in {prefix} {printable(line)}")
+
+
+def sent(to, text):
+    """Show what went out: the server sends a message to the others, not back to us."""
+    print(f"[{datetime.now():%H:%M}] (to {printable(to)}) {printable(text)}")
 
 
 def public_message(conn):
-    if (text := ask("D", "message")) is not None:
+    if (text := ask("D", "message", "PM text> ")) is not None:
         conn.send({"type": "say", "text": text})
+        sent("everyone", text)
 
 
 def show_users(conn, user_lists):
@@ -238,7 +251,7 @@ def show_users(conn, user_lists):
 def direct_message(conn, user_lists):
     if (names := show_users(conn, user_lists)) is None:
         return
-    if (name := ask("C", "name")) is None:
+    if (name := ask("C", "name", "DM to whom> ")) is None:
         return
     # Say at once that nobody has the name, not after the message: as the server does.
     if name.lower() not in {online.lower() for online in names}:
@@ -247,15 +260,16 @@ def direct_message(conn, user_lists):
             "back to command mode"
         )
         return
-    if (text := ask("D", "message")) is not None:
+    if (text := ask("D", "message", f"DM to {printable(name)}> ")) is not None:
         conn.send({"type": "dm", "to": name, "text": text})
+        sent(name, text)
 
 
 def chat(conn, user_lists):
     """The main thread: read commands until C EX (Ctrl+D: EOFError)."""
     print("type C HELP for the commands")
     while True:
-        command = input("> ").strip().upper()
+        command = read("command> ").upper()
         if command == "C PM":
             public_message(conn)
         elif command == "C DM":

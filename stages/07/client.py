@@ -179,7 +179,6 @@ class Chat:
         # What each `who` we sent is for, oldest first: None for /list; for the check
         # of a DM, its line, shown once the server has taken the DM ("" if refused).
         self.asked = collections.deque()
-        self.last_word = None  # the server's last notice or error, for main() to repeat
 
     def typed(self, line):
         line = line.strip()
@@ -220,7 +219,6 @@ class Chat:
         if kind == "users" and isinstance(message.get("names"), list):
             self.online = len(message["names"])
         line = describe(message)
-        self.last_word = line[0] if kind in ("shutdown", "error") else None
         if kind == "error" and message.get("code") == "no-such-user" and self.asked:
             if self.asked[0] is not None:
                 self.asked[0] = ""  # the oldest DM still checked: refused, never shown
@@ -278,7 +276,13 @@ class CursesUI:
         return self
 
     def __exit__(self, *error):
+        rows, columns = self.screen.getmaxyx()
         curses.endwin()  # give the terminal back as we found it, even after an error
+        # endwin() also takes away all we drew, the chat with it: leave the last
+        # screenful of messages behind, as plain lines.
+        pane = max(1, rows - self.STATUS - self.SEPARATOR_AND_INPUT)
+        for text, _ in self.wrapped(columns)[-pane:]:
+            print(text)
         return False
 
     def show(self, text, style):
@@ -330,6 +334,14 @@ class CursesUI:
         # The next refresh repaints every cell, not just the changes.
         self.screen.clearok(True)
 
+    def wrapped(self, columns):
+        """The messages as (line, style), each wrapped to fit `columns`."""
+        return [
+            (part, style)
+            for text, style in self.messages
+            for part in textwrap.wrap(text, columns - 1, subsequent_indent="  ") or [""]
+        ]
+
     def draw(self):
         rows, columns = self.screen.getmaxyx()
         self.screen.erase()
@@ -338,11 +350,7 @@ class CursesUI:
             self.screen.refresh()
             return
         pane = rows - self.STATUS - self.SEPARATOR_AND_INPUT
-        lines = [
-            (part, style)
-            for text, style in self.messages
-            for part in textwrap.wrap(text, columns - 1, subsequent_indent="  ") or [""]
-        ]
+        lines = self.wrapped(columns)
         self.scrolled = max(0, min(self.scrolled, len(lines) - pane))
         end = len(lines) - self.scrolled
         shown = lines[max(0, end - pane) : end]
@@ -513,9 +521,6 @@ def main():
         except (EOFError, KeyboardInterrupt):
             pass  # Ctrl+D, Ctrl+C or the end of a pipe: leave cleanly
         except ServerClosed:
-            if not plain and chat and chat.last_word:
-                # curses took its screen away, and the reason with it: say it again.
-                print(chat.last_word)
             print("connection closed by server")
             return
         leave(conn, chat if plain else None)  # curses has gone: nowhere to show them

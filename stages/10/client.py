@@ -28,6 +28,7 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 65432
+prompt = "command> "  # where you are: Keyboard.line() sets it, show() draws it again
 # The kit's development CA: local use only.
 CA_FILE = Path(__file__).resolve().parent / "certs" / "dev-ca.pem"
 # File bytes per message: small enough that chat lines slip in between chunks.
@@ -113,8 +114,10 @@ class Keyboard:
         if not data:
             self.lines.put_nowait(Leave)
 
-    async def line(self, prompt="> "):
-        print(prompt, end="", flush=True)
+    async def line(self, where="command> "):
+        global prompt
+        prompt = where
+        print(where, end="", flush=True)
         while self.from_file and self.lines.empty():
             self.readable()
         line = await self.lines.get()
@@ -198,9 +201,9 @@ def render(message):
 
 
 def show(line):
-    # "\r" moves back over the "> " prompt; then we draw a fresh
+    # "\r" moves back over the prompt; then we draw a fresh
     # prompt for what you type next.
-    print(f"\r{line}\n> ", end="", flush=True)
+    print(f"\r{line}\n{prompt}", end="", flush=True)
 
 
 def size_text(size):
@@ -509,22 +512,24 @@ async def receive_forever(reader, user_lists, said_bye, files):
             show(line)
 
 
-async def ask(keyboard, prefix, what):
-    """Read the next line, which must start with `prefix` (C or D).
+async def ask(keyboard, prefix, what, where):
+    """The text of a line that starts with `prefix` (C or D), read at the prompt
+    `where`. None: an empty line."""
+    print(f"\r{what}: type {prefix} <{what}> (an empty line cancels)")
+    while True:
+        line = await keyboard.line(where)
+        if line[:2].upper() == f"{prefix} " and line[2:].strip():
+            return line[2:].strip()
+        if line.upper() in ("", prefix):  # nothing, or a D (or C) and nothing after it
+            print(f"! an empty {what} is not sent: back to command mode")
+            return None
+        # A line that forgot its prefix is not dropped in silence: say how, ask again.
+        print(f"! start the {what} with {prefix}, as in {prefix} {printable(line)}")
 
-    None if it does not."""
-    print(f"\r{what}: type {prefix} <{what}>")
-    line = await keyboard.line()
-    if line[:2].upper() == f"{prefix} " and line[2:].strip():
-        return line[2:].strip()
-    if line.upper() == prefix == "D":  # a D and nothing after it
-        print("! an empty message is not sent: back to command mode")
-        return None
-    print(
-        f"! expected {prefix} <{what}>: back to command mode "
-        "(C HELP lists the commands)"
-    )
-    return None
+
+def sent(to, text):
+    """Show what went out: the server sends a message to the others, not back to us."""
+    print(f"[{datetime.now():%H:%M}] (to {printable(to)}) {printable(text)}")
 
 
 async def show_users(writer, user_lists):
@@ -540,9 +545,9 @@ async def show_users(writer, user_lists):
     return [str(name) for name in names] if isinstance(names, list) else []
 
 
-async def recipient(keyboard, names):
-    """Ask for a name, and check it against the user list just shown."""
-    name = await ask(keyboard, "C", "name")
+async def recipient(keyboard, names, where):
+    """Ask for a name at the prompt `where`; check it against the list just shown."""
+    name = await ask(keyboard, "C", "name", where)
     # We have just fetched the list: say at once that nobody has the name, rather than
     # after the message is typed. Compared as the server does, without regard to case.
     if name is not None and name.lower() not in {online.lower() for online in names}:
@@ -557,20 +562,21 @@ async def recipient(keyboard, names):
 async def direct_message(writer, keyboard, user_lists):
     if (names := await show_users(writer, user_lists)) is None:
         return
-    if (name := await recipient(keyboard, names)) is None:
+    if (name := await recipient(keyboard, names, "DM to whom> ")) is None:
         return
-    if text := await ask(keyboard, "D", "message"):
+    if text := await ask(keyboard, "D", "message", f"DM to {printable(name)}> "):
         send(writer, {"type": "dm", "to": name, "text": text})
+        sent(name, text)
 
 
 async def offer_file(keyboard, user_lists, files):
     if (names := await show_users(files.writer, user_lists)) is None:
         return
-    if (name := await recipient(keyboard, names)) is None:
+    if (name := await recipient(keyboard, names, "file to whom> ")) is None:
         return
     if name.lower() == files.me.lower():
         print("! that is you: a file goes to someone else")
-    elif path := await ask(keyboard, "C", "path"):
+    elif path := await ask(keyboard, "C", "path", f"file for {printable(name)}> "):
         await files.offer(name, path)
 
 
@@ -579,8 +585,9 @@ async def commands(writer, keyboard, user_lists, files):
     print("type C HELP for the commands")
     while (command := (await keyboard.line()).upper()) != "C EX":
         if command == "C PM":
-            if (text := await ask(keyboard, "D", "message")) is not None:
+            if (text := await ask(keyboard, "D", "message", "PM text> ")) is not None:
                 send(writer, {"type": "say", "text": text})
+                sent("everyone", text)
         elif command == "C DM":
             await direct_message(writer, keyboard, user_lists)
         elif command == "C FT":
