@@ -1,0 +1,54 @@
+"""Stage 11 against hostile input: what one client can send to make the server work for
+nothing, or to hurt the others (lesson 11, "Pitfalls this stage handles").
+
+Each check is built on tests/test_irc.py's raw peers and its lab. Where the harm is
+time, the check measures the server's CPU time (/proc/PID/stat), not the wall clock,
+against a bound the harmful code passes a hundred times over: a busy machine slows
+every process, but does not make the server's work grow.
+"""
+
+import os
+import selectors
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import TIMEOUT
+from test_irc import TEXT, delivery, is_, lab, msgs  # noqa: F401 (fixtures: used by name)
+
+pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
+
+
+def cpu_seconds(pid):
+    """The CPU time a process has used so far, user and system (man 5 proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- WHO masks
+
+@pytest.mark.points(1, "a WHO mask is matched in linear time: a hostile one freezes nobody")
+def test_a_who_mask_cannot_freeze_the_server(lab, delivery):
+    long = lab.peer("long nick")
+    long.nick, long.user = "a" * 30, "long"  # the longest nick, all of one letter
+    lab.register(long)
+    asker, bystander = lab.user("asker"), lab.user("bystander")
+    # Read as a regular expression, each * backtracks into every * before it: this mask
+    # took about 5 s of CPU against a 30-letter nick, and each line as much again.
+    hostile = "*a" * 14 + "*b"
+    cpu_before = cpu_seconds(lab.server.pid)
+    asker.send(*[f"WHO {hostile}"] * 20, delivery=delivery)
+    assert bystander.ask() == [], "a bystander's PING waited for the WHO lines"
+    end = msgs(f":{lab.name} 315 {asker.nick} {hostile} :{TEXT['315']}")
+    assert asker.ask() == end * 20
+    spent = cpu_seconds(lab.server.pid) - cpu_before
+    assert spent < 0.5, f"20 WHO lines took {spent:.2f} s of the server's CPU"
+    # ...and masks still mean what they meant: * any run of characters, ? any one.
+    fits, misses = ["*a", "a*a", "?" * 30, "*a" * 14 + "*", "A*?"], ["?" * 29, "*b", "a*b*"]
+    got = asker.ask(*(f"WHO {mask}" for mask in fits + misses))
+    found = [(message.command, message.params[-2 if message.command == "315" else 5])
+             for message in got]
+    assert found == [pair for mask in fits for pair in (("352", long.nick), ("315", mask))] + [
+        ("315", mask) for mask in misses]
