@@ -52,3 +52,18 @@ def test_a_who_mask_cannot_freeze_the_server(lab, delivery):
              for message in got]
     assert found == [pair for mask in fits for pair in (("352", long.nick), ("315", mask))] + [
         ("315", mask) for mask in misses]
+
+
+# ---------------------------------------------------------------- line ends
+
+@pytest.mark.points(1, "lines ended by CR alone are understood, whole or a byte at a time")
+def test_cr_only_lines_are_accepted(lab):
+    """RFC 1459 2.3.1: "two characters, CR and LF, as message separators"; lesson 11
+    says a bare CR ends a line. (miniircd, for one, waits for an LF.)"""
+    for delivery in ("whole", "bytes"):  # both in the default run
+        peer = lab.peer(f"cr {delivery}")
+        hello = f"NICK {peer.nick}\rUSER {peer.user} 0 * :Real {peer.nick}\rPING :cr\r"
+        peer.send_raw(hello.encode(), delivery)
+        welcome, _ = peer.read_until(is_("PONG"))
+        lab.learn(welcome)
+        assert welcome == lab.welcome(peer), delivery

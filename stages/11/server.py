@@ -53,6 +53,7 @@ CHANNEL = re.compile(rf"#[^\x00-\x20\x7f,:]{{1,{CHANNELLEN - 1}}}")
 # on old keyboards). "Nick[" and "nick{" are one name.
 FOLD = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
 TOO_LONG = object()  # what read_line() returns for a line it skipped
+LINE_END = re.compile(rb"\r\n?|\n")
 
 
 def port_number(text):
@@ -309,6 +310,7 @@ class Client:
         self.negotiating = False  # CAP LS or REQ seen, CAP END not yet: hold on
         self.invisible = False  # user mode +i: what irssi asks for (MODE nick +i)
         self.channels = set()
+        self.buffer = bytearray()  # what came after the last line read
         self.skipping = False  # inside a line longer than MAX_LINE, dropping it
         self.deadline = deadline  # read by then: join timeout, later ping interval
         self.pinged = False  # we sent PING and wait for any line back
@@ -335,27 +337,25 @@ class Client:
 
     # --8<-- [start:read_line]
     async def read_line(self):
-        """The next line; TOO_LONG as soon as a line passes MAX_LINE (the rest of it
-        is then skipped as it comes); b"" at the end. The reader's limit (MAX_LINE - 1
-        before the "\\n") holds however the bytes arrive: it raises as soon as its
-        buffer passes the limit."""
+        """The next line, with its end: CR LF, LF, or a CR alone (RFC 1459 2.3.1: CR
+        and LF both end a line; readuntil() takes one end only). TOO_LONG as soon as a
+        line passes MAX_LINE (the rest of it is skipped as it comes); b"" at the end.
+        The buffer holds a line at most, however the bytes arrive."""
         while True:
-            try:
-                line = await self.reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError:
-                return b""  # closed, maybe in the middle of a line
-            except asyncio.LimitOverrunError as error:
-                # Throw away what came so far; the rest of the line follows. The flag
-                # lives on the client: a ping timer may interrupt us mid-line.
-                await self.reader.readexactly(error.consumed)
-                if not self.skipping:  # said at once, not after megabytes more
-                    self.skipping = True
-                    return TOO_LONG
+            end = LINE_END.search(self.buffer)
+            if not end and len(self.buffer) < MAX_LINE - 1:  # no end yet: read on
+                if not (data := await self.reader.read(MAX_LINE)):
+                    return b""  # closed, maybe in the middle of a line
+                self.buffer += data
                 continue
-            if self.skipping:  # the end of the long line: thrown away too
-                self.skipping = False
-                continue
-            return line
+            size = end.end() if end else len(self.buffer)  # a line, or a line's worth
+            line = bytes(self.buffer[:size])
+            del self.buffer[:size]
+            # No end in a line's worth: the rest of the line is still to come, to be
+            # skipped. The flag lives on the client: a ping timer may interrupt us.
+            skipping, self.skipping = self.skipping, not end
+            if not skipping:  # 417 said at once, not after megabytes more
+                return TOO_LONG if not end or end.start() > MAX_LINE - 2 else line
 
     # --8<-- [end:read_line]
 
@@ -417,11 +417,8 @@ class IrcServer:
                 # a command.
                 self.reply(client, "417", "Input line was too long")
                 continue
-            # A CR ends a line too: a bare CR relayed inside a message would let other
-            # clients read what follows it as a line from the server.
-            for piece in line.rstrip(b"\r\n").split(b"\r"):
-                if reason := self.guarded(client, piece):
-                    return reason
+            if reason := self.guarded(client, line.rstrip(b"\r\n")):
+                return reason
         return "Connection closed"
 
     # --8<-- [start:next_line]
@@ -861,7 +858,7 @@ async def serve(args):
     loop.set_exception_handler(report_accept_errors)
     irc = IrcServer(args)
     try:
-        # limit: the bytes before the "\n", so a line is MAX_LINE with its CR LF.
+        # limit: the reader stops reading the socket while it holds twice this.
         server = await asyncio.start_server(
             irc.serve_client, args.host, args.port, limit=MAX_LINE - 1, backlog=1024
         )
