@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import TIMEOUT
-from test_irc import TEXT, delivery, is_, lab, msgs  # noqa: F401 (fixtures: used by name)
+from test_irc import TEXT, Msg, delivery, is_, lab, msgs  # noqa: F401 (fixtures: used by name)
 
 pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
 
@@ -67,3 +67,21 @@ def test_cr_only_lines_are_accepted(lab):
         welcome, _ = peer.read_until(is_("PONG"))
         lab.learn(welcome)
         assert welcome == lab.welcome(peer), delivery
+
+
+# ---------------------------------------------------------------- floods
+
+@pytest.mark.points(1, "a client dropped for not reading: the lines it sent before are not run")
+def test_the_lines_of_a_dropped_client_are_not_run(lab):
+    """Each WHO #big asks for a line per member. Past its share the client is dropped;
+    the WHO lines it sent after that would cost the server as much again, for nobody."""
+    members = [lab.user(f"member {n}", "#big") for n in range(100)]
+    flooder = lab.register(lab.peer("flooder", receive_buffer=4096))
+    flooder.ask("JOIN #big")  # and never reads again
+    bystander = members[0]
+    bystander.ask()  # the JOIN lines of those who came after it
+    # One write (one TCP segment): the server has every line before it drops the client.
+    flooder.send_raw(b"WHO #big\r\n" * 3_000 + b"PRIVMSG #big :after the drop\r\n")
+    heard, quit_ = bystander.read_until(is_("QUIT"))
+    assert quit_ == Msg(flooder.source, "QUIT", ("Max SendQ exceeded",))
+    assert heard == [], "the server went on with the lines of a client it had dropped"

@@ -407,7 +407,9 @@ class IrcServer:
 
     async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
-        while line := await self.next_line(client):
+        # Once dropped (send()), its lines already received are not run: for nobody,
+        # each WHO #big it sent before it stopped reading would cost as much again.
+        while not client.quit_reason and (line := await self.next_line(client)):
             if client.registered:  # any line shows it is alive: no PING needed
                 client.deadline, client.pinged = self.now() + self.ping_interval, False
             if line is TOO_LONG:
