@@ -21,6 +21,22 @@ from test_irc import TEXT, Msg, delivery, is_, lab, msgs  # noqa: F401 (fixtures
 pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
 
 
+class ThreadWithResult(threading.Thread):
+    """function(*args) in a thread of its own, started at once; result() waits for it."""
+
+    def __init__(self, function, *args):
+        super().__init__(daemon=True)
+        self.function, self.args, self.value = function, args, None
+        self.start()
+
+    def run(self):
+        self.value = self.function(*self.args)
+
+    def result(self):
+        self.join()
+        return self.value
+
+
 def cpu_seconds(pid):
     """The CPU time a process has used so far, user and system (man 5 proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -85,3 +101,54 @@ def test_the_lines_of_a_dropped_client_are_not_run(lab):
     heard, quit_ = bystander.read_until(is_("QUIT"))
     assert quit_ == Msg(flooder.source, "QUIT", ("Max SendQ exceeded",))
     assert heard == [], "the server went on with the lines of a client it had dropped"
+
+
+def read_everything(socks, size):
+    """Read each socket until `size` bytes came or it closed, as clients that keep up
+    do: one thread, all sockets at once. Returns what each received, in order."""
+    received = {sock: bytearray() for sock in socks}
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while selector.get_map():
+            ready = selector.select(TIMEOUT)
+            if not ready:  # nothing for TIMEOUT seconds: the server stopped sending
+                break
+            for key, _ in ready:
+                try:
+                    data = key.fileobj.recv(1 << 16)
+                except ConnectionError:
+                    data = b""
+                received[key.fileobj] += data
+                if not data or len(received[key.fileobj]) >= size:
+                    selector.unregister(key.fileobj)
+    return [bytes(data) for data in received.values()]
+
+
+@pytest.mark.points(1, "a flood in one write: the members that read get every line, none dropped")
+def test_a_flood_in_one_write_drops_no_member_that_reads(lab):
+    """The flood is slowed at its source: the server gives its loop a turn every few
+    lines, and the writers send what those lines made before the next ones come."""
+    # A crowded server: 300 more connections bring each client's share down to its
+    # floor, 256 KiB (MIN_SHARE), however many of them are in the channel.
+    for n in range(300):
+        lab.peer(f"crowd {n}")
+    flooder = lab.peer("flooder")
+    flooder.nick, flooder.user = "f" * 30, "f" * 10  # the longest prefix: 68 bytes a line
+    lab.register(flooder)
+    members = lab.room(*(f"member {n}" for n in range(20)), channel="#f")
+    flooder.ask("JOIN #f")
+    for member in members:
+        member.ask()  # the flooder's JOIN: from here on, only its messages come
+    count = 10_000  # 130 KB in one write; relayed, 680 KB for each member
+    line, last = (f":{flooder.source} PRIVMSG #f :{text}\r\n".encode() for text in "x.")
+    expected = line * count + last
+    reader = ThreadWithResult(read_everything, [member.sock for member in members],
+                              len(expected))
+    flooder.send_raw(b"PRIVMSG #f x\n" * count + b"PRIVMSG #f .\n")  # one write
+    got = reader.result()
+    # Handled in a row, 3,800 of these lines filled each member's share before any
+    # writer ran: every member was dropped, having been sent nothing.
+    assert got == [expected] * len(members), (
+        f"{sum(data != expected for data in got)} of {len(members)} members cut off; "
+        f"the lines each got: {[data.count(line) for data in got]}")

@@ -41,6 +41,7 @@ ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
 MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 06)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
+LINES_PER_TURN = 64  # a client's lines handled in a row, at most (read_loop)
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 # RFC 2812 2.3.1: a letter or one of []\`_^{|}, then letters, digits, those, or "-".
 NICK = re.compile(
@@ -225,25 +226,22 @@ def fold(name):
 
 def glob(mask):
     """A test for folded names: does it match the mask? Only * and ? are wildcards
-    (nicks hold [ and ], which fnmatch would read as a set). No regular expression:
-    re tries every way to share a name among the *s, and WHO *a*a*a...*b against a
-    long nick took seconds. On a mismatch, only the last * takes one more character:
-    len(mask) * len(name) steps at most."""
+    (nicks hold [ and ], which fnmatch would read as a set). No regular expression,
+    which backtracks into every * (WHO *a*a*a...*b took seconds): on a mismatch only
+    the last * takes one more character, len(mask) * len(name) steps at most."""
     mask = fold(mask)
 
     def matches(name):
-        m = n = 0
-        star = resume = -1  # just after the last * met, and where its run ends in name
+        m, n, star, resume = 0, 0, -1, -1  # star: just after the last * met in mask
         while n < len(name):
-            if m < len(mask) and mask[m] == "*":
+            if m < len(mask) and mask[m] == "*":  # its run in name starts at resume
                 star, resume, m = m + 1, n, m + 1
             elif m < len(mask) and mask[m] in ("?", name[n]):
                 m, n = m + 1, n + 1
             elif star < 0:
                 return False
             else:  # back to the last *, which takes one more character
-                m, n = star, resume + 1
-                resume = n
+                m, n, resume = star, resume + 1, resume + 1
         return not mask[m:].strip("*")
 
     return matches
@@ -349,8 +347,7 @@ class Client:
                 self.buffer += data
                 continue
             size = end.end() if end else len(self.buffer)  # a line, or a line's worth
-            line = bytes(self.buffer[:size])
-            del self.buffer[:size]
+            line, self.buffer = self.buffer[:size], self.buffer[size:]
             # No end in a line's worth: the rest of the line is still to come, to be
             # skipped. The flag lives on the client: a ping timer may interrupt us.
             skipping, self.skipping = self.skipping, not end
@@ -407,20 +404,21 @@ class IrcServer:
 
     async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
-        # Once dropped (send()), its lines already received are not run: for nobody,
-        # each WHO #big it sent before it stopped reading would cost as much again.
+        # Once dropped (send()), the lines it sent before are not run: all for nobody.
+        handled = 0
         while not client.quit_reason and (line := await self.next_line(client)):
             if client.registered:  # any line shows it is alive: no PING needed
                 client.deadline, client.pinged = self.now() + self.ping_interval, False
             if line is TOO_LONG:
-                # 417 (modern IRC) rather than a drop: the line is thrown away as it
-                # arrives, so it costs nothing, and a user who pasted too much keeps
-                # their connection. RFC 1459 servers cut it; cutting would relay half
-                # a command.
+                # 417 (modern IRC) rather than a drop: the line cost nothing (thrown
+                # away as it came), and a user who pasted too much stays. RFC 1459
+                # servers cut it, which would relay half a command.
                 self.reply(client, "417", "Input line was too long")
-                continue
-            if reason := self.guarded(client, line.rstrip(b"\r\n")):
+            elif reason := self.guarded(client, line.rstrip(b"\r\n")):
                 return reason
+            handled += 1
+            if handled % LINES_PER_TURN == 0:  # a turn of the loop: the writers send
+                await asyncio.sleep(0)  # what these lines made before the next ones
         return "Connection closed"
 
     # --8<-- [start:next_line]
