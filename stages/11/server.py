@@ -41,6 +41,7 @@ ISUPPORT = f"""CHANTYPES=# NICKLEN={NICKLEN} CHANNELLEN={CHANNELLEN}
 MAX_PENDING = 1024 * 1024  # bytes waiting for one client before we drop it (stage 06)
 MAX_PENDING_TOTAL = 64 * 1024 * 1024  # ...and for all clients: each has a share
 MIN_SHARE = 256 * 1024  # ...never less: a crowded channel's NAMES reply must fit
+LINES_PER_TURN = 64  # a client's lines handled in a row, at most (read_loop)
 LOG_BACKLOG = 4096  # log lines that may wait for stdout; past this, lines are dropped
 # RFC 2812 2.3.1: a letter or one of []\`_^{|}, then letters, digits, those, or "-".
 NICK = re.compile(
@@ -53,6 +54,7 @@ CHANNEL = re.compile(rf"#[^\x00-\x20\x7f,:]{{1,{CHANNELLEN - 1}}}")
 # on old keyboards). "Nick[" and "nick{" are one name.
 FOLD = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
 TOO_LONG = object()  # what read_line() returns for a line it skipped
+LINE_END = re.compile(rb"\r\n?|\n")
 
 
 def port_number(text):
@@ -229,11 +231,25 @@ def fold(name):
 
 def glob(mask):
     """A test for folded names: does it match the mask? Only * and ? are wildcards
-    (nicks hold [ and ], which fnmatch would read as a set)."""
-    parts = {"*": ".*", "?": "."}
-    return re.compile(
-        "".join(parts.get(c) or re.escape(c) for c in fold(mask))
-    ).fullmatch
+    (nicks hold [ and ], which fnmatch would read as a set). No regular expression,
+    which backtracks into every * (WHO *a*a*a...*b took seconds): on a mismatch only
+    the last * takes one more character, len(mask) * len(name) steps at most."""
+    mask = fold(mask)
+
+    def matches(name):
+        m, n, star, resume = 0, 0, -1, -1  # star: just after the last * met in mask
+        while n < len(name):
+            if m < len(mask) and mask[m] == "*":  # its run in name starts at resume
+                star, resume, m = m + 1, n, m + 1
+            elif m < len(mask) and mask[m] in ("?", name[n]):
+                m, n = m + 1, n + 1
+            elif star < 0:
+                return False
+            else:  # back to the last *, which takes one more character
+                m, n, resume = star, resume + 1, resume + 1
+        return not mask[m:].strip("*")
+
+    return matches
 
 
 # --8<-- [end:wire]
@@ -297,6 +313,7 @@ class Client:
         self.negotiating = False  # CAP LS or REQ seen, CAP END not yet: hold on
         self.invisible = False  # user mode +i: what irssi asks for (MODE nick +i)
         self.channels = set()
+        self.buffer = bytearray()  # what came after the last line read
         self.skipping = False  # inside a line longer than MAX_LINE, dropping it
         self.deadline = deadline  # read by then: join timeout, later ping interval
         self.pinged = False  # we sent PING and wait for any line back
@@ -323,27 +340,24 @@ class Client:
 
     # --8<-- [start:read_line]
     async def read_line(self):
-        """The next line; TOO_LONG as soon as a line passes MAX_LINE (the rest of it
-        is then skipped as it comes); b"" at the end. The reader's limit (MAX_LINE - 1
-        before the "\\n") holds however the bytes arrive: it raises as soon as its
-        buffer passes the limit."""
+        """The next line, with its end: CR LF, LF, or a CR alone (RFC 1459 2.3.1: CR
+        and LF both end a line; readuntil() takes one end only). TOO_LONG as soon as a
+        line passes MAX_LINE (the rest of it is skipped as it comes); b"" at the end.
+        The buffer holds a line at most, however the bytes arrive."""
         while True:
-            try:
-                line = await self.reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError:
-                return b""  # closed, maybe in the middle of a line
-            except asyncio.LimitOverrunError as error:
-                # Throw away what came so far; the rest of the line follows. The flag
-                # lives on the client: a ping timer may interrupt us mid-line.
-                await self.reader.readexactly(error.consumed)
-                if not self.skipping:  # said at once, not after megabytes more
-                    self.skipping = True
-                    return TOO_LONG
+            end = LINE_END.search(self.buffer)
+            if not end and len(self.buffer) < MAX_LINE - 1:  # no end yet: read on
+                if not (data := await self.reader.read(MAX_LINE)):
+                    return b""  # closed, maybe in the middle of a line
+                self.buffer += data
                 continue
-            if self.skipping:  # the end of the long line: thrown away too
-                self.skipping = False
-                continue
-            return line
+            size = end.end() if end else len(self.buffer)  # a line, or a line's worth
+            line, self.buffer = self.buffer[:size], self.buffer[size:]
+            # No end in a line's worth: the rest of the line is still to come, to be
+            # skipped. The flag lives on the client: a ping timer may interrupt us.
+            skipping, self.skipping = self.skipping, not end
+            if not skipping:  # 417 said at once, not after megabytes more
+                return TOO_LONG if not end or end.start() > MAX_LINE - 2 else line
 
     # --8<-- [end:read_line]
 
@@ -395,21 +409,21 @@ class IrcServer:
 
     async def read_loop(self, client):
         """Handle the client's lines until it leaves; return why it left."""
-        while line := await self.next_line(client):
+        # Once dropped (send()), the lines it sent before are not run: all for nobody.
+        handled = 0
+        while not client.quit_reason and (line := await self.next_line(client)):
             if client.registered:  # any line shows it is alive: no PING needed
                 client.deadline, client.pinged = self.now() + self.ping_interval, False
             if line is TOO_LONG:
-                # 417 (modern IRC) rather than a drop: the line is thrown away as it
-                # arrives, so it costs nothing, and a user who pasted too much keeps
-                # their connection. RFC 1459 servers cut it; cutting would relay half
-                # a command.
+                # 417 (modern IRC) rather than a drop: the line cost nothing (thrown
+                # away as it came), and a user who pasted too much stays. RFC 1459
+                # servers cut it, which would relay half a command.
                 self.reply(client, "417", "Input line was too long")
-                continue
-            # A CR ends a line too: a bare CR relayed inside a message would let other
-            # clients read what follows it as a line from the server.
-            for piece in line.rstrip(b"\r\n").split(b"\r"):
-                if reason := self.guarded(client, piece):
-                    return reason
+            elif reason := self.guarded(client, line.rstrip(b"\r\n")):
+                return reason
+            handled += 1
+            if handled % LINES_PER_TURN == 0:  # a turn of the loop: the writers send
+                await asyncio.sleep(0)  # what these lines made before the next ones
         return "Connection closed"
 
     # --8<-- [start:next_line]
@@ -849,7 +863,7 @@ async def serve(args):
     loop.set_exception_handler(report_accept_errors)
     irc = IrcServer(args)
     try:
-        # limit: the bytes before the "\n", so a line is MAX_LINE with its CR LF.
+        # limit: the reader stops reading the socket while it holds twice this.
         server = await asyncio.start_server(
             irc.serve_client, args.host, args.port, limit=MAX_LINE - 1, backlog=1024
         )
