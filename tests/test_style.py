@@ -73,9 +73,9 @@ BUDGETS = {
     "06": {"server.py": 620, "client.py": 344},
     "07": {"server.py": 697, "client.py": 530},
     "08": {"peer.py": 383},
-    "09": {"server.py": 560, "client.py": 362},
-    "10": {"server.py": 893, "client.py": 720},
-    "11": {"server.py": 889, "client.py": 283},
+    "09": {"server.py": 564, "client.py": 362},
+    "10": {"server.py": 897, "client.py": 720},
+    "11": {"server.py": 893, "client.py": 283},
 }
 
 

@@ -226,9 +226,8 @@ class Console:
                 self.lines.put(None, timeout=seconds)
             self.writer.join(max(0.0, deadline - time.monotonic()))
         if self.writer.is_alive():
-            # Stuck in a write to a full pipe, which nothing can interrupt, and holding
-            # stdout's lock, which Python's exit takes to flush it (Debian 12's Python
-            # 3.11.2 waits there for ever). Only the log is left: leave without it.
+            # Stuck writing to a full pipe, holding stdout's lock: Python's exit would
+            # wait for it for ever (3.11.2, Debian 12's). Only the log is lost.
             os._exit(0)
 
 
