@@ -400,9 +400,9 @@ def test_user_twice_and_too_few_parameters(lab, delivery):
 @pytest.mark.points(1, "an unknown command gets 421")
 def test_unknown_command_421(lab, delivery):
     alice = lab.register(lab.peer("alice"))
-    got = alice.ask("FROBNICATE now", "whois x", delivery=delivery)
+    got = alice.ask("FROBNICATE now", "whence x", delivery=delivery)
     assert got == [lab.numeric(alice, "421", "FROBNICATE"),
-                   lab.numeric(alice, "421", "WHOIS")]
+                   lab.numeric(alice, "421", "WHENCE")]
 
 
 @pytest.mark.points(1, "PING gets PONG with its token, or 409 without one")
@@ -513,6 +513,48 @@ def test_who_with_a_mask_and_invisible_users(lab, delivery):
     assert by_nick(got[:-1]) == who(*matching) and got[-1:] == end(mask)
     got = asker.ask(f"WHO {hidden.nick}", "WHO nobody?", delivery=delivery)
     assert got == who(hidden) + end(hidden.nick) + end("nobody?")
+
+
+@pytest.mark.points(2, "WHOIS: 311, 319, 312 and 318; 401 and 431; WHOWAS's 406 and 369")
+def test_whois_and_whowas(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    bob.ask("JOIN #tea", "JOIN #Ale")
+    loner = lab.user("loner")
+    loner.ask(f"MODE {loner.nick} +i")  # invisible hides from WHO's masks, not from WHOIS
+    name, a, b = lab.name, alice.nick, bob.nick
+
+    def whois(peer, *channels):  # what WHOIS says of a peer, without its 318
+        return msgs(f":{name} 311 {a} {peer.nick} {peer.user} {HOST} * :Real {peer.nick}",
+                    *[f":{name} 319 {a} {peer.nick} :{' '.join(channels)}"] * bool(channels),
+                    f":{name} 312 {a} {peer.nick} {name} :{TEXT['312']}")
+
+    def end(mask):
+        return msgs(f":{name} 318 {a} {mask} :{TEXT['318']}")
+
+    of_bob = whois(bob, "#Ale", "#kit", "#tea")  # sorted by name, as they are spelled
+    got = alice.ask(f"WHOIS {b}", f"WHOIS {loner.nick}", delivery=delivery)
+    assert got == of_bob + end(b) + whois(loner) + end(loner.nick)
+    # The server form (WHOIS SERVER NICK), a nick in another case, a list with one unknown.
+    asked = f"{b.upper()},nobody"
+    got = alice.ask(f"WHOIS {name} {b.upper()}", f"WHOIS {asked}", delivery=delivery)
+    assert got == (of_bob + end(b.upper()) + of_bob + [lab.numeric(alice, "401", "nobody")]
+                   + end(asked))
+    got = alice.ask("WHOIS nobody", "WHOIS", "WHOWAS nobody,gone", "WHOWAS", delivery=delivery)
+    assert got == [lab.numeric(alice, "401", "nobody"), *end("nobody"), lab.numeric(alice, "431"),
+                   lab.numeric(alice, "406", "nobody"), lab.numeric(alice, "406", "gone"),
+                   lab.numeric(alice, "369", "nobody,gone"), lab.numeric(alice, "431")]
+
+
+@pytest.mark.points(1, "WHOIS of a user in many channels: 319 in lines of 512 bytes at most")
+def test_whois_channels_fit_in_512_byte_lines(lab):
+    alice = lab.user("alice")
+    channels = sorted(f"#{index:02}{'x' * 45}" for index in range(50))  # 48 bytes each
+    alice.ask(*(f"JOIN {channel}" for channel in channels))
+    got = alice.ask(f"WHOIS {alice.nick}")
+    lines = [message for message in got if message.command == "319"]
+    assert len(lines) > 1  # Peer.receive has checked that each line fits in 512 bytes
+    assert [word for line in lines for word in line.params[-1].split(" ")] == channels
+    assert [message.command for message in got] == ["311", *["319"] * len(lines), "312", "318"]
 
 
 @pytest.mark.points(1, "MODE replies: 324, 329, 368, 221, and +i")
