@@ -846,14 +846,17 @@ def test_a_port_in_use_is_one_line_and_exit_1(lab):
 IRSSI = shutil.which("irssi")
 needs_irssi = pytest.mark.skipif(IRSSI is None, reason="irssi is not installed (Debian: "
                                  "apt-get install irssi, as .ci/run does)")
-# irssi's throwaway settings. Its flood control sends one command per 2.2 s after the
-# first five (CAP LS, JOIN :, CAP END, NICK, USER): a real server would drop a client
-# that floods it. Off here, or every check would wait 2.2 s per command.
+# irssi's throwaway settings: its names for the user, and nothing else of its defaults
+# changed. Its flood control stays on, as every user has it: five commands at once, then
+# one per 2.2 s until it has been quiet a while. Registration spends the five (CAP LS,
+# JOIN :, CAP END, NICK, USER), so what is typed next waits its turn, and a join typed
+# at once syncs some 10 s later (its MODE, WHO and MODE b queue up too): a real server
+# (ngIRCd) gets the same pace. A wait on irssi's screen allows for the queue.
 IRSSI_CONFIG = """settings = {
   core = { settings_autosave = "no"; real_name = "Real {nick}"; user_name = "{user}"; };
-  "irc/core" = { cmd_queue_speed = "0msec"; cmds_max_at_once = "1000"; };
 };
 """
+IRSSI_WAIT = 30  # seconds: a few commands queued at 2.2 s each, on a busy machine
 
 
 class Irssi:
@@ -879,16 +882,19 @@ class Irssi:
         the contract (IRSSI)."""
         regex = re.compile(pattern)
         self.term.wait_for(lambda: any(regex.search(row) for row in self.term.lines()),
-                           repr(pattern))
+                           repr(pattern), timeout=IRSSI_WAIT)
 
     def connect(self):
         self.type(f"/connect {HOST} {self.lab.port}")
         self.wait_for_screen(self.lab.session.spec("irssi_registered"))  # our 422
 
     def join(self, channel, members):
+        """Join, and wait until irssi says the join is synced: it has had the end of
+        each answer it asked for (324 to MODE, 315 to WHO, 368 to MODE b)."""
         self.type(f"/join {channel}")
-        self.wait_for_screen(self.lab.session.spec("irssi_names", channel=channel,
-                                                   count=members))
+        spec = self.lab.session.spec
+        self.wait_for_screen(spec("irssi_names", channel=channel, count=members))
+        self.wait_for_screen(spec("irssi_synced", channel=channel))
 
 
 def irssi_pair(lab):
@@ -941,6 +947,23 @@ def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
     alice.wait_for_screen(spec("irssi_quit", name=new_nick, userhost=bob.userhost,
                                reason="Quit: off to bed"))
     bob.term.expect_exit(0)
+
+
+@needs_irssi
+@pytest.mark.points(2, "irssi's /whois shows a user, and says when there is no such nick")
+def test_irssi_whois_shows_the_user(lab):
+    bob = lab.user("bob", "#kit")  # a raw peer: irssi's flood control paces alice alone
+    alice = Irssi(lab, "alice")
+    alice.connect()
+    spec = lab.session.spec
+    alice.type(f"/whois {bob.nick}")
+    alice.type("/whois nobody")
+    alice.type("/window 1")  # irssi shows WHOIS in its status window
+    alice.wait_for_screen(spec("irssi_whois", name=bob.nick, userhost=f"{bob.user}@{HOST}"))
+    alice.wait_for_screen(spec("irssi_whois_ircname", realname=f"Real {bob.nick}"))
+    alice.wait_for_screen(spec("irssi_whois_channels", channels="#kit"))
+    alice.wait_for_screen(spec("irssi_whois_end"))
+    alice.wait_for_screen(spec("irssi_no_such_nick", name="nobody"))
 
 
 # ---------------------------------------------------------------- the irc package, a second client
