@@ -226,6 +226,16 @@ def test_recorded_transcripts_match_what_the_stage_does(stage_id):
             f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
 
 
+def test_irssi_keeps_its_flood_control_in_the_checks_and_the_recording():
+    """irssi paces its commands (five at once, then one per 2.2 s), as every user's does: the
+    lesson's recording and the irssi checks must show that pace, not a faster one of their own."""
+    import test_irc  # its irssi settings; importing it runs no check
+
+    for where, config in (("tests/record.py", record.IRSSI_CONFIG), ("tests/test_irc.py", test_irc.IRSSI_CONFIG)):
+        for setting in ("cmd_queue_speed", "cmds_max_at_once"):
+            assert setting not in config, f"{where}: irssi's {setting} is changed from its default"
+
+
 @pytest.mark.parametrize("stage_id", sorted(record.WIRE_SCENARIOS))
 def test_recorded_wire_sessions_match_what_the_server_sends(stage_id):
     committed = (REPO / "docs" / "transcripts" / f"wire-{stage_id}.txt").read_text()

@@ -400,9 +400,9 @@ def test_user_twice_and_too_few_parameters(lab, delivery):
 @pytest.mark.points(1, "an unknown command gets 421")
 def test_unknown_command_421(lab, delivery):
     alice = lab.register(lab.peer("alice"))
-    got = alice.ask("FROBNICATE now", "whois x", delivery=delivery)
+    got = alice.ask("FROBNICATE now", "whence x", delivery=delivery)
     assert got == [lab.numeric(alice, "421", "FROBNICATE"),
-                   lab.numeric(alice, "421", "WHOIS")]
+                   lab.numeric(alice, "421", "WHENCE")]
 
 
 @pytest.mark.points(1, "PING gets PONG with its token, or 409 without one")
@@ -513,6 +513,48 @@ def test_who_with_a_mask_and_invisible_users(lab, delivery):
     assert by_nick(got[:-1]) == who(*matching) and got[-1:] == end(mask)
     got = asker.ask(f"WHO {hidden.nick}", "WHO nobody?", delivery=delivery)
     assert got == who(hidden) + end(hidden.nick) + end("nobody?")
+
+
+@pytest.mark.points(2, "WHOIS: 311, 319, 312 and 318; 401 and 431; WHOWAS's 406 and 369")
+def test_whois_and_whowas(lab, delivery):
+    alice, bob = lab.room("alice", "bob")
+    bob.ask("JOIN #tea", "JOIN #Ale")
+    loner = lab.user("loner")
+    loner.ask(f"MODE {loner.nick} +i")  # invisible hides from WHO's masks, not from WHOIS
+    name, a, b = lab.name, alice.nick, bob.nick
+
+    def whois(peer, *channels):  # what WHOIS says of a peer, without its 318
+        return msgs(f":{name} 311 {a} {peer.nick} {peer.user} {HOST} * :Real {peer.nick}",
+                    *[f":{name} 319 {a} {peer.nick} :{' '.join(channels)}"] * bool(channels),
+                    f":{name} 312 {a} {peer.nick} {name} :{TEXT['312']}")
+
+    def end(mask):
+        return msgs(f":{name} 318 {a} {mask} :{TEXT['318']}")
+
+    of_bob = whois(bob, "#Ale", "#kit", "#tea")  # sorted by name, as they are spelled
+    got = alice.ask(f"WHOIS {b}", f"WHOIS {loner.nick}", delivery=delivery)
+    assert got == of_bob + end(b) + whois(loner) + end(loner.nick)
+    # The server form (WHOIS SERVER NICK), a nick in another case, a list with one unknown.
+    asked = f"{b.upper()},nobody"
+    got = alice.ask(f"WHOIS {name} {b.upper()}", f"WHOIS {asked}", delivery=delivery)
+    assert got == (of_bob + end(b.upper()) + of_bob + [lab.numeric(alice, "401", "nobody")]
+                   + end(asked))
+    got = alice.ask("WHOIS nobody", "WHOIS", "WHOWAS nobody,gone", "WHOWAS", delivery=delivery)
+    assert got == [lab.numeric(alice, "401", "nobody"), *end("nobody"), lab.numeric(alice, "431"),
+                   lab.numeric(alice, "406", "nobody"), lab.numeric(alice, "406", "gone"),
+                   lab.numeric(alice, "369", "nobody,gone"), lab.numeric(alice, "431")]
+
+
+@pytest.mark.points(1, "WHOIS of a user in many channels: 319 in lines of 512 bytes at most")
+def test_whois_channels_fit_in_512_byte_lines(lab):
+    alice = lab.user("alice")
+    channels = sorted(f"#{index:02}{'x' * 45}" for index in range(50))  # 48 bytes each
+    alice.ask(*(f"JOIN {channel}" for channel in channels))
+    got = alice.ask(f"WHOIS {alice.nick}")
+    lines = [message for message in got if message.command == "319"]
+    assert len(lines) > 1  # Peer.receive has checked that each line fits in 512 bytes
+    assert [word for line in lines for word in line.params[-1].split(" ")] == channels
+    assert [message.command for message in got] == ["311", *["319"] * len(lines), "312", "318"]
 
 
 @pytest.mark.points(1, "MODE replies: 324, 329, 368, 221, and +i")
@@ -804,14 +846,17 @@ def test_a_port_in_use_is_one_line_and_exit_1(lab):
 IRSSI = shutil.which("irssi")
 needs_irssi = pytest.mark.skipif(IRSSI is None, reason="irssi is not installed (Debian: "
                                  "apt-get install irssi, as .ci/run does)")
-# irssi's throwaway settings. Its flood control sends one command per 2.2 s after the
-# first five (CAP LS, JOIN :, CAP END, NICK, USER): a real server would drop a client
-# that floods it. Off here, or every check would wait 2.2 s per command.
+# irssi's throwaway settings: its names for the user, and nothing else of its defaults
+# changed. Its flood control stays on, as every user has it: five commands at once, then
+# one per 2.2 s until it has been quiet a while. Registration spends the five (CAP LS,
+# JOIN :, CAP END, NICK, USER), so what is typed next waits its turn, and a join typed
+# at once syncs some 10 s later (its MODE, WHO and MODE b queue up too): a real server
+# (ngIRCd) gets the same pace. A wait on irssi's screen allows for the queue.
 IRSSI_CONFIG = """settings = {
   core = { settings_autosave = "no"; real_name = "Real {nick}"; user_name = "{user}"; };
-  "irc/core" = { cmd_queue_speed = "0msec"; cmds_max_at_once = "1000"; };
 };
 """
+IRSSI_WAIT = 30  # seconds: a few commands queued at 2.2 s each, on a busy machine
 
 
 class Irssi:
@@ -837,16 +882,19 @@ class Irssi:
         the contract (IRSSI)."""
         regex = re.compile(pattern)
         self.term.wait_for(lambda: any(regex.search(row) for row in self.term.lines()),
-                           repr(pattern))
+                           repr(pattern), timeout=IRSSI_WAIT)
 
     def connect(self):
         self.type(f"/connect {HOST} {self.lab.port}")
         self.wait_for_screen(self.lab.session.spec("irssi_registered"))  # our 422
 
     def join(self, channel, members):
+        """Join, and wait until irssi says the join is synced: it has had the end of
+        each answer it asked for (324 to MODE, 315 to WHO, 368 to MODE b)."""
         self.type(f"/join {channel}")
-        self.wait_for_screen(self.lab.session.spec("irssi_names", channel=channel,
-                                                   count=members))
+        spec = self.lab.session.spec
+        self.wait_for_screen(spec("irssi_names", channel=channel, count=members))
+        self.wait_for_screen(spec("irssi_synced", channel=channel))
 
 
 def irssi_pair(lab):
@@ -899,6 +947,23 @@ def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
     alice.wait_for_screen(spec("irssi_quit", name=new_nick, userhost=bob.userhost,
                                reason="Quit: off to bed"))
     bob.term.expect_exit(0)
+
+
+@needs_irssi
+@pytest.mark.points(2, "irssi's /whois shows a user, and says when there is no such nick")
+def test_irssi_whois_shows_the_user(lab):
+    bob = lab.user("bob", "#kit")  # a raw peer: irssi's flood control paces alice alone
+    alice = Irssi(lab, "alice")
+    alice.connect()
+    spec = lab.session.spec
+    alice.type(f"/whois {bob.nick}")
+    alice.type("/whois nobody")
+    alice.type("/window 1")  # irssi shows WHOIS in its status window
+    alice.wait_for_screen(spec("irssi_whois", name=bob.nick, userhost=f"{bob.user}@{HOST}"))
+    alice.wait_for_screen(spec("irssi_whois_ircname", realname=f"Real {bob.nick}"))
+    alice.wait_for_screen(spec("irssi_whois_channels", channels="#kit"))
+    alice.wait_for_screen(spec("irssi_whois_end"))
+    alice.wait_for_screen(spec("irssi_no_such_nick", name="nobody"))
 
 
 # ---------------------------------------------------------------- the irc package, a second client

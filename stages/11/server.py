@@ -657,17 +657,23 @@ class IrcServer:
                 self.reply(client, "366", name, "End of /NAMES list.")
 
     def send_names(self, client, channel):
-        """353 lines with every member, as many as 512-byte lines need, then 366."""
-        empty = message(self.name, "353", client.nick, "=", channel.name, "")
-        room = MAX_LINE - len(empty)
-        chunk = []
-        for nick in (member.nick for member in channel.members):
-            if chunk and len(" ".join([*chunk, nick])) > room:
-                self.reply(client, "353", "=", channel.name, " ".join(chunk))
-                chunk = []
-            chunk.append(nick)
-        self.reply(client, "353", "=", channel.name, " ".join(chunk))
+        """353 lines with every member, then 366."""
+        nicks = [member.nick for member in channel.members]
+        self.reply_list(client, "353", ["=", channel.name], nicks)
         self.reply(client, "366", channel.name, "End of /NAMES list.")
+
+    def reply_list(self, client, numeric, params, words):
+        """A numeric whose last parameter lists words (NAMES, WHOIS's channels), in as
+        many lines as 512 bytes need, each with all of `params` before the list."""
+        room = MAX_LINE - len(message(self.name, numeric, client.nick, *params, ""))
+        chunk = []
+        for word in words:
+            longer = " ".join([*chunk, word]).encode("utf-8", "surrogateescape")
+            if chunk and len(longer) > room:
+                self.reply(client, numeric, *params, " ".join(chunk))
+                chunk = []
+            chunk.append(word)
+        self.reply(client, numeric, *params, " ".join(chunk))
 
     def who(self, client, params):
         """WHO #channel, WHO nick, or WHO mask (* and ? as wildcards, on nicks). A
@@ -690,6 +696,34 @@ class IrcServer:
                 fields = (other.user, other.host, self.name, other.nick, "H")
                 self.reply(client, "352", name, *fields, f"0 {other.realname}")
         self.reply(client, "315", mask, "End of /WHO list.")
+
+    def whois(self, client, params):
+        """WHOIS nick[,nick...], or WHOIS server nick (we are the only server). The
+        nick must be exact: +i hides a user from WHO's masks, never from WHOIS."""
+        asked = params[-1] if params else ""  # RFC 2812 3.6.2: the nicks come last
+        if not asked:
+            return self.reply(client, "431", "No nickname given")
+        for nick in asked.split(","):
+            other = self.nicks.get(fold(nick))
+            if other is None or not other.registered:
+                self.reply(client, "401", nick, "No such nick/channel")
+                continue
+            fields = (other.nick, other.user, other.host, "*", other.realname)
+            self.reply(client, "311", *fields)
+            if other.channels:  # by name: a set has no order a check could expect
+                names = sorted(channel.name for channel in other.channels)
+                self.reply_list(client, "319", [other.nick], names)
+            self.reply(client, "312", other.nick, self.name, "The kit IRC network")
+        self.reply(client, "318", asked, "End of /WHOIS list.")
+
+    def whowas(self, client, params):
+        """No history is kept: a nick that has gone was never here (406). irssi asks
+        this when WHOIS finds nobody, and says "no such nick" once it is answered."""
+        if not params or not params[0]:
+            return self.reply(client, "431", "No nickname given")
+        for nick in params[0].split(","):
+            self.reply(client, "406", nick, "There was no such nickname")
+        self.reply(client, "369", params[0], "End of WHOWAS")
 
     def topic(self, client, params):
         if len(params) == 1:  # a question: anyone may ask, as LIST shows it anyway
@@ -788,7 +822,7 @@ class IrcServer:
         "PING": (ping, 0), "PONG": (ignore, 0), "QUIT": (quit, 0), "JOIN": (join, 1),
         "PART": (part, 1), "NAMES": (names, 0), "WHO": (who, 0), "TOPIC": (topic, 1),
         "LIST": (list_channels, 0), "MODE": (mode, 1), "PRIVMSG": (privmsg, 0),
-        "NOTICE": (notice, 0),
+        "NOTICE": (notice, 0), "WHOIS": (whois, 0), "WHOWAS": (whowas, 0),
     }
     # fmt: on
     # --8<-- [end:handlers]
