@@ -78,15 +78,15 @@ def copy_stdin(write_end):
 
 
 def wait_for_welcome(sock):
-    """The server's first line must be its welcome. Anything else means another kind
-    of server on this port (stage 01's echo, JSON Lines, IRC, TLS): say so, and stop."""
+    """The server's first line is its welcome (or "* error: ..."). Else another
+    kind of server on this port (01's echo, JSON Lines, IRC, TLS). Say so, and stop."""
     from_server, lines = LineBuffer(), []
     while not lines:
         data = sock.recv(4096)
         if not data:
             return from_server  # closed: chat() finds out, and says so
         lines = from_server.feed(data)
-    if not lines[0].startswith("* welcome, "):
+    if not lines[0].startswith("* "):
         said = lines[0][:80]
         sys.exit(f"error: this is not a stage-02 chat server: it sent {said!r}")
     print("\n".join(lines))
