@@ -18,7 +18,7 @@ import pytest
 
 import report as report_module
 from harness import BROKEN, REPORT_CHARS, SHARED, GateFailed, NotRun, Session, capped
-from stages import BY_ID, STAGES, Stage
+from stages import BY_ID, STAGES, Stage, strangers
 from words import Words, new_seed
 
 STAGE_PARAM = "stage"
@@ -135,6 +135,13 @@ def pytest_generate_tests(metafunc):
             pytest.param(stage, partner, id=f"{stage.id}-with-{partner.id}",
                          marks=getattr(pytest.mark, f"stage{stage.id}"))
             for stage in stages for partner in STAGES if partner.wire == stage.wire and partner.id != stage.id])
+        return
+    if "stranger" in metafunc.fixturenames:
+        # Cross-wire checks: the stage's client against a server of each other kind (tests/stages.py).
+        metafunc.parametrize((STAGE_PARAM, "stranger"), [
+            pytest.param(stage, stranger, id=f"{stage.id}-on-{stranger.id}",
+                         marks=getattr(pytest.mark, f"stage{stage.id}"))
+            for stage in stages for stranger in strangers(stage)])
         return
     metafunc.parametrize(STAGE_PARAM, [
         pytest.param(stage, id=stage.id, marks=getattr(pytest.mark, f"stage{stage.id}")) for stage in stages])

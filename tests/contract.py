@@ -63,6 +63,14 @@ PROGRAMS = {
 SERVER_GONE = {
     "closed": Term("client", "connection closed by server", "when the server goes away; then exit code 0"),
 }
+# Every chat stage's client (02 on). Stages share one default port, so a client may well meet another
+# stage's server: it says so rather than chat in a protocol the server does not speak.
+WRONG_SERVER = {
+    "wrong_server": Term("client", "not a stage-{stage} chat server",
+                         "in the one line of error (exit code 1) when the server speaks another kind of "
+                         "protocol (stage 01's echo, 02's plain text, JSON Lines, TLS or IRC): its answer to "
+                         "the name or hello, e.g. \"this is not a stage-05 chat server: it sent 'echo: ...'\""),
+}
 
 # ---------------------------------------------------------------- 01: echo
 
@@ -79,7 +87,7 @@ ECHO = {
 # ---------------------------------------------------------------- 02: a room
 
 ROOM = {
-    **ECHO,
+    **ECHO, **WRONG_SERVER,
     "welcome": Term("client", "welcome, {name}",
                     "once the server has registered you, before you type: send nothing before it"),
     "said": Term("client", "{name}: {text}", "someone else's message (never your own back)"),
@@ -218,7 +226,7 @@ FILES = {
 # Stage 11's own client.py (the one the shared checks drive: lesson 11, "A client for the
 # checks"), then what the server sends on the wire, then what irssi shows.
 IRC = {
-    **PROGRAMS, **SERVER_GONE,
+    **PROGRAMS, **SERVER_GONE, **WRONG_SERVER,
     "welcome": Term("client", "now talking in #kit as {name}",
                     "once the server has echoed your JOIN of #kit, before you type: send nothing before it"),
     "said": Term("client", "<{name}> {text}", "someone else's message to #kit (never your own back)"),

@@ -430,10 +430,10 @@ class Terminal:
                 f"[{self.label}] expected to exit with code {code} and no traceback",
                 f"{self.describe_exit()}. The last lines it printed:\n" + last_lines(self.output()))
 
-    def expect_error_exit(self, *words):
+    def expect_error_exit(self, *words, timeout=TIMEOUT):
         """Wait for exit code 1 after exactly one line of output that mentions every one of `words`."""
         __tracebackhide__ = True
-        self.expect_exit(1)
+        self.expect_exit(1, timeout)
         lines = [line for line in clean(self.output()).split("\n") if line.strip()]
         if len(lines) != 1 or not all(word in lines[0] for word in words):
             raise self.session.failure(

@@ -547,3 +547,18 @@ STAGES = [
 # --8<-- [end:stages]
 
 BY_ID = {stage.id: stage for stage in STAGES}
+
+
+def first_words(stage):
+    """What a client meets first on the wire: the wires json-1 and json-2 differ only after the welcome."""
+    return "tls" if stage.has("tls") else stage.wire.split("-")[0]
+
+
+def strangers(stage):
+    """For each kind of first words that `stage`'s client does not speak, the nearest stage whose server
+    does (tests/test_compat.py): 02's client meets 01, 03, 10 and 11."""
+    nearest = {}
+    for other in sorted(STAGES, key=lambda other: abs(int(other.id) - int(stage.id))):
+        if other.has("server") and first_words(other) != first_words(stage):
+            nearest.setdefault(first_words(other), other)
+    return sorted(nearest.values(), key=lambda other: other.id)

@@ -96,6 +96,22 @@ def test_server_ctrl_c_stops_it_and_closes_clients(session):
     client.term.expect_exit(0)
 
 
+@pytest.mark.parametrize("tries", [3, 20])
+@pytest.mark.sampled_cases("tries", 3)  # the slow tier presses 20 times on each stage
+@pytest.mark.points(1, "Ctrl+C the moment the server says it listens stops it cleanly")
+def test_server_ctrl_c_the_moment_it_listens(session, tries):
+    """From its listening line on, no instant of a server is left unguarded: the key may land
+    before the print() that showed the line has returned, or before the server waits for
+    anything. A busy machine (two `yes > /dev/null` loops) makes those instants last."""
+    for attempt in range(tries):
+        port = closed_port()
+        server = session.spawn(f"server-{attempt + 1}", "server.py", "--port", str(port))
+        server.expect(session.spec("listening", host="127.0.0.1", port=port))  # maybe not its line end yet
+        server.ctrl_c(when_idle=False)  # at once, wherever the server is
+        server.expect(session.spec("stopped"))
+        server.expect_exit(0)
+
+
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(1, "a stopped server's port can be reused at once (SO_REUSEADDR)")
 def test_server_restarts_on_the_same_port_at_once(session):

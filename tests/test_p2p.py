@@ -179,6 +179,20 @@ def test_ctrl_c_and_ctrl_d_leave_cleanly(session, key):
     bob.sees(session.spec("closed_by_peer", port=alice.port))
 
 
+@pytest.mark.parametrize("tries", [3, 20])
+@pytest.mark.sampled_cases("tries", 3)  # the slow tier presses 20 times
+@pytest.mark.points(1, "Ctrl+C the moment the peer says it listens leaves cleanly")
+def test_ctrl_c_the_moment_it_listens(session, tries):
+    """As tests/test_cli.py's server check: the key may land before the print() that showed the
+    listening line has returned."""
+    for attempt in range(tries):
+        port = closed_port()
+        peer = session.spawn(f"peer-{attempt + 1}", "peer.py", "--host", "127.0.0.1", "--port", str(port))
+        peer.expect(session.spec("listening", host="127.0.0.1", port=port))  # maybe not its line end yet
+        peer.ctrl_c(when_idle=False)  # at once, wherever the peer is
+        peer.expect_exit(0)
+
+
 @pytest.mark.points(1, "a bare port number works: peer.py PORT")
 def test_a_bare_port_number_works(session):
     port = closed_port()

@@ -104,8 +104,9 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
     try:
+        # Inside the try: Ctrl+C may come the moment this line is out.
+        print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
         serve_forever(listener)
     except KeyboardInterrupt:
         pass  # Ctrl+C is how you stop a server: not an error

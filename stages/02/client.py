@@ -77,13 +77,29 @@ def copy_stdin(write_end):
             pipe.flush()
 
 
+def wait_for_welcome(sock):
+    """The server's first line is its welcome (or "* error: ..."). Else another
+    kind of server on this port (01's echo, JSON Lines, IRC, TLS). Say so, and stop."""
+    from_server, lines = LineBuffer(), []
+    while not lines:
+        data = sock.recv(4096)
+        if not data:
+            return from_server  # closed: chat() finds out, and says so
+        lines = from_server.feed(data)
+    if not lines[0].startswith("* "):
+        said = lines[0][:80]
+        sys.exit(f"error: this is not a stage-02 chat server: it sent {said!r}")
+    print("\n".join(lines))
+    return from_server
+
+
 # --8<-- [start:loop]
-def chat(sock):
+def chat(sock, from_server):
     keyboard = keyboard_fd()
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     selector.register(keyboard, selectors.EVENT_READ)
-    from_server, from_keyboard = LineBuffer(), LineBuffer()
+    from_keyboard = LineBuffer()
     print("> ", end="", flush=True)
     while True:
         # select() sleeps until the server or you have something.
@@ -136,7 +152,7 @@ def main():
             name = args.name or ask_name()
             # Our first line is our name; the server says "welcome" once we are in.
             sock.sendall(name.encode("utf-8") + b"\n")
-            chat(sock)
+            chat(sock, wait_for_welcome(sock))
     except (EOFError, KeyboardInterrupt):
         print()  # Ctrl+C or Ctrl+D: leave quietly, without a traceback
     except ConnectionError:

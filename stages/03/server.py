@@ -307,8 +307,8 @@ def main():
     args = parse_args()
     listener = open_listener(args.host, args.port)
     host, port = listener.getsockname()
-    print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
     try:
+        print(f"listening on {host}:{port}", flush=True)  # the tests wait for this line
         ChatServer(listener, args.max_clients).run()
     except KeyboardInterrupt:
         pass  # Ctrl+C is how you stop a server: not an error

@@ -94,6 +94,7 @@ def parse(line):
             "type": "error",
             "code": "bad-json",
             "message": "the server sent a line that is not a message",
+            "line": line.decode("utf-8", errors="replace"),  # for join()'s error
         }
     return message
 
@@ -172,6 +173,9 @@ def join(conn, name):
             return reply
         if reply.get("code") == "server-full":
             sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
+        if reply.get("code") in ("bad-json", "tls-required"):  # another kind of server
+            said = printable(reply.get("line") or reply.get("message"))[:80]
+            sys.exit(f"error: this is not a stage-06 chat server: it sent '{said}'")
         print(render(reply))
         name = None  # bad-name: ask again
 

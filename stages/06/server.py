@@ -603,8 +603,8 @@ def main():
     server = ChatServer(args.max_clients, args.join_timeout)
     writer = LogThread()  # from here on, logging goes through it
     writer.start()
-    log.info(f"listening on {host}:{port}")  # the tests wait for exactly this line
     try:
+        log.info(f"listening on {host}:{port}")  # the tests wait for exactly this line
         server.serve(listener)  # Ctrl+C reaches the main thread, the one in accept()
     except KeyboardInterrupt:
         pass  # Ctrl+C is how you stop a server: not an error

@@ -116,11 +116,8 @@ def parse(line):
         message = json.loads(line)
     except ValueError:
         message = None
-    return (
-        message
-        if isinstance(message, dict)
-        else {"type": "error", "code": "bad-json", "message": "a broken line"}
-    )
+    broken = {"type": "error", "code": "bad-json", "message": "a broken line"}
+    return message if isinstance(message, dict) else {**broken, "line": line}
 
 
 def printable(text):
@@ -425,6 +422,9 @@ def join(conn, name, keyboard):
             sys.exit(
                 f"error: {printable(replies[0].get('message', 'the server is full'))}"
             )
+        if replies[0].get("code") in ("bad-json", "tls-required"):  # another kind
+            said = printable(replies[0].get("line") or replies[0].get("message"))[:80]
+            sys.exit(f"error: this is not a stage-07 chat server: it sent '{said}'")
         print(describe(replies[0])[0])
         name = None  # bad-name or name-taken: ask again
 

@@ -367,9 +367,9 @@ def main():
     args = parse_args()
     with open_listener(args.host, args.port) as listener:
         host, port = listener.getsockname()
-        print(f"listening on {host}:{port}\ntype help for the commands", flush=True)
         node = Node(listener)
         try:
+            print(f"listening on {host}:{port}\ntype help for the commands", flush=True)
             node.serve()
         except EOFError:
             node.do_exit()  # Ctrl+D, or the end of a file of commands: as "exit" does

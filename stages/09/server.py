@@ -536,10 +536,10 @@ async def serve(args):
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {reason(error)}")
     host, port = server.sockets[0].getsockname()[:2]
-    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     stop = asyncio.Event()
-    # Ctrl+C: an event in the loop, not an exception anywhere.
+    # Ctrl+C: from the listening line on, an event in the loop, never an exception.
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     await stop.wait()
     server.close()
     await chat.shut_down()

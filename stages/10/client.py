@@ -156,6 +156,7 @@ async def receive(reader):
                 "type": "error",
                 "code": "bad-json",
                 "message": "the server sent a line that is not a message",
+                "line": line.decode("utf-8", errors="replace"),  # for join()'s error
             }
 
 
@@ -494,6 +495,9 @@ async def join(reader, writer, keyboard, name):
             return reply
         if reply.get("code") == "server-full":
             sys.exit(f"error: {printable(reply.get('message', 'the server is full'))}")
+        if reply.get("code") in ("bad-json", "tls-required"):  # another kind of server
+            said = printable(reply.get("line") or reply.get("message"))[:80]
+            sys.exit(f"error: this is not a stage-10 chat server: it sent '{said}'")
         print(render(reply))
         name = None
 
@@ -630,12 +634,13 @@ async def connect_securely(host, port, cafile):
         sys.exit(f"error: will not trust the server at {where}: {error.verify_message}")
     except ssl.SSLError as error:
         sys.exit(
-            f"error: no TLS at {where} ({error.reason or error}): "
-            "is it a stage 10 server?"
+            f"error: {where} is not a stage-10 chat server: "
+            f"no TLS ({error.reason or error})"
         )
     except asyncio.TimeoutError:
         sys.exit(
-            f"error: no TLS at {where}: no answer to the TLS handshake within 10 s"
+            f"error: {where} is not a stage-10 chat server: "
+            "no answer to the TLS handshake within 10 s"
         )
     except OSError as error:
         sys.exit(f"error: cannot connect to {where}: {reason(error)}")

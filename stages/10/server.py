@@ -865,11 +865,11 @@ async def serve(args):
     # The event loop waits for connections; accept() itself must never wait.
     listener.setblocking(False)
     host, port = listener.getsockname()[:2]
+    stop = asyncio.Event()
+    # Ctrl+C: from the listening line on, an event in the loop, never an exception.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     accepting = asyncio.create_task(chat.accept_forever(listener))
-    stop = asyncio.Event()
-    # Ctrl+C: an event in the loop, not an exception anywhere.
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     accepting.cancel()
     listener.close()

@@ -180,6 +180,10 @@ def register(conn, nick):
         messages = conn.receive()
         while messages:
             source, command, params = messages.pop(0)
+            if not re.fullmatch(r"\d{3}|[A-Z]+", command):  # 001, PING, ERROR...
+                # Not IRC: another kind of server (JSON Lines, stage 02's, an echo).
+                said = printable(" ".join([command, *params]))[:80]
+                sys.exit(f"error: this is not a stage-11 chat server: it sent '{said}'")
             if (text := render(conn, source, command, params)) is not None:
                 print(text)
             if command == "PING":  # some servers ask before they welcome

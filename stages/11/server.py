@@ -903,9 +903,9 @@ async def serve(args):
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {describe(error)}")
     host, port = server.sockets[0].getsockname()[:2]
-    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: an event in the loop
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C: before we say we listen
+    log(f"listening on {host}:{port}", stamp=False)  # the tests wait for this line
     await stop.wait()
     server.close()
     await irc.shut_down()
