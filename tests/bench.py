@@ -1383,7 +1383,7 @@ def main():
 
     machine = {"cores": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
                "python": platform.python_version(), "system": platform.platform()}
-    command = "python tests/bench.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python tests/bench.py " + " ".join(sys.argv[1:])
     if chat:
         run_chat(args, stages, sizes, rates, ladder, out, progress, started, machine, command)
     if irc:

@@ -305,4 +305,4 @@ def pytest_sessionfinish(session):
     if folder and not hasattr(session.config, "workerinput"):  # the xdist controller, or a plain run
         seed = session.config.chat_seed
         report_module.write(folder, session.config.chat_results,
-                            f"names and texts came from seed {seed}; python -m pytest ... --seed {seed} replays them")
+                            f"names and texts came from seed {seed}; .venv/bin/python -m pytest ... --seed {seed} replays them")

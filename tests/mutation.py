@@ -315,7 +315,7 @@ def measure(args, out):
             summary.append(info)
             run.say(f"{stage}/{program}: done, {time.monotonic() - started:.0f} s since the start")
     return {
-        "command": "python tests/mutation.py " + shlex.join(args.argv),
+        "command": ".venv/bin/python tests/mutation.py " + shlex.join(args.argv),
         "date": datetime.date.today().isoformat(),
         **tree,
         "cosmic_ray": cosmic_ray_version(),

@@ -1,8 +1,8 @@
 """Record the terminal sessions shown in the lessons, by driving the real stages.
 
-    python tests/record.py                 # record everything into a new temporary folder
-    python tests/record.py 02 03           # some stages only
-    python tests/record.py --write-docs    # rewrite the committed docs/transcripts/: NN/*.txt for
+    .venv/bin/python tests/record.py                 # record everything into a new temporary folder
+    .venv/bin/python tests/record.py 02 03           # some stages only
+    .venv/bin/python tests/record.py --write-docs    # rewrite the committed docs/transcripts/: NN/*.txt for
                                            # every stage, the failure report, the grading example
 
 Each scenario below is typed at a person's pace: every line waits for the answer
@@ -78,19 +78,19 @@ class Recording:
 
     def server(self):
         server = self.session.start_server()
-        self.commands[server.term.label] = f"$ python stages/{self.stage.id}/server.py"
+        self.commands[server.term.label] = f"$ python3 stages/{self.stage.id}/server.py"
         return server.term
 
     def client(self, label, *args, kind=None):
         server = self.session.server
         term = self.session.spawn(label, "client.py", "--port", str(server.port), *args, kind=kind)
-        self.commands[label] = " ".join(["$ python", f"stages/{self.stage.id}/client.py", *args])
+        self.commands[label] = " ".join(["$ python3", f"stages/{self.stage.id}/client.py", *args])
         return term
 
     def peer(self, name):
         """A stage 08 peer; its port shows as 65433, 65434, ... in the recording."""
         peer = self.stage.client_class.start(self.session, name)
-        self.commands[name] = f"$ python stages/{self.stage.id}/peer.py --host 127.0.0.1 {65433 + len(self.peers)}"
+        self.commands[name] = f"$ python3 stages/{self.stage.id}/peer.py --host 127.0.0.1 {65433 + len(self.peers)}"
         self.peers.append(peer.port)
         return peer
 
@@ -323,7 +323,7 @@ def stage_10(rec):
     # A plaintext client (stage 09's) knocks: it is told, and nobody else notices.
     old = rec.session.spawn("stage 09 client", "client.py", "--port", str(rec.session.server.port), "--name", "dave",
                             stage=BY_ID["09"])
-    rec.commands["stage 09 client"] = "$ python stages/09/client.py --name dave"
+    rec.commands["stage 09 client"] = "$ python3 stages/09/client.py --name dave"
     old.expect_exit(1)  # one line: "this is not a stage-09 chat server: it sent ..."
     server.expect("spoke plaintext")
     type_line(bob, "C EX")
@@ -541,7 +541,7 @@ def grading_example():
     table = re.sub(r"graded in \d+ s \([\d.]+ s each\); reports in \S+, the class summary in \S+",
                    "graded in 18 s (6.0 s each); reports in grading/, the class summary in grading/class-summary.md",
                    table)
-    return (f"$ python tests/grade.py --stage 01 --seed {SEED} submissions/ada submissions/bob submissions/cy\n"
+    return (f"$ .venv/bin/python tests/grade.py --stage 01 --seed {SEED} submissions/ada submissions/bob submissions/cy\n"
             + table, summary, whole_class, plot)
 
 

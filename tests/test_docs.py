@@ -122,6 +122,17 @@ def test_no_command_on_the_site_needs_nc():
     assert not needing, "these commands need nc:\n" + "\n".join(needing)
 
 
+def test_no_command_on_the_site_needs_a_bare_python():
+    """Stock Debian and Ubuntu have `python3`, not `python`: a stage runs with `python3`, and the
+    tools with `.venv/bin/python`, the virtual environment the README's test command makes."""
+    pages = [REPO / "README.md", *sorted((REPO / "lessons").glob("*.md")), *sorted((REPO / "docs").rglob("*.md"))]
+    bare = [f"{page.relative_to(REPO)}: {line.strip()}" for page in pages
+            for block in re.findall(r"```(?:bash|sh|console|text)[^\n]*\n(.*?)```", page.read_text(), re.DOTALL)
+            for line in block.splitlines()
+            if re.search(r"(^|[|;&(]|\$|--)\s*python\s", line)]
+    assert not bare, "these commands need a bare python:\n" + "\n".join(bare)
+
+
 @pytest.mark.parametrize("stage_id", LEAN)
 def test_a_lean_lesson_says_what_it_leaves_out(stage_id):
     """Stages without the defences (02-05) say so in a "Not handled here" box: the attacks they do not
@@ -222,7 +233,7 @@ def test_recorded_transcripts_match_what_the_stage_does(stage_id):
     for name, text in fresh.items():
         assert text == committed[name], (
             f"docs/transcripts/{stage_id}/{name} no longer matches what stage {stage_id} does.\n"
-            f"If the change is intended, run: python tests/record.py --write-docs {stage_id}\n"
+            f"If the change is intended, run: .venv/bin/python tests/record.py --write-docs {stage_id}\n"
             f"--- recorded now ---\n{text}--- committed ---\n{committed[name]}")
 
 

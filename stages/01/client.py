@@ -1,6 +1,6 @@
 """Stage 01 client: type a line, send it, wait for the echo, print it.
 
-Run it:    python stages/01/client.py [--host HOST] [--port PORT]
+Run it:    python3 stages/01/client.py [--host HOST] [--port PORT]
 
 Everything here blocks: input() waits for you, recv() waits for the server.
 That is fine for a client that only ever talks to one server about one thing.

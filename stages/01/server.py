@@ -1,6 +1,6 @@
 """Stage 01 server: a blocking echo server that serves one client at a time.
 
-Run it:    python stages/01/server.py [--host HOST] [--port PORT]
+Run it:    python3 stages/01/server.py [--host HOST] [--port PORT]
 
 The server accepts one client, reads its lines and answers each one with
 "echo: <line>". Only when that client leaves does it go back to accept() and

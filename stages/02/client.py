@@ -1,6 +1,6 @@
 """Stage 02 client: chat while messages keep arriving.
 
-Run it:    python stages/02/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/02/client.py [--host HOST] [--port PORT] [--name NAME]
 
 Stage 01's client could wait on one thing at a time: the keyboard, then the
 server. A chat client must wait on both at once, because others talk while you

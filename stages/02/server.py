@@ -1,6 +1,6 @@
 """Stage 02 server: a chat room for many clients, served by one thread with selectors.
 
-Run it:    python stages/02/server.py [--host HOST] [--port PORT]
+Run it:    python3 stages/02/server.py [--host HOST] [--port PORT]
 
 Protocol (plain text lines, UTF-8, each ending in "\\n"):
   client -> server   the first line is the client's name;

@@ -1,6 +1,6 @@
 """Stage 03 client: stage 02's chat client, speaking JSON Lines and showing the time.
 
-Run it:    python stages/03/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/03/client.py [--host HOST] [--port PORT] [--name NAME]
 
 The server sends structured messages, so the client decides how they look
 ("[14:02] alice: hi"): the wire and the screen are no longer one thing.

@@ -1,6 +1,6 @@
 """Stage 03 server: stage 02's select-based chat room, now speaking a real protocol.
 
-Run it:    python stages/03/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/03/server.py [--host HOST] [--port PORT] [--max-clients N]
 
 On the wire: JSON Lines. Each message is one JSON object on one line, with a
 "type" field (docs/protocol.md lists them all):

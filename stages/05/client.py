@@ -1,6 +1,6 @@
 """Stage 05 client: the complete chat, driven by commands.
 
-Run it:    python stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/05/client.py [--host HOST] [--port PORT] [--name NAME]
 
 Commands start with "C ", message data with "D " (HELP lists them). A receiver
 thread prints what arrives, the main thread reads what you type, as in stage 04.

@@ -1,7 +1,7 @@
 """Stage 05 server: the complete chat. Stage 04's threads, plus direct messages,
 a user list, unique names and a clean shutdown.
 
-Run it:    python stages/05/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/05/server.py [--host HOST] [--port PORT] [--max-clients N]
 
 New in the protocol (docs/protocol.md):
   client -> server   dm {to, text}        who {}

@@ -1,7 +1,7 @@
 """Stage 06 client: stage 05's commands and protocol. Stage 06's limits are all the
 server's: this is stage 05's client, its comments and argument parsing compact.
 
-Run it:    python stages/06/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/06/client.py [--host HOST] [--port PORT] [--name NAME]
 Commands start with "C ", message data with "D " (C HELP lists them). A receiver
 thread prints what arrives; the main thread reads what you type (stage 04's threads).
 """

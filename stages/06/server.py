@@ -4,7 +4,7 @@ join (--join-timeout; at the descriptor limit, the oldest makes room), running o
 of file descriptors, many stuck clients, a log nobody reads, a stuck client at
 Ctrl+C, and hostile text.
 
-Run it:    python stages/06/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/06/server.py [--host HOST] [--port PORT] [--max-clients N]
                                      [--join-timeout SECONDS]
 """
 

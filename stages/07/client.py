@@ -1,6 +1,6 @@
 """Stage 07 client: a terminal UI, with IRC-style slash commands.
 
-Run it:    python stages/07/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/07/client.py [--host HOST] [--port PORT] [--name NAME]
                                       [--plain]
 
 Plain text is a public message. Commands start with "/":

@@ -1,7 +1,7 @@
 """Stage 07 server: stage 06's server, plus one thing a real chat needs: a newcomer
 sees what was said just before they came in.
 
-Run it:    python stages/07/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/07/server.py [--host HOST] [--port PORT] [--max-clients N]
                                      [--history N] [--join-timeout SECONDS]
 
 The protocol is stage 05's, so stage 05's client works with this server and

@@ -1,7 +1,7 @@
 """Stage 08: peer-to-peer chat. No server: every peer listens, and can also connect out.
 
-Run it:    python stages/08/peer.py [--host HOST] [--port PORT]
-or simply: python stages/08/peer.py 8080
+Run it:    python3 stages/08/peer.py [--host HOST] [--port PORT]
+or simply: python3 stages/08/peer.py 8080
 
 Commands at the "> " prompt:
   help                the commands

@@ -1,6 +1,6 @@
 """Stage 09 client: stage 05's command-mode client, on asyncio.
 
-Run it:    python stages/09/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/09/client.py [--host HOST] [--port PORT] [--name NAME]
 
 The UI is stage 05's (C PM, C DM, C LS, C EX, C HELP; D <text>). Stage 05 needed a
 receiver thread because input() blocks; here the keyboard is one more thing the

@@ -1,6 +1,6 @@
 """Stage 09 server: stage 05's complete chat, on asyncio.
 
-Run it:    python stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/09/server.py [--host HOST] [--port PORT] [--max-clients N]
                                       [--join-timeout SECONDS]
 
 The protocol is stage 05's and the limits are stage 06's (docs/protocol.md): stage 05's

@@ -1,6 +1,6 @@
 """Stage 10 client: stage 09's client over TLS, and files sent to and from other users.
 
-Run it:    python stages/10/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/10/client.py [--host HOST] [--port PORT] [--name NAME]
                                       [--cafile FILE] [--downloads FOLDER]
 
 It trusts the server only if the server's certificate is signed by the CA in --cafile

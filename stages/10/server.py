@@ -1,6 +1,6 @@
 """Stage 10 server: stage 09's chat over TLS, and files sent from one user to another.
 
-Run it:    python stages/10/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/10/server.py [--host HOST] [--port PORT] [--max-clients N]
                                       [--cert FILE --key FILE] [--max-file-size SIZE]
                                       [--join-timeout SECONDS]
 

@@ -1,7 +1,7 @@
 """Stage 11 client: a minimal IRC client, so the kit's checks can drive this stage
 as they drive the others.
 
-Run it:    python stages/11/client.py [--host HOST] [--port PORT] [--name NICK]
+Run it:    python3 stages/11/client.py [--host HOST] [--port PORT] [--name NICK]
 
 The stage needs no client of its own: irssi or WeeChat is the client. This one is
 stage 04's client speaking IRC: a receiver thread prints what the server sends and

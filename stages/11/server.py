@@ -1,6 +1,6 @@
 """Stage 11 server: the chat speaks IRC, so real IRC clients (irssi, WeeChat) use it.
 
-Run it:    python stages/11/server.py [--host HOST] [--port PORT] [--join-timeout S]
+Run it:    python3 stages/11/server.py [--host HOST] [--port PORT] [--join-timeout S]
                                       [--ping-interval S] [--ping-timeout S]
 Then:      irssi -c 127.0.0.1 -p 6667      (or any IRC client), and /join #kit
 

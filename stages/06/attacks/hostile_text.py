@@ -1,7 +1,7 @@
 """Attack: hostile text. Starts the server given after --, reads its console (its
 stdout), and sends it a name and a message full of escape sequences:
 
-    python stages/06/attacks/hostile_text.py -- python stages/05/server.py
+    python3 stages/06/attacks/hostile_text.py -- python3 stages/05/server.py
 
 A terminal acts on what it is sent: ESC [ 31 m turns the text red, ESC ] 0 ; ...
 BEL retitles the window, U+202E reverses what follows. Stage 05's log prints the

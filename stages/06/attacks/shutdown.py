@@ -2,7 +2,7 @@
 client that never reads, talks until more is waiting for it than the kernel's
 buffers hold, then presses Ctrl+C (SIGINT) and times the server's exit:
 
-    python stages/06/attacks/shutdown.py -- python stages/05/server.py
+    python3 stages/06/attacks/shutdown.py -- python3 stages/05/server.py
 
 Stage 05 waits for ever for the stuck client's writer thread; stage 06, 2 s in all.
 """

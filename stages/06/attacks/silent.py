@@ -1,8 +1,8 @@
 """Attack: connections that never join. Many connections that never send a byte,
 then a newcomer who says hello. Start the server with few file descriptors:
 
-    (ulimit -n 64; python stages/05/server.py)
-    python stages/06/attacks/silent.py
+    (ulimit -n 64; python3 stages/05/server.py)
+    python3 stages/06/attacks/silent.py
 
 Stage 05: the silent connections hold every descriptor the server may open, and
 the newcomer is kept out. Stage 06 closes the oldest of them to make room.

@@ -2,7 +2,7 @@
 that never read, and a talker who sends long messages until each stuck client
 has been dropped; then reports what the server's memory did (Linux: /proc/PID):
 
-    python stages/06/attacks/stuck.py -- python stages/05/server.py --max-clients 200
+    python3 stages/06/attacks/stuck.py -- python3 stages/05/server.py --max-clients 200
 
 Stage 05 lets 1 MiB wait for each stuck client: 150 of them cost 150 MiB. Stage
 06 splits 64 MiB among all the clients: however many are stuck, 64 MiB in all.

@@ -2,7 +2,7 @@
 stdout a pipe that this script never reads (as `server.py | less` left on its
 first page), then two users chat through it:
 
-    python stages/06/attacks/unread_log.py -- python stages/05/server.py
+    python3 stages/06/attacks/unread_log.py -- python3 stages/05/server.py
 
 Stage 05 prints its log and waits when the pipe is full: the chat stops. Stage 06
 never waits for its log.
