@@ -14,6 +14,7 @@ import os
 import pytest
 
 from harness import TIMEOUT, CheckFailed, JsonLine, Session, json_message
+from known_bad import LOCK_TAKEN_AWAY
 from stages import BY_ID, REPO
 from suite import copy_of_stage
 from words import Words
@@ -97,15 +98,9 @@ def test_a_crowd_asking_for_one_name_at_once_lets_exactly_one_have_it(session):
     one_name_goes_to_exactly_one(session)
 
 
-# The planted bug: the lock around the check-then-claim in hello() taken away (its block
-# keeps its indentation), as lesson 04's exercise 1 has the student do.
-WITHOUT_THE_LOCK = {
-    "04": ("        with self.lock:\n            online = sum(", "        if True:\n            online = sum("),
-    **{stage_id: ("        with self.lock:\n            names = [other.name.lower()",
-                  "        if True:\n            names = [other.name.lower()") for stage_id in ("05", "06", "07")},
-}
-RACE_CHECKS = [(stage_id, room_fills_to_exactly_its_size) for stage_id in WITHOUT_THE_LOCK] + \
-    [(stage_id, one_name_goes_to_exactly_one) for stage_id in WITHOUT_THE_LOCK if BY_ID[stage_id].has("unique_names")]
+# The planted bug: each threaded stage's hello() without its lock (tests/known_bad.py).
+RACE_CHECKS = [(stage_id, room_fills_to_exactly_its_size) for stage_id in LOCK_TAKEN_AWAY] + \
+    [(stage_id, one_name_goes_to_exactly_one) for stage_id in LOCK_TAKEN_AWAY if BY_ID[stage_id].has("unique_names")]
 
 
 @pytest.mark.parametrize("stage_id, check", RACE_CHECKS,
@@ -113,10 +108,10 @@ RACE_CHECKS = [(stage_id, room_fills_to_exactly_its_size) for stage_id in WITHOU
 def test_the_race_checks_catch_a_check_then_claim_without_the_lock(tmp_path, stage_id, check):
     """The check fails on a copy of the stage whose hello() checks and claims without the lock.
     (Measured: it failed on each of 20 runs per stage and check; the kit's stages passed 20 of 20.)"""
-    folder = copy_of_stage(stage_id, tmp_path / "without-the-lock", *WITHOUT_THE_LOCK[stage_id])
+    folder = copy_of_stage(stage_id, tmp_path / "without-the-lock", *LOCK_TAKEN_AWAY[stage_id])
     session = Session(BY_ID[stage_id].at(folder), tmp_path, Words(0, check.__name__))
     try:
-        with pytest.raises(CheckFailed, match="expected exactly"):
+        with pytest.raises(CheckFailed, match="expected exactly|peers still waiting"):
             check(session)
     finally:
         session.close()
