@@ -114,6 +114,8 @@ ROOM = {
                                                        "--join-timeout (0, -5, or not a number)", cap="join_deadline"),
     "name_prompt": Term("client", "name:",
                         "the client asks for a name: started without --name, or after bad-name or name-taken"),
+    "bad_max_clients": Term("server", "--max-clients", "in argparse's line of error, then exit code 2, for a bad "
+                                                     "--max-clients (0, -1, 2.5, or not a number)", cap="max_clients"),
 }
 del ROOM["connected"], ROOM["echo"], ROOM["echo_log"]
 

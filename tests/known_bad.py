@@ -18,6 +18,15 @@ class Bug:
     program: str = "server.py"
 
 
+# The lock taken away from hello()'s check-then-claim (the block keeps its indentation), as
+# lesson 04's exercise 1 has the student do. Caught only because tests/test_races.py makes the
+# server's threads take turns between any two lines; it plants this in each threaded stage.
+LOCK_TAKEN_AWAY = {
+    "04": ("        with self.lock:\n            online = sum(", "        if True:\n            online = sum("),
+    **{stage_id: ("        with self.lock:\n            names = [other.name.lower()",
+                  "        if True:\n            names = [other.name.lower()") for stage_id in ("05", "06", "07")},
+}
+
 BUGS = [
     # The classics
     Bug("one recv() taken as one message", "01",
@@ -91,6 +100,7 @@ BUGS = [
     Bug("a threaded server that blocks in sendall() in the broadcaster's thread", "04",
         "        if not client.outbox.put(data):",
         "        if client.sock.sendall(data):  # blocks while this client does not read", "never_reads_is_dropped"),
+    Bug("no lock around the room's check-then-claim", "04", *LOCK_TAKEN_AWAY["04"], "crowd_joining_at_once"),
     Bug("a server that stops after its first client", "01",
         "    while True:\n        conn, address = listener.accept()",
         "    for _ in range(1):\n        conn, address = listener.accept()", "next_client_is_served"),
@@ -130,8 +140,6 @@ BUGS = [
 NOT_CAUGHT = [
     ("send() instead of sendall()", "on loopback the kernel takes a whole chat line in one send(); only a "
      "client that falls far behind would see the lost tail of a partial send"),
-    ("no lock around the client list", "a race: two threads must interleave inside the check-then-act, which "
-     "happens rarely and not on demand"),
 ]
 
 

@@ -110,6 +110,15 @@ def test_client_past_max_clients_gets_server_full(session):
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("max_clients")
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "ten"])
+@pytest.mark.points(1, "a bad --max-clients (0, -1, 2.5, ten) gives argparse's usage error, exit code 2")
+def test_a_bad_max_clients_is_a_usage_error(session, value):
+    server = session.spawn("server", "server.py", "--port", "0", "--max-clients", value)
+    server.expect_usage_exit(session.spec("bad_max_clients"))
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "leaving shows reason quit, a dropped connection lost")
 def test_leave_reasons_quit_and_lost(session):
     alice, bob, carol = session.client("alice"), session.client("bob"), session.client("carol")

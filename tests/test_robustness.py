@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import DEV_CERTS, TIMEOUT, kernel_queues
+from harness import DEV_CERTS, TIMEOUT, JsonLine, kernel_queues
 
 pytestmark = pytest.mark.needs("server")
 
@@ -89,7 +89,7 @@ def test_huge_line_is_cut_off_with_bounded_memory_and_cpu(session):
 ODD_INPUTS = {
     "invalid-utf8": b"\xff\xfe\xfa\n",
     "nul-bytes": b"nul\x00inside\n",
-    "empty-lines": b"\n\n\r\n",
+    "empty-lines": b"\n\n\r\n \t\x0b\x0c\r\n",  # empty, and only whitespace (docs/protocol.md: ignored)
     "lone-cr": b"\r\n",
 }
 
@@ -106,6 +106,10 @@ def test_odd_bytes_do_no_harm(session, name):
     peer.send(ODD_INPUTS[name])
     after = session.text()
     peer.send(driver.wire_say(after))  # the same connection goes on working
+    if name in ("empty-lines", "lone-cr") and session.stage.has("json_wire"):
+        peer.round_trip()  # its answer comes after any answer to the blank lines
+        answers = [line for line in peer.history if JsonLine(type="error")(line)]
+        assert len(answers) == 1, f"a blank line is ignored, with no answer (docs/protocol.md); got {answers[:-1]}"
     if session.stage.has("chat"):
         bob = session.client("bob")
         once_more = session.text()
