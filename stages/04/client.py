@@ -1,7 +1,7 @@
 """Stage 04 client: stage 03's client, with a thread for the network instead of a
 selector.
 
-Run it:    python stages/04/client.py [--host HOST] [--port PORT] [--name NAME]
+Run it:    python3 stages/04/client.py [--host HOST] [--port PORT] [--name NAME]
 
 Stage 03 waited on the keyboard and the socket with one selector. That works
 on POSIX only: on Windows, select() takes sockets but not the keyboard. Here a

@@ -1,6 +1,6 @@
 """Stage 04's server the naive way: each client's thread sends with sendall() itself.
 
-Run it:    python stages/04/naive_server.py [--host HOST] [--port PORT]
+Run it:    python3 stages/04/naive_server.py [--host HOST] [--port PORT]
 
 This is server.py with two methods changed, so the protocol is the same: no writer
 threads and no outboxes. The thread that reads a client's message sends it to each

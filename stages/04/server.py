@@ -1,6 +1,6 @@
 """Stage 04 server: stage 03's protocol, served by one thread per client.
 
-Run it:    python stages/04/server.py [--host HOST] [--port PORT] [--max-clients N]
+Run it:    python3 stages/04/server.py [--host HOST] [--port PORT] [--max-clients N]
 
 The protocol is exactly stage 03's (JSON Lines; docs/protocol.md), so stage 03's
 client works with this server and the other way round. What changes is how the
