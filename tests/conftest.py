@@ -75,6 +75,11 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs(*caps): run on every selected stage that has all these capabilities")
     config.addinivalue_line("markers", "slow: a heavy load check, run only with --slow")
+    config.addinivalue_line("markers", "waits_long: a check that spends its time waiting (irssi's flood "
+                                       "control): left out of the kit's default run, run by grading (--stage) "
+                                       "and the slow tier")
+    config.addinivalue_line("markers", "starts_first: a long check, started before the others so that "
+                                       "the workers end together")
     config.addinivalue_line("markers", "shares_server: the cases of this parametrized check share one server "
                                        "per stage; a failing case retires it (tests/harness.py, SharedServers)")
     config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
@@ -171,6 +176,11 @@ def pytest_collection_modifyitems(config, items):
                 continue
             # The slow tier (CI: --slow -m slow) runs what the default run left out, on every stage.
             item.add_marker(pytest.mark.slow)
+        if not staged and item.get_closest_marker("waits_long"):
+            if not slow_too:  # the kit's default run keeps its time budget
+                drop.append(item)
+                continue
+            item.add_marker(pytest.mark.slow)
         if not staged and not sampled_case(item):
             if not slow_too:
                 drop.append(item)
@@ -189,6 +199,8 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    # The checks that spend many seconds waiting start first, so that the workers end together.
+    items.sort(key=lambda item: not item.get_closest_marker("starts_first"))
     unweighted = sorted({item.originalname for item in keep if has_stage(item) and not item.get_closest_marker("points")})
     if unweighted:
         raise pytest.UsageError("every stage check needs @pytest.mark.points(weight, \"description\"); "

@@ -221,6 +221,7 @@ def test_the_kill_rate_in_the_instructors_guide_is_counted_from_known_bad():
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.starts_first  # stage 11's drives irssi, at its defaults: about 20 s
 @pytest.mark.parametrize("stage_id", sorted(record.SCENARIOS))
 def test_recorded_transcripts_match_what_the_stage_does(stage_id):
     needed = record.NEEDS.get(stage_id)  # stage 11's scenario runs irssi

@@ -909,6 +909,7 @@ def irssi_pair(lab):
     return alice, bob
 
 
+@pytest.mark.starts_first  # irssi's flood control: about 20 s
 @needs_irssi
 @pytest.mark.points(3, "two irssi users chat in #kit and in private")
 def test_two_irssi_users_chat_in_a_channel_and_in_private(lab):
@@ -929,6 +930,7 @@ def test_two_irssi_users_chat_in_a_channel_and_in_private(lab):
     bob.wait_for_screen(spec("irssi_said", name=alice.nick, text=answer))
 
 
+@pytest.mark.waits_long  # irssi's flood control: about 28 s
 @needs_irssi
 @pytest.mark.points(3, "irssi users see each other's nick change, part, join and quit")
 def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
@@ -949,6 +951,7 @@ def test_irssi_users_see_each_others_nick_change_part_and_quit(lab):
     bob.term.expect_exit(0)
 
 
+@pytest.mark.waits_long  # irssi's flood control: about 10 s
 @needs_irssi
 @pytest.mark.points(2, "irssi's /whois shows a user, and says when there is no such nick")
 def test_irssi_whois_shows_the_user(lab):
