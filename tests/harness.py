@@ -375,6 +375,23 @@ class Terminal:
             if not self.child.isalive() or since_the_key or not still_there:
                 return
 
+    def ctrl_c_at_once(self):
+        """Press Ctrl+C now, wherever the program is (the moment a line appears, say).
+
+        If the key lands in CPython's blind instant just before the program blocks in
+        accept() or select() (see wait_until_idle), the program sleeps on there, having
+        printed nothing since the key, as if it was never pressed. A person presses
+        again, and so do we (ctrl_c); a program that is leaving is never pressed twice.
+        """
+        printed_before = len(self.output())
+        self.child.sendintr()
+        self.wait_until_delivered(signal.SIGINT)
+        self.wait_until_idle()
+        self.drain()
+        since_the_key = self.output()[printed_before:].replace("^C", "").strip("> \r\n")
+        if self.child.isalive() and not since_the_key and kernel_wait(self.child.pid).startswith(BLOCKED):
+            self.ctrl_c()
+
     def wait_until_idle(self, timeout=TIMEOUT):
         """Wait until every thread of the program sleeps in a system call (or the program has ended).
 
@@ -472,6 +489,12 @@ class Terminal:
             self.kill()
         except (OSError, pexpect.ExceptionPexpect):
             pass
+
+
+# Where a server's main thread sleeps until a connection or a line comes (/proc/PID/wchan):
+# accept(), epoll, poll or select, and a blocking read of a socket or a terminal.
+BLOCKED = ("inet_csk_accept", "do_epoll_wait", "ep_poll", "poll_schedule_timeout", "do_select",
+           "wait_woken")
 
 
 def kernel_wait(pid):
@@ -970,7 +993,7 @@ class Session:
         except CheckFailed as failure:
             if self.probing:
                 raise
-            self.not_run_if_broken(gate)  # another worker found it meanwhile: no need to probe
+            self.not_run_if_broken(gate)  # another worker found it meanwhile: no probe
             if self.gate_is_broken(gate):
                 cause = gate_cause(self.stage, gate)
                 if not BROKEN.claim((self.stage.folder, gate), cause):

@@ -158,7 +158,9 @@ def classroom_run(tmp_path, submission, stage):
     step = next(step for step in workflow_steps() if step.get("id") == "kit")
     (submission / ".kit").symlink_to(REPO)
     outputs = tmp_path / "github_output"
-    env = {**os.environ, "GITHUB_OUTPUT": str(outputs), "STAGE": stage}
+    # `python` in the workflow is the one the requirements went into: here, the suite's own.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs), "STAGE": stage, "PATH": path}
     ran = run("bash", "-c", step["run"], cwd=submission, env=env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     encoded = re.search(r"^result=(.*)$", outputs.read_text(), re.M).group(1)

@@ -107,7 +107,7 @@ def test_server_ctrl_c_the_moment_it_listens(session, tries):
         port = closed_port()
         server = session.spawn(f"server-{attempt + 1}", "server.py", "--port", str(port))
         server.expect(session.spec("listening", host="127.0.0.1", port=port))  # maybe not its line end yet
-        server.ctrl_c(when_idle=False)  # at once, wherever the server is
+        server.ctrl_c_at_once()  # wherever the server is (again if it was lost)
         server.expect(session.spec("stopped"))
         server.expect_exit(0)
 

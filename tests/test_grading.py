@@ -210,9 +210,9 @@ def test_a_shared_server_is_reused_until_a_case_fails(tmp_path):
         shared.retire_all()
 
 
-SLOW_START = ("server.py", '    print(f"listening on {host}:{port}", flush=True)',
-              '    __import__("time").sleep(7)  # planted: ready later than the 5 s a check waits\n'
-              '    print(f"listening on {host}:{port}", flush=True)')
+SLOW_START = ("server.py", '        print(f"listening on {host}:{port}", flush=True)',
+              '        __import__("time").sleep(7)  # planted: ready later than the 5 s a check waits\n'
+              '        print(f"listening on {host}:{port}", flush=True)')
 
 
 @pytest.mark.slow  # a grading run in a subprocess

@@ -25,7 +25,8 @@ def test_impl_checks_the_given_folder(tmp_path):
     folder, result = grade_stage_02(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"stage 02 (select-based chat room): {folder}" in result.stdout
-    assert "2 passed" in result.stdout
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 2 and "failed" not in result.stdout, result.stdout[-3000:]
 
 
 def test_impl_failure_says_expected_received_and_shows_every_transcript(tmp_path):
@@ -61,7 +62,8 @@ def test_ctrl_c_checks_are_fair_when_the_grader_runs_in_the_background(tmp_path)
     folder = copy_of_stage("01", tmp_path / "submission")
     result = grade("01", folder, "-k", "ctrl_c", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "2 passed" in result.stdout
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 2 and "failed" not in result.stdout, result.stdout[-3000:]
 
 
 @pytest.mark.parametrize("args, message", [

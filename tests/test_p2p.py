@@ -189,7 +189,7 @@ def test_ctrl_c_the_moment_it_listens(session, tries):
         port = closed_port()
         peer = session.spawn(f"peer-{attempt + 1}", "peer.py", "--host", "127.0.0.1", "--port", str(port))
         peer.expect(session.spec("listening", host="127.0.0.1", port=port))  # maybe not its line end yet
-        peer.ctrl_c(when_idle=False)  # at once, wherever the peer is
+        peer.ctrl_c_at_once()  # wherever the peer is (again if it was lost)
         peer.expect_exit(0)
 
 
