@@ -348,7 +348,7 @@ class Terminal:
     def send_line(self, text):
         self.child.sendline(text)
 
-    def ctrl_c(self, when_idle=True):
+    def ctrl_c(self, when_idle=True, pressed_before=False):
         """Press Ctrl+C, by default once the program is waiting for something, as a person would.
 
         If the key lands in CPython's blind instant (see wait_until_idle), the program
@@ -361,7 +361,7 @@ class Terminal:
             self.child.sendintr()
             return
         for press in range(3):
-            self.pressed_again = press > 0
+            self.pressed_again = press > 0 or pressed_before
             self.wait_until_idle()
             waiting_in = kernel_wait(self.child.pid)
             printed_before = len(self.output())
@@ -390,7 +390,7 @@ class Terminal:
         self.drain()
         since_the_key = self.output()[printed_before:].replace("^C", "").strip("> \r\n")
         if self.child.isalive() and not since_the_key and kernel_wait(self.child.pid).startswith(BLOCKED):
-            self.ctrl_c()
+            self.ctrl_c(pressed_before=True)  # if the first key was only late, ours is the second
 
     def wait_until_idle(self, timeout=TIMEOUT):
         """Wait until every thread of the program sleeps in a system call (or the program has ended).

@@ -38,14 +38,16 @@ def load(path):
     return bugs
 
 
-def grade_bug(bug, work, workers):
-    """Plant the bug in a copy of its stage and grade it; the checks it failed."""
+def grade_bug(bug, work, workers, every_check):
+    """Plant the bug in a copy of its stage and grade it; the checks it failed (by default
+    the run stops at the first: one lost point is enough to call it caught)."""
     folder = work / "submission"
     copy_with_changes(bug["stage"], folder, [tuple(change) for change in bug["changes"]])
     report = work / "report"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(REPO / "tests"), "--stage", bug["stage"], "--impl",
-         folder.name, "-n", str(workers), "-q", "-p", "no:cacheprovider", "--report", str(report)],
+         folder.name, "-n", str(workers), "-q", "-p", "no:cacheprovider", "--report", str(report),
+         *([] if every_check else ["-x"])],
         cwd=work, capture_output=True, text=True, timeout=900)
     results_file = report / "results.json"
     if not results_file.exists():
@@ -66,7 +68,8 @@ def commit():
 
 def table(batches):
     """A markdown table per stage: each bug, caught or not, by which checks."""
-    rows = ["| Batch | Stage | Bug | Caught | Lost points on |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| Batch | Stage | Bug | Caught | Lost points on (the first, unless --every-check) |",
+            "| --- | --- | --- | --- | --- |"]
     for batch, results in batches.items():
         for result in results:
             checks = "; ".join(result["failed"][:3]) + (f"; and {len(result['failed']) - 3} more"
@@ -90,6 +93,8 @@ def main():
     parser.add_argument("batches", nargs="+", help="JSON files of bugs (tests/fixtures/heldout/)")
     parser.add_argument("--out", type=Path, help="where the results go (default: a new temporary folder)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the results into {DOCS.relative_to(REPO)}/")
+    parser.add_argument("--every-check", action="store_true",
+                        help="grade every check of each bug, not only until the first it fails")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)) + 1,
                         help="pytest-xdist workers per grading run")
     args = parser.parse_args()
@@ -104,7 +109,7 @@ def main():
             for number, bug in enumerate(load(path)):
                 work = Path(scratch) / f"{batch}-{number}"
                 work.mkdir()
-                result = grade_bug(bug, work, args.workers)
+                result = grade_bug(bug, work, args.workers, args.every_check)
                 batches[batch].append(result)
                 print(f"{batch} {number + 1:2}: {'caught' if result['caught'] else 'MISSED'}  {bug['name']}",
                       flush=True)
