@@ -97,6 +97,9 @@ ROOM = {
                      "the server's log, once it has registered a newcomer and sent its welcome; "
                      "the last thing it does for a join"),
     "said_log": Term("server", "{text}", "a log line for each message, holding its text"),
+    "welcome_line": Term("server", "* welcome, {name} ({online} online)",
+                         "on the wire, your first line once your name is registered: the users who "
+                         "have sent their name, you included (a connection that has not is nobody)"),
     "escaped": Term("client", "\\u{code}", "a control character in a name or text (ESC is 001b, CR 000d) is shown "
                                           "as these six characters, never sent raw to the terminal",
                     cap="escapes_text"),

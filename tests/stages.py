@@ -33,6 +33,8 @@ CAPABILITIES = {
     "message_log": "the server logs a line per message, with its sender and its text (not stage 11: an IRC server logs who comes and goes, not what they say)",
     "relays_whole_lines": "a line of up to the line limit is taken and relayed whole (not stage 11: "
                           "a relayed IRC line gains a prefix, and must fit in 512 bytes itself)",
+    "counts_online": "the welcome counts the users in the room, you included; a connection that has not "
+                     "joined is nobody (not stage 11: an IRC welcome has no count)",
     "json_wire": "JSON Lines: hello/say/bye in, welcome/joined/said/left/bye/error out (stage 03)",
     "name_rules": "a name that breaks the protocol's rule (control characters included) is refused",
     "escapes_text": "the client shows a control character from the network escaped, never raw (stage 03 on)",
@@ -216,6 +218,12 @@ class RoomClient(EchoClient):
         return cls.welcome(name)
 
     @classmethod
+    def wire_welcome_count(cls, name, online):
+        """The whole welcome line, its count included."""
+        expected = cls.terms["welcome_line"](name=name, online=online)
+        return lambda line: line == expected
+
+    @classmethod
     def wire_said(cls, name, text):
         return cls.said(name, text)
 
@@ -274,6 +282,10 @@ class JsonRoomClient(RoomClient):
     @classmethod
     def wire_welcome(cls, name):
         return JsonLine(type="welcome", name=name)
+
+    @classmethod
+    def wire_welcome_count(cls, name, online):
+        return JsonLine(type="welcome", name=name, online=online)
 
     @classmethod
     def wire_said(cls, name, text):
@@ -494,7 +506,7 @@ class Stage:
 
 # --8<-- [start:stages]
 CHAT = {"server", "chat", "join_leave", "many_clients", "drops_stuck", "message_log",
-        "relays_whole_lines"}
+        "relays_whole_lines", "counts_online"}
 PROTOCOL = CHAT | {"json_wire", "max_clients", "name_rules", "escapes_text"}
 COMPLETE = PROTOCOL | {"dm", "who", "unique_names", "commands", "exit_command"}
 COMPLETE |= {"shutdown_notice"}
@@ -504,7 +516,7 @@ DEFENCES = {"join_deadline", "fd_exhaustion", "memory_share", "log_never_blocks"
 LIMITS = COMPLETE | DEFENCES
 TUI = LIMITS - {"commands"} | {"history", "slash_commands", "tui", "evicts_unjoined"}
 ECHO = {"server", "echo", "one_at_a_time"}
-IRC = (CHAT - {"message_log", "relays_whole_lines"} | DEFENCES
+IRC = (CHAT - {"message_log", "relays_whole_lines", "counts_online"} | DEFENCES
        | {"shutdown_notice", "irc", "name_rules", "escapes_text"})
 
 STAGES = [

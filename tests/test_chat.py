@@ -42,6 +42,46 @@ def test_others_are_told_who_joins_and_leaves(session):
     alice.sees(alice.left(bob.name))
 
 
+@pytest.mark.needs("join_leave", "counts_online")
+@pytest.mark.points(2, "a connection that has not joined is nobody: it gets nothing, counts for nothing, "
+                       "and nobody is told when it goes")
+def test_a_connection_that_has_not_joined_is_not_in_the_room(session):
+    """Observers: `lurker` connects and says nothing but a blank line while the others join, talk
+    and leave; `ghost` connects and goes without joining. When the lurker joins at last, its first
+    line is its welcome (TCP keeps order: anything sent to it before would have come first), and
+    the bystander has seen exactly the room's events, in order: nothing for the ghost."""
+    driver = session.stage.client_class
+    session.start_server()
+    lurker = session.raw_peer("lurker")
+    lurker.send(b"  \n")  # a blank line is ignored, even before the name
+    bystander = session.raw_peer("bystander")
+    bystander.send(driver.wire_hello(bystander.name))
+    bystander.expect_line(driver.wire_welcome_count(bystander.name, 1))
+    ghost = session.raw_peer("ghost")
+    alice = session.raw_peer("alice")
+    alice.send(driver.wire_hello(alice.name))
+    alice.expect_line(driver.wire_welcome_count(alice.name, 2))
+    ghost.close()
+    text = session.text()
+    alice.send(driver.wire_say(text))
+    alice.close()
+    lurker.send(driver.wire_hello(lurker.name))
+    lurker.expect_line(driver.wire_welcome_count(lurker.name, 2))
+    if len(lurker.history) != 1:
+        raise session.failure("[lurker] expected its welcome as the first line it ever got",
+                              "\n".join(lurker.history))
+    bystander.expect_line(driver.wire_joined(lurker.name))
+    expected = [driver.wire_joined(alice.name), driver.wire_said(alice.name, text),
+                driver.wire_left(alice.name), driver.wire_joined(lurker.name)]
+    seen = bystander.history[1:]  # after its welcome
+    matching = len(seen) == len(expected) and all(
+        (wanted(line) if callable(wanted) else wanted in line) for wanted, line in zip(expected, seen))
+    if not matching:
+        raise session.failure(
+            "[bystander] expected exactly: alice joined, alice's message, alice left, lurker joined",
+            "\n".join(seen))
+
+
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave")
 @pytest.mark.points(1, "the server logs joins, messages and departures")
