@@ -61,6 +61,25 @@ def test_say_before_hello_is_refused(session):
     peer.expect_line(JsonLine(type="error", code="not-joined"))
 
 
+@pytest.mark.needs("dm", "who")
+@pytest.mark.parametrize("kind", ["dm", "who"])
+@pytest.mark.points(1, "dm and who before hello get error not-joined, and reach nobody")
+def test_every_message_before_hello_is_refused(session, kind):
+    """Not only say: every message but hello (and bye, which ends the connection) needs a
+    joined sender. The bystander, asked to sync after, has received nothing for it."""
+    bystander = session.joined_peer("bystander")
+    stranger = session.raw_peer("stranger")
+    message = {"dm": {"type": "dm", "to": bystander.name, "text": session.text()}, "who": {"type": "who"}}[kind]
+    stranger.send(json_message(**message))
+    stranger.expect_line(JsonLine(type="error", code="not-joined"))
+    if len(stranger.history) != 1:
+        raise session.failure("[stranger] expected error not-joined as its only line", "\n".join(stranger.history))
+    bystander.round_trip()
+    if len(bystander.history) != 2:  # its welcome, and the answer to its round trip
+        raise session.failure("[bystander] expected nothing from a connection that has not joined",
+                              "\n".join(bystander.history[1:-1]))
+
+
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.shares_server  # one server for every case (tests/harness.py, SharedServers)
 @pytest.mark.parametrize("name", ["", "x" * 33, "two words", "semi;colon", "\x1b[31mred", "é"])
