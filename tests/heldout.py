@@ -100,7 +100,7 @@ def main():
     args = parser.parse_args()
     out = DOCS if args.write_docs else (args.out or Path(tempfile.mkdtemp(prefix="heldout-")))
     out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    started, graded_at = time.monotonic(), commit()  # the code the bugs are graded against
     batches = {}
     with tempfile.TemporaryDirectory() as scratch:
         for path in args.batches:
@@ -114,11 +114,14 @@ def main():
                 print(f"{batch} {number + 1:2}: {'caught' if result['caught'] else 'MISSED'}  {bug['name']}",
                       flush=True)
     record = {"command": ".venv/bin/python tests/heldout.py " + " ".join(sys.argv[1:]),
-              "date": date.today().isoformat(), "commit": commit(),
+              "date": date.today().isoformat(), "commit": graded_at,
               "machine": f"{len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
               "seconds": round(time.monotonic() - started), "batches": batches}
     (out / "results.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    (out / "table.md").write_text(table(batches))
+    (out / "table.md").write_text(
+        "# Held-out bugs: the first batches\n\nEach bug of `tests/fixtures/heldout/*-a.json`, planted in a "
+        "copy of its stage and graded by `tests/heldout.py` (the figures and what became of the misses: "
+        "[instructors' guide](../instructors.md#bugs-the-suite-has-never-seen)).\n\n" + table(batches))
     (out / "summary.md").write_text(
         f"Measured {record['date']}, commit {record['commit']}, with `{record['command']}` "
         f"({record['machine']}, {record['seconds']} s):\n\n" + summary(batches))

@@ -42,6 +42,7 @@ def test_others_are_told_who_joins_and_leaves(session):
     alice.sees(alice.left(bob.name))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave", "counts_online")
 @pytest.mark.points(2, "a connection that has not joined is nobody: it gets nothing, counts for nothing, "
                        "and nobody is told when it goes")

@@ -90,6 +90,7 @@ class ScriptedServer:
                 thing.close()
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.points(2, "a line that arrives in two pieces, cut inside a character, is shown once and whole")
 def test_a_line_in_two_pieces_is_shown_once_and_whole(session):
     server = ScriptedServer(session)

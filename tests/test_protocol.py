@@ -61,6 +61,7 @@ def test_say_before_hello_is_refused(session):
     peer.expect_line(JsonLine(type="error", code="not-joined"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("dm", "who")
 @pytest.mark.parametrize("kind", ["dm", "who"])
 @pytest.mark.points(1, "dm and who before hello get error not-joined, and reach nobody")
@@ -107,10 +108,13 @@ def test_client_asks_again_after_a_bad_name(session):
 @pytest.mark.points(2, "a line over the limit (8 KiB; 64 KiB in 10) gets line-too-long and only that client goes")
 def test_too_long_line_disconnects_only_that_client(session):
     alice, bob = session.client("alice"), session.client("bob")
+    bystander = session.joined_peer("bystander")
     flooder = session.joined_peer("flooder")
     flooder.send(b"x" * (session.stage.client_class.max_line + 1808))  # no newline, past the limit
     flooder.expect_line(JsonLine(type="error", code="line-too-long"))
     flooder.expect_closed()
+    # The spec: "the others are told left, reason lost" (it did not say bye).
+    bystander.expect_line(JsonLine(type="left", name=flooder.name, reason="lost"))
     session.chat_goes_on(alice, bob)
 
 
