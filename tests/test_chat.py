@@ -66,6 +66,7 @@ def test_a_connection_that_has_not_joined_is_not_in_the_room(session):
     text = session.text()
     alice.send(driver.wire_say(text))
     alice.close()
+    bystander.expect_line(driver.wire_left(alice.name))  # the room is two again: bystander, lurker
     lurker.send(driver.wire_hello(lurker.name))
     lurker.expect_line(driver.wire_welcome_count(lurker.name, 2))
     if len(lurker.history) != 1:
