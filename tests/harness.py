@@ -364,12 +364,7 @@ class Terminal:
             self.pressed_again = press > 0 or pressed_before
             self.wait_until_idle()
             waiting_in = kernel_wait(self.child.pid)
-            printed_before = len(self.output())
-            self.child.sendintr()
-            self.wait_until_delivered(signal.SIGINT)  # on a busy machine the program may not have run yet
-            self.wait_until_idle()
-            self.drain()
-            since_the_key = self.output()[printed_before:].replace("^C", "").strip("> ")
+            since_the_key = self.press_and_read().strip("> ")
             # "wait_woken": blocked reading the terminal (or a socket), where the race strikes.
             still_there = waiting_in == "wait_woken" and kernel_wait(self.child.pid) == waiting_in
             if not self.child.isalive() or since_the_key or not still_there:
@@ -383,14 +378,19 @@ class Terminal:
         printed nothing since the key, as if it was never pressed. A person presses
         again, and so do we (ctrl_c); a program that is leaving is never pressed twice.
         """
-        printed_before = len(self.output())
-        self.child.sendintr()
-        self.wait_until_delivered(signal.SIGINT)
-        self.wait_until_idle()
-        self.drain()
-        since_the_key = self.output()[printed_before:].replace("^C", "").strip("> \r\n")
+        since_the_key = self.press_and_read().strip("> \r\n")
         if self.child.isalive() and not since_the_key and kernel_wait(self.child.pid).startswith(BLOCKED):
             self.ctrl_c(pressed_before=True)  # if the first key was only late, ours is the second
+
+    def press_and_read(self):
+        """Press Ctrl+C; once the program has had the signal and sleeps again (or has
+        ended), what it printed since the key (its echo, ^C, left out)."""
+        printed_before = len(self.output())
+        self.child.sendintr()
+        self.wait_until_delivered(signal.SIGINT)  # on a busy machine the program may not have run yet
+        self.wait_until_idle()
+        self.drain()
+        return self.output()[printed_before:].replace("^C", "")
 
     def wait_until_idle(self, timeout=TIMEOUT):
         """Wait until every thread of the program sleeps in a system call (or the program has ended).
@@ -643,6 +643,22 @@ def connect(host, port, tls=False, receive_buffer=None, timeout=TIMEOUT):
         sock.close()
         raise
     return sock
+
+
+def accept_client(session, listener):
+    """The side of a test that plays the server: accept the client under test within TIMEOUT
+    (TLS with the kit's development certificate on a TLS stage). Returns (connection, its port)."""
+    listener.settimeout(TIMEOUT)
+    try:
+        conn, (_, port) = listener.accept()
+    except TimeoutError:
+        raise session.failure(f"expected the client to connect to port {listener.getsockname()[1]}",
+                              f"no connection within {TIMEOUT:g} s") from None
+    if session.stage.has("tls"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(DEV_CERTS / "localhost.pem", DEV_CERTS / "localhost-key.pem")
+        conn = context.wrap_socket(conn, server_side=True)
+    return conn, port
 
 
 class RawPeer:

@@ -9,13 +9,12 @@ it sends the second (the kernel's receive queue, as tests/harness.py reads it).
 
 import json
 import socket
-import ssl
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from harness import DEV_CERTS, TIMEOUT, kernel_queues
+from harness import TIMEOUT, accept_client, kernel_queues
 
 pytestmark = pytest.mark.needs("chat", "counts_online")
 
@@ -26,22 +25,12 @@ class ScriptedServer:
     def __init__(self, session):
         self.session = session
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(TIMEOUT)
         self.port = self.listener.getsockname()[1]
         self.conn = None
 
     def accept(self):
-        try:
-            conn, (_, self.client_port) = self.listener.accept()
-        except TimeoutError:
-            raise self.session.failure(f"expected the client to connect to port {self.port}",
-                                       f"no connection within {TIMEOUT:g} s") from None
-        if self.session.stage.has("tls"):
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(DEV_CERTS / "localhost.pem", DEV_CERTS / "localhost-key.pem")
-            conn = context.wrap_socket(conn, server_side=True)
-        conn.settimeout(TIMEOUT)
-        self.conn = conn
+        self.conn, self.client_port = accept_client(self.session, self.listener)
+        self.conn.settimeout(TIMEOUT)
 
     def read_line(self):
         data = b""

@@ -8,12 +8,11 @@ name is looked up, and a client that leaves leaves nothing behind.
 import json
 import re
 import socket
-import ssl
 
 import pytest
 
 from contract import COMMANDS, EXIT_OK
-from harness import DEV_CERTS, TIMEOUT, JsonLine, json_message, kernel_wait, line_with
+from harness import TIMEOUT, JsonLine, accept_client, json_message, kernel_wait, line_with
 
 
 def first_letter_swapped(name):
@@ -365,22 +364,13 @@ class SilentServer:
     a server that is buggy, overloaded, or half gone. Speaks TLS on a TLS stage."""
 
     def __init__(self, session):
-        self.session, self.tls = session, session.stage.has("tls")
+        self.session = session
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.listener.settimeout(TIMEOUT)
 
     def welcome(self, name):
         """Accept the client, read its hello, and welcome it."""
-        try:
-            self.conn, _ = self.listener.accept()
-        except TimeoutError:
-            raise self.session.failure(f"expected the client to connect to port {self.port}",
-                                       f"no connection within {TIMEOUT:g} s") from None
-        if self.tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(DEV_CERTS / "localhost.pem", DEV_CERTS / "localhost-key.pem")
-            self.conn = context.wrap_socket(self.conn, server_side=True)
+        self.conn, _ = accept_client(self.session, self.listener)
         self.wire = self.conn.makefile("rb")
         self.expect(type="hello", timeout=TIMEOUT)
         self.conn.sendall(json_message(type="welcome", name=name, online=1))
