@@ -24,6 +24,7 @@ import yaml
 import autograders
 import integrity
 import report
+from harness import as_in_a_terminal
 from known_bad import BUGS
 from stages import REPO
 from suite import ECHO_TO_SENDER, copy_of_stage
@@ -259,7 +260,10 @@ def test_grade_py_on_a_class_shows_progress_resumes_and_summarises(tmp_path):
                               LOST_CONNECTION_BUG.new) for number in range(5)]
     out = tmp_path / "grading"
     command = [*GRADE, "--stage", "01", "--out", str(out), "--jobs", "2", *map(str, folders)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    # As from the instructor's terminal: a runner started in the background (CI) ignores
+    # SIGINT, and grade.py would inherit that and never see the Ctrl+C below.
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=as_in_a_terminal)
     try:
         done = []
         for line in first.stdout:  # progress: a line per finished submission, as it finishes
