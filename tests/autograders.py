@@ -15,7 +15,8 @@ kit is the template) checks the kit out at a pinned tag, runs `--classroom NN .`
 hands the step's `result` output to classroom-resources/autograding-grading-reporter,
 the way autograding-command-grader does: base64 of a JSON object with `version`,
 `status`, `max_score` and `tests`, each with its own `score`. The reporter adds up the
-tests' scores, so each check keeps its own points.
+tests' scores: the rubric's categories (tests/categories.py) are entries of their own that
+carry the points, and the checks' entries carry none, so the total is the rubric's score.
 """
 
 import base64
@@ -28,6 +29,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import categories
 import integrity
 from grade import REPO, missing_programs, run_checks
 from words import new_seed
@@ -61,12 +63,14 @@ CLASSROOM_MESSAGES = 60_000
 def main(args):
     if args.gradescope_zip:
         out = args.out or Path(f"autograder-{args.gradescope_zip}.zip")
-        build_gradescope_zip(args.gradescope_zip, out, args.after_due_date, args.hide_expected, args.seed)
+        build_gradescope_zip(args.gradescope_zip, out, args.after_due_date, args.hide_expected, args.seed,
+                             args.weights)
         print(f"wrote {out}: upload it as the assignment's autograder (docs/instructors.md, Gradescope)")
     elif args.gradescope_run:
         gradescope_run(args.gradescope_run)
     else:
-        payload = classroom(args.classroom, Path(args.submissions[0] if args.submissions else "."), args.seed)
+        payload = classroom(args.classroom, Path(args.submissions[0] if args.submissions else "."), args.seed,
+                            args.weights)
         print(f"{payload['total']} / {payload['max_score']} points")
 
 
@@ -84,9 +88,10 @@ def kit_files():
     return sorted(name for name in listed if name and (REPO / name).is_file())
 
 
-def build_gradescope_zip(stage, out, after_due_date=(), hide_expected=False, seed=None):
+def build_gradescope_zip(stage, out, after_due_date=(), hide_expected=False, seed=None, weights=None):
     config = {"stage": stage, "seed": new_seed() if seed is None else seed,
-              "after_due_date": list(after_due_date), "hide_expected": hide_expected}
+              "after_due_date": list(after_due_date), "hide_expected": hide_expected,
+              "weights": categories.weights(weights)}  # the rubric, fixed when the zip is built
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
@@ -123,8 +128,10 @@ def gradescope_run(root):
                              f"one folder. It holds: {', '.join(found) or 'nothing'}."}
     else:
         with tempfile.TemporaryDirectory(prefix="chat-kit-grade-") as out:
-            results, problem = run_checks(folder, config["stage"], Path(out), config["seed"],
-                                          config["hide_expected"], timeout=3000, workers="auto")
+            weights = Path(out) / "weights.txt"
+            weights.write_text("".join(f"{name} = {weight}\n" for name, weight in config["weights"].items()))
+            results, problem = run_checks(folder, config["stage"], Path(out) / "report", config["seed"],
+                                          config["hide_expected"], timeout=3000, workers="auto", weights=weights)
         if results is None:
             results = {"score": 0, "tests": [], "output": f"Not graded: {problem}"}
         flags = integrity.flags(folder, config["stage"])
@@ -146,7 +153,7 @@ def gradescope_run(root):
 
 # ---------------------------------------------------------------- GitHub Classroom
 
-def classroom(stage, folder, seed=None):
+def classroom(stage, folder, seed=None, weights=None):
     """Grade the student's repository; write the reporter's payload to the step's `result` output
     ($GITHUB_OUTPUT), and a summary of each check to the log. Always exits 0: the reporter
     says whether the checks passed."""
@@ -155,7 +162,8 @@ def classroom(stage, folder, seed=None):
         out = Path(out)
         problem = missing_programs(folder)
         graded = folder if problem is None else with_placeholders(folder, out / "submission")
-        results, error = run_checks(graded, stage, out / "report", seed, workers="auto", timeout=3000)
+        results, error = run_checks(graded, stage, out / "report", seed, workers="auto", timeout=3000,
+                                    weights=weights)
         if results:
             print((out / "report" / "summary.txt").read_text())
     tests = results["tests"] if results else []
@@ -187,7 +195,8 @@ def with_placeholders(folder, copy):
 
 
 def classroom_payload(tests, problem=None):
-    """The reporter's format (autograding-command-grader's), one entry per check with its points.
+    """The reporter's format (autograding-command-grader's): an entry per rubric category with
+    its points, and one per check with its pass or fail and its report.
     `problem`: why the submission could not be graded as it is, said first."""
     failures = sum(1 for test in tests if test["status"] != "passed")
     room = CLASSROOM_MESSAGES // max(1, failures)
@@ -198,6 +207,8 @@ def classroom_payload(tests, problem=None):
         entries.insert(0, {"name": "the submission", "status": "error", "score": 0, "message": f"Not graded: "
                            f"{problem}", "test_code": "", "filename": "", "line_no": 0, "duration": 0})
     status = "error" if problem else "fail" if failures else "pass"
+    # The reporter adds up the entries' scores: the categories' entries carry the points
+    # (tests/categories.py), the checks' none, so the total is the rubric's score.
     return {"version": 1, "status": status, "max_score": sum(test["max_score"] for test in tests),
             "tests": entries}
 

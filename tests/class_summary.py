@@ -1,4 +1,5 @@
-"""A class run's summary: the score distribution, and the checks failed most often.
+"""A class run's summary: the score distribution, the rubric's categories the class lost most
+in, and the checks failed most often.
 
 tests/grade.py writes OUT/class-summary.md and OUT/scores.svg (a bar chart of the
 distribution, drawn here: no plotting library, and any browser shows it).
@@ -43,12 +44,25 @@ def most_failed(out, rows):
         tests = json.loads(path.read_text())["tests"]
         causes, _ = report.causes(tests)
         names = {f"CAUSE: {cause.split('. ', 1)[0]}" for cause in causes}
-        names |= {test["name"].split(" · ", 1)[-1] for test in tests
+        names |= {test["name"].split(" · ", 1)[-1] for test in report.checks(tests)
                   if test["status"] == "failed" and not report.extra(test, "not_run")
                   and not report.extra(test, "cause")}
         for name in names:
             failed[name] = failed.get(name, 0) + 1
     return sorted(failed.items(), key=lambda item: (-item[1], item[0]))
+
+
+def lost_by_category(rows):
+    """(category, weight, the class's mean points, share of the weight lost), most lost first,
+    over the students who were graded."""
+    graded = [row for row in rows if row.get("categories")]
+    found = {}
+    for row in graded:
+        for name, (points, weight) in row["categories"].items():
+            found.setdefault(name, [weight, []])[1].append(points)
+    table = [(name, weight, sum(points) / len(points), 1 - sum(points) / len(points) / weight if weight else 0)
+             for name, (weight, points) in found.items()]
+    return sorted(table, key=lambda entry: (-entry[3], entry[0]))
 
 
 def markdown(out, rows, stage, seed, top=15):
@@ -61,6 +75,12 @@ def markdown(out, rows, stage, seed, top=15):
              "![The score distribution](scores.svg)", "",
              "| Points | Students |", "| --- | ---: |"]
     lines += [f"| {label} | {count} |" for label, count in distribution(rows)]
+    by_category = lost_by_category(rows)
+    if by_category:
+        lines += ["", "## Points lost by category (the rubric: tests/categories.py)", "",
+                  f"The class lost most in **{by_category[0][0]}**.", "",
+                  "| Category | Weight | Class mean | Lost |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {name} | {weight} | {mean:.1f} | {100 * lost:.0f} % |" for name, weight, mean, lost in by_category]
     lines += ["", f"## The checks failed most often (top {top})", "", "| Check | Students |", "| --- | ---: |"]
     lines += [f"| {name.replace('|', '/')} | {count} |" for name, count in most_failed(out, rows)[:top]]
     flagged = [row for row in rows if row.get("flags")]

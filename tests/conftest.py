@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import categories
 import report as report_module
 from harness import BROKEN, REPORT_CHARS, SHARED, GateFailed, NotRun, Session, capped
 from stages import BY_ID, STAGES, Stage, strangers
@@ -33,6 +34,8 @@ def pytest_addoption(parser):
                          "instead of stages/NN (needs one --stage)")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write a points summary (summary.txt) and Gradescope's results.json to DIR")
+    group.addoption("--weights", default=None, metavar="FILE",
+                    help="in --report, the rubric's weights: `category = weight` lines (tests/categories.py)")
     group.addoption("--hide-expected", action="store_true",
                     help="in --report, say which checks failed but not what they expected")
     group.addoption("--seed", type=int, default=None, metavar="N",
@@ -95,6 +98,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"stage{stage.id}: a check run on stage {stage.id}")
     config.chat_stages = selected_stages(config)
     config.chat_seed = run_seed(config)
+    config.chat_weights = rubric_weights(config)
     config.chat_causes = {}  # cause -> (the check that found it, what it saw)
     config.chat_not_run = 0
     if hasattr(config, "workerinput"):
@@ -107,6 +111,14 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if hasattr(config, "chat_gates"):
         shutil.rmtree(config.chat_gates, ignore_errors=True)
+
+
+def rubric_weights(config):
+    """The rubric's weights: the defaults, or --weights FILE over them (a bad file stops the run at once)."""
+    try:
+        return categories.weights(config.getoption("--weights"))
+    except (OSError, ValueError) as error:
+        raise pytest.UsageError(f"--weights: {error}") from None
 
 
 def run_seed(config):
@@ -205,6 +217,12 @@ def pytest_collection_modifyitems(config, items):
     if unweighted:
         raise pytest.UsageError("every stage check needs @pytest.mark.points(weight, \"description\"); "
                                 f"these have none: {', '.join(unweighted)}")
+    for item in keep:
+        if has_stage(item):
+            try:
+                categories.of(item.module.__name__, item.originalname)
+            except KeyError as error:
+                raise pytest.UsageError(error.args[0]) from None
 
 
 def sampled_stages(items):
@@ -274,7 +292,8 @@ def pytest_runtest_makereport(item, call):
     points = item.get_closest_marker("points")
     if points and has_stage(item):  # travels with the report, through xdist and into JUnit XML
         result.user_properties += [("points", points.args[0]), ("description", points.args[1]),
-                                   ("stage", item.callspec.params[STAGE_PARAM].id)]
+                                   ("stage", item.callspec.params[STAGE_PARAM].id),
+                                   ("category", categories.of(item.module.__name__, item.originalname))]
 
 
 NOT_RUN_AT = (inspect.getsourcefile(Session), inspect.getsourcelines(Session.not_run_if_broken)[1])
@@ -317,4 +336,5 @@ def pytest_sessionfinish(session):
     if folder and not hasattr(session.config, "workerinput"):  # the xdist controller, or a plain run
         seed = session.config.chat_seed
         report_module.write(folder, session.config.chat_results,
-                            f"names and texts came from seed {seed}; .venv/bin/python -m pytest ... --seed {seed} replays them")
+                            f"names and texts came from seed {seed}; .venv/bin/python -m pytest ... --seed {seed} replays them",
+                            weights=session.config.chat_weights)

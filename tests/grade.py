@@ -4,6 +4,7 @@
     python tests/grade.py --stage 05 submissions/* --out grading --jobs 2 --hide-expected
     python tests/grade.py --stage 05 submissions/* --out grading --resume   (after an interruption)
     python tests/grade.py --stage 05 submissions/bob --seed 123456     (replay one student's run)
+    python tests/grade.py --stage 05 submissions/* --weights rubric.txt   (the rubric's weights: tests/categories.py)
 
     python tests/grade.py --gradescope-zip 05 --out autograder-05.zip [--after-due-date PATTERN]
     python tests/grade.py --classroom 05 .      (in a GitHub Classroom workflow: tests/autograders.py)
@@ -13,9 +14,10 @@ ever run as programs, never imported. For each student the grader writes
 OUT/NAME/summary.txt, OUT/NAME/results.json (Gradescope's format) and
 OUT/NAME/junit.xml. While it runs it prints a line per finished submission: how many
 are done, the time left, and the failures so far. At the end it prints one row per
-student (score, maximum, time, the checks that failed, integrity flags), and writes
-OUT/grades.csv with the same rows, OUT/class-summary.md (the score distribution and the
-checks failed most often) and OUT/scores.svg (the distribution as a plot).
+student (score, maximum, each rubric category's points, time, the checks that failed,
+integrity flags), and writes OUT/grades.csv with the same rows, OUT/class-summary.md (the
+score distribution, the categories the class lost most in, and the checks failed most
+often) and OUT/scores.svg (the distribution as a plot).
 
 A path that is not a folder, or a folder without server.py or client.py, gets a row
 of its own with score 0; the others are graded all the same.
@@ -36,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import categories
 import class_summary
 import integrity
 import report
@@ -58,6 +61,8 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=int, default=600, help="seconds for one whole submission")
     parser.add_argument("--seed", type=int, default=None,
                         help="the seed names and texts are drawn from (default: a new one, printed)")
+    parser.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                        help="the rubric's weights, `category = weight` lines (default: tests/categories.py's)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the students already graded in OUT, and grade the others with the same seed")
     services = parser.add_argument_group("grading services (tests/autograders.py, docs/instructors.md)")
@@ -69,6 +74,12 @@ def parse_args(argv=None):
     services.add_argument("--classroom", metavar="NN",
                           help="grade one folder (the student's repository) for GitHub Classroom's reporter")
     args = parser.parse_args(argv)
+    if args.weights:
+        try:
+            categories.weights(args.weights)
+            args.weights = args.weights.resolve()  # pytest runs from the repo
+        except (OSError, ValueError) as error:
+            parser.error(f"--weights: {error}")
     if not (args.gradescope_zip or args.gradescope_run or args.classroom) and not (args.stage and args.submissions):
         parser.error("give --stage NN and the submission folders (or --gradescope-zip NN, or --classroom NN)")
     return args
@@ -84,13 +95,14 @@ def missing_programs(folder):
     return f"no {' and no '.join(missing)} in it" if missing else None
 
 
-def run_checks(folder, stage, out, seed, hide_expected=False, timeout=600, workers=None):
+def run_checks(folder, stage, out, seed, hide_expected=False, timeout=600, workers=None, weights=None):
     """Run the stage's checks on one folder, reports into `out`. (results.json's data, or None, and
     what went wrong if None.)"""
     command = [sys.executable, "-m", "pytest", str(REPO / "tests"), "-o", "addopts=", "-p", "no:cacheprovider",
                "-q", f"--stage={stage}", f"--impl={Path(folder).resolve()}", f"--report={out}",
                f"--junitxml={out / 'junit.xml'}", f"--seed={seed}"]
     command += ["--hide-expected"] if hide_expected else []
+    command += [f"--weights={weights}"] if weights else []
     command += ["-n", str(workers)] if workers else []
     try:
         run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
@@ -111,12 +123,15 @@ def grade_one(folder, args):
     problem = folder_problem = missing_programs(folder)
     results = None
     if problem is None:
-        results, problem = run_checks(folder, args.stage, out, args.seed, args.hide_expected, args.timeout)
+        results, problem = run_checks(folder, args.stage, out, args.seed, args.hide_expected, args.timeout,
+                                      weights=args.weights)
     row = {"student": folder.name, "score": 0, "max_score": None, "seconds": round(time.monotonic() - started, 1),
            "failed": f"not graded: {problem}" if problem else failures(results["tests"]),
            "flags": " | ".join(integrity.flags(folder, args.stage)) if folder.is_dir() else ""}
     if results:
-        row.update(score=results["score"], max_score=results["max_score"])
+        row.update(score=results["score"], max_score=results["max_score"],
+                   categories={test["extra_data"]["category"]: [test["score"], test["max_score"]]
+                               for test in results["tests"] if report.is_rubric(test)})
     # Kept for --resume: a finished grading, or a folder that cannot be graded. Not one cut short
     # by Ctrl+C, a timeout or a crash of pytest: --resume tries those again.
     if (results is not None or folder_problem) and not INTERRUPTED.is_set():
@@ -131,7 +146,7 @@ INTERRUPTED = threading.Event()
 def failures(tests):
     """The failed checks in one line; a broken gate once, as its cause, instead of a row per check."""
     found, not_run = report.causes(tests)
-    failed = [test["name"].split(" · ", 1)[-1] for test in tests
+    failed = [test["name"].split(" · ", 1)[-1] for test in report.checks(tests)
               if test["status"] == "failed" and not report.extra(test, "not_run") and not report.extra(test, "cause")]
     shown = [f"CAUSE: {cause.split('. ', 1)[0]} ({not_run} checks not run)" for cause in found] + failed
     return " | ".join(shown) or "-"
@@ -215,10 +230,7 @@ def grade_class(args):
             sys.exit(130)
     rows = [rows[folder.name] for folder in folders]
     print_table(rows)
-    with open(args.out / "grades.csv", "w", newline="") as table:
-        writer = csv.DictWriter(table, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out / "grades.csv", rows)
     class_summary.write(args.out, rows, args.stage, args.seed)
     elapsed = time.monotonic() - started
     print(f"{len(todo)} submissions graded in {elapsed:.0f} s"
@@ -226,14 +238,43 @@ def grade_class(args):
           + f"; reports in {args.out}/, the class summary in {args.out / 'class-summary.md'}")
 
 
+def class_categories(rows):
+    """The rubric's categories that any graded student's checks fall in, in the rubric's order."""
+    found = {name for row in rows for name in row.get("categories", {})}
+    return [name for name in categories.CATEGORIES if name in found]
+
+
+def write_csv(path, rows):
+    """grades.csv: a row per student, with a column per category (its points)."""
+    names = class_categories(rows)
+    with open(path, "w", newline="") as table:
+        writer = csv.DictWriter(table, fieldnames=[*FIELDS[:3], *names, *FIELDS[3:]])
+        writer.writeheader()
+        for row in rows:
+            points = {name: row.get("categories", {}).get(name, ["", ""])[0] for name in names}
+            writer.writerow({**{key: row[key] for key in FIELDS}, **points})
+
+
 def print_table(rows):
+    """A row per student: the score, then each category's points (its weight in the header)."""
     width = max(len("student"), *(len(row["student"]) for row in rows))
-    print(f"{'student':<{width}}  score    max   time  failed checks")
+    names = class_categories(rows)
+    weights = {name: next(row["categories"][name][1] for row in rows if name in row.get("categories", {}))
+               for name in names}
+    headers = [f"{name} /{weights[name]}" for name in names]
+    print(f"{'student':<{width}}  score    max  " + "".join(f"{header:>{len(header) + 2}}" for header in headers)
+          + "   time  failed checks")
     for row in rows:
         maximum = "-" if row["max_score"] is None else row["max_score"]
         flags = f"  FLAGGED: {row['flags']}" if row.get("flags") else ""
-        print(f"{row['student']:<{width}}  {row['score']:>5}  {maximum:>5}  {row['seconds']:>4.0f}s  "
+        points = "".join(f"{format_points(row, name):>{len(header) + 2}}" for name, header in zip(names, headers))
+        print(f"{row['student']:<{width}}  {row['score']:>5}  {maximum:>5}  {points}  {row['seconds']:>4.0f}s  "
               f"{row['failed']}{flags}")
+
+
+def format_points(row, name):
+    entry = row.get("categories", {}).get(name)
+    return "-" if entry is None else entry[0]
 
 
 def main(argv=None):

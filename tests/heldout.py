@@ -25,6 +25,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
 from stages import REPO  # noqa: E402
 from suite import copy_with_changes  # noqa: E402
 
@@ -69,7 +70,7 @@ def grade_bug(bug, work, workers, every_check):
     clean = copy_with_changes(bug["stage"], work / "clean", [])
     for _attempt in range(2):
         results, failed_ids = grading_run(bug["stage"], work, folder, workers, every_check)
-        failed = [test["name"] for test in results["tests"] if test["status"] == "failed"]
+        failed = [test["name"] for test in report.checks(results["tests"]) if test["status"] == "failed"]
         if not failed:
             break
         _, failed_clean = grading_run(bug["stage"], work, clean, workers, only=failed_ids)

@@ -1,13 +1,17 @@
 """Grading reports: points per check, a plain-text summary and Gradescope's results.json.
 
 conftest.py calls these. Each check's weight and one-line description come from its
-@pytest.mark.points(weight, "description") marker; the score is the sum of the
-weights of the checks that passed. Partial credit comes only from separate checks.
+@pytest.mark.points(weight, "description") marker, and its category from the rubric
+(tests/categories.py). Each category gets an entry of its own, worth its weight times the
+share of its checks' points that passed (rounded down); the score is the sum of those
+entries, and the checks' entries carry no points of their own (their points, inside their
+category, stay in extra_data). Partial credit comes only from separate checks.
 """
 
 import json
 from pathlib import Path
 
+import categories
 from harness import REPORT_CHARS, TRANSCRIPTS_CHARS, capped
 
 CHECK_OUTPUT_CHARS = REPORT_CHARS + TRANSCRIPTS_CHARS + 2_000  # one check's output: under 20 KB
@@ -36,17 +40,18 @@ def check_result(report, hide_expected):
     result = {
         "name": f"{props['stage']} · {props['description']}",
         "number": report.nodeid.split("::", 1)[1],
-        "score": props["points"] if passed else 0,
-        "max_score": props["points"],
+        "score": 0,  # the points are the categories' (rubric_entries)
+        "max_score": 0,
         "status": "passed" if passed else "failed",
         "output": output,
         "visibility": "visible",
+        "tags": [props["category"]],  # Gradescope's field; the rubric's category (tests/categories.py)
     }
-    # Gradescope keeps a test's extra_data for tools: which check found a broken gate
-    # (harness.Session.gate), and which were not run because of it.
-    extra = {key: props[key] for key in ("cause", "not_run") if key in props and not passed}
-    if extra:
-        result["extra_data"] = extra
+    # Gradescope keeps a test's extra_data for tools: the check's own points (its weight inside
+    # its category), which check found a broken gate (harness.Session.gate), and which were
+    # not run because of it.
+    result["extra_data"] = {"points": props["points"],
+                            **{key: props[key] for key in ("cause", "not_run") if key in props and not passed}}
     return result
 
 
@@ -68,11 +73,44 @@ def cause_lines(results):
     return lines
 
 
+RUBRIC = "rubric"  # the tag of the categories' own entries
+
+
+def is_rubric(result):
+    return result.get("tags") == [RUBRIC]
+
+
+def checks(results):
+    """The checks' entries, without the categories'."""
+    return [result for result in results if not is_rubric(result)]
+
+
+def rubric_entries(results, weights):
+    """One entry per category: its points out of its weight, and the checks it lost them on."""
+    entries = []
+    for index, (name, points, weight, passed, count) in enumerate(categories.totals(results, weights)):
+        failed = [result["name"] for result in results if result["tags"] == [name] and result["status"] != "passed"]
+        entries.append({
+            "name": f"category: {name} ({passed} of {count} checks passed)", "number": f"00-{index:02}",
+            "score": points, "max_score": weight, "status": "passed" if points == weight else "failed",
+            "output": "\n".join(["Lost on:", *failed]) if failed else "Every check passed.",
+            "visibility": "visible", "tags": [RUBRIC],
+            "extra_data": {"category": name, "passed": passed, "checks": count}})
+    return entries
+
+
+def category_lines(results):
+    """The rubric: each category's points, out of its weight, and its checks passed."""
+    return [f"{entry['extra_data']['category']}: {entry['score']} / {entry['max_score']} "
+            f"({entry['extra_data']['passed']} of {entry['extra_data']['checks']} checks passed)"
+            for entry in results if is_rubric(entry)]
+
+
 def gradescope(results, seed_line=""):
     return {
         "score": sum(result["score"] for result in results),
         "max_score": sum(result["max_score"] for result in results),
-        "output": "\n".join([*cause_lines(results), seed_line]).strip(),
+        "output": "\n".join([*cause_lines(results), *category_lines(results), seed_line]).strip(),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": results,
@@ -81,20 +119,24 @@ def gradescope(results, seed_line=""):
 
 def summary(results, seed_line=""):
     lines = cause_lines(results) + ([seed_line] if seed_line else [])
-    for result in results:
+    for result in checks(results):
         mark = "PASS" if result["status"] == "passed" else "FAIL"
         why = " (not run)" if extra(result, "not_run") else ""
-        lines.append(f"{mark}  {result['score']:>2}/{result['max_score']:<2} {result['name']}{why}")
+        lines.append(f"{mark}  [{result['tags'][0]}, {result['extra_data']['points']}] {result['name']}{why}")
+    lines += ["", "by category (a category's points: its weight times the share of its checks' points "
+                  "passed, rounded down):", *(f"  {line}" for line in category_lines(results))]
     score = sum(result["score"] for result in results)
     total = sum(result["max_score"] for result in results)
     lines.append(f"score: {score} / {total}")
     return "\n".join(lines) + "\n"
 
 
-def write(folder, results, seed_line=""):
+def write(folder, results, seed_line="", weights=None):
+    """summary.txt and results.json in `folder`; `weights`: the rubric's (categories.weights())."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     results = sorted(results, key=lambda result: result["number"])
+    results = rubric_entries(results, weights or categories.weights()) + results
     (folder / "results.json").write_text(json.dumps(gradescope(results, seed_line), indent=2) + "\n")
     (folder / "summary.txt").write_text(summary(results, seed_line))
 

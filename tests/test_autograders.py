@@ -121,9 +121,11 @@ def test_gradescope_gives_the_reference_full_marks_and_a_known_bad_one_less(tmp_
     _, root = unpacked_autograder(tmp_path / "bad", "02")
     copy_of_stage("02", root / "submission" / "bad", *ECHO_TO_SENDER)
     results, _ = run_autograder(root)
-    failed = [test["name"] for test in results["tests"] if test["status"] == "failed" and test["max_score"]]
+    failed = [test["name"] for test in report.checks(results["tests"]) if test["status"] == "failed"]
     assert results["score"] < results["max_score"]
     assert "02 · a message reaches everyone but its sender" in failed, failed  # the bug's own check
+    delivery = next(test for test in results["tests"] if test["name"].startswith("category: delivery"))
+    assert delivery["score"] < delivery["max_score"] and "reaches everyone but its sender" in delivery["output"]
 
 
 # ---------------------------------------------------------------- GitHub Classroom
@@ -187,6 +189,8 @@ def test_the_classroom_step_gives_the_reference_full_marks_and_a_known_bad_one_l
     failed = [test for test in payload["tests"] if test["status"] == "fail"]
     assert "02 · a message reaches everyone but its sender" in [test["name"] for test in failed]
     assert all(test["score"] == 0 and test["message"] for test in failed)  # no points, and a report each
+    delivery = next(test for test in failed if test["name"].startswith("category: delivery"))
+    assert "reaches everyone but its sender" in delivery["message"]  # the category lost it, and says where
 
 
 @pytest.mark.slow  # a grading of stage 01 (every check fails, but each runs)
@@ -203,7 +207,7 @@ def test_a_repository_without_its_client_scores_0_of_the_stages_points(tmp_path)
 
 def test_the_classroom_payload_fits_one_environment_variable_however_much_fails():
     tests = [{"name": f"05 · check {number}", "number": f"test_{number}", "score": 0, "max_score": 1,
-              "status": "failed", "output": "x" * 50_000} for number in range(200)]
+              "status": "failed", "output": "x" * 50_000, "tags": ["delivery"]} for number in range(200)]
     payload = autograders.classroom_payload(tests)
     assert len(base64.b64encode(json.dumps(payload).encode())) < ENV_LIMIT
     assert points(payload) == (0, 200) and all(test["message"] for test in payload["tests"])
