@@ -284,8 +284,9 @@ def grading_rows(table):
     lines = table.splitlines()
     header = next(number for number, line in enumerate(lines) if line.startswith("student "))
     rows = []
-    for line in lines[header + 1:-1]:
-        student, score, maximum, _, failed = line.split("  FLAGGED: ")[0].split(None, 4)
+    for line in lines[header + 1:-1]:  # student, score, max, each category's points, time, failed checks
+        student, score, maximum, failed = re.match(r"(\S+) +(\d+) +(\d+) .*? \d+s  (.*)$",
+                                                   line.split("  FLAGGED: ")[0]).groups()
         rows.append((student, maximum, score if failed == "-" else int(score) < int(maximum),
                      "FLAGGED" in line))
     progress = [re.sub(r"\d+/\d+ in.*", "", line) for line in lines[2:header]]  # which finished when

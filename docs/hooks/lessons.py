@@ -28,18 +28,24 @@ It also rewrites three things in every page's Markdown, at build time:
 
 - A line `<!-- contract NN -->` becomes stage NN's contract: every string the
   tests wait for, from tests/contract.py.
+- A line `<!-- rubric NN -->` becomes stage NN's rubric: the categories its checks are
+  graded in, with their default weights (tests/categories.py).
 """
 
 import ast
 import copy
 import functools
 import difflib
+import hashlib
 import html
 import io
+import json
 import logging
 import posixpath
 import re
+import subprocess
 import sys
+import tempfile
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +146,8 @@ def on_serve(server, config, builder):
 DIFF = re.compile(r"^<!-- diff (\S+) (\S+) -->$", re.MULTILINE)
 CONTRACT = re.compile(r"^<!-- contract (\d\d) -->$", re.MULTILINE)
 CAPABILITIES = re.compile(r"^<!-- capabilities -->$", re.MULTILINE)
+RUBRIC = re.compile(r"^<!-- rubric (\d\d) -->$", re.MULTILINE)
+CATEGORIES = re.compile(r"^<!-- categories -->$", re.MULTILINE)
 # A fenced block whose only line includes one file: ```python / --8<-- "path[:spec]" / ```
 INCLUDE_BLOCK = re.compile(
     r'^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w+-]+)(?P<options>[^\n`]*)\n'
@@ -153,6 +161,8 @@ def on_page_markdown(markdown, page, config, files):
     root = repo_root(config)
     markdown = CONTRACT.sub(lambda match: contract_table(root, match.group(1)), markdown)
     markdown = CAPABILITIES.sub(lambda match: capabilities_table(root), markdown)
+    markdown = RUBRIC.sub(lambda match: rubric_table(root, match.group(1)), markdown)
+    markdown = CATEGORIES.sub(lambda match: categories_rows(root), markdown)
     markdown = INCLUDE_BLOCK.sub(lambda match: titled_include(root, page.file.src_uri, match), markdown)
     return DIFF.sub(lambda match: diff_block(root, page.file.src_uri, match.group(1), match.group(2)),
                     markdown)
@@ -187,6 +197,60 @@ def contract_table(root, stage_id):
         shown = f"`{shown}` (a pattern)" if term.pattern else f"`{shown}`"
         rows.append(f"| {term.who} | {shown} | {term.when} |")
     return "\n".join(rows) + f"\n\nFree, so no check depends on it: {contract.FREE}\n"
+
+
+def graded_checks(root):
+    """Stage id -> the names of the checks its grading runs (`pytest --collect-only --stage ...`,
+    as grade.py runs them), kept in a temporary file until tests/ changes."""
+    tests = sorted((root / "tests").glob("*.py"))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in tests)).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"chat-kit-graded-checks-{digest}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    sys.path.insert(0, str(root / "tests"))
+    try:
+        from stages import STAGES
+    finally:
+        sys.path.pop(0)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=", "-p", "no:cacheprovider",
+         "--stage", ",".join(stage.id for stage in STAGES)],
+        cwd=root, capture_output=True, text=True, check=True).stdout
+    found = {}
+    for module, check, stage_id in re.findall(r"^tests/(\w+)\.py::(\w+)\[(\d\d)[^\]]*\]$", listed, re.MULTILINE):
+        found.setdefault(stage_id, {})[check] = module
+    cache.write_text(json.dumps(found))
+    return found
+
+
+def categories_rows(root):
+    """The rubric's categories, as rows of a table whose header the page writes."""
+    sys.path.insert(0, str(root / "tests"))
+    try:
+        import categories
+    finally:
+        sys.path.pop(0)
+    return "\n".join(f"| {name} | {category.weight} | {category.covers} |"
+                     for name, category in categories.CATEGORIES.items())
+
+
+def rubric_table(root, stage_id):
+    """Stage NN's rubric: each category it is graded in, its default weight, and its checks."""
+    sys.path.insert(0, str(root / "tests"))
+    try:
+        import categories
+    finally:
+        sys.path.pop(0)
+    counts = {}
+    for check, module in graded_checks(root)[stage_id].items():
+        name = categories.of(module, check)
+        counts[name] = counts.get(name, 0) + 1
+    rows = ["| Category | Weight | Checks | What it covers |", "| --- | ---: | ---: | --- |"]
+    for name, category in categories.CATEGORIES.items():
+        if name in counts:
+            rows.append(f"| {name} | {category.weight} | {counts[name]} | {category.covers} |")
+    total = sum(category.weight for name, category in categories.CATEGORIES.items() if name in counts)
+    return "\n".join(rows) + f"\n\nThe stage is worth {total} points by default.\n"
 
 
 # ---------------------------------------------------------------------------------------------
