@@ -424,7 +424,7 @@ def compare(expected, lines, schema):
 
 def shown(messages):
     if not messages:
-        return "nothing"
+        return "      nothing"
     return "\n".join(f"      {m if isinstance(m, str) else json.dumps(m, default=repr)}"[:300] for m in messages)
 
 
@@ -490,12 +490,11 @@ class Walk:
             want = welcome(cell, actor.name, NOT_JOINED)
             if closed is not False or compare(want.actor, answer, schema):
                 return [f"the sender could not join first: it received\n{shown(answer)}"], b""
-            ack_at_once(bystander)
-            bystander.expect_line(lambda line: (parsed(line) or {}).get("type") == "joined")
-        for other in (bystander, lurker):
-            ack_at_once(other)
-            other.round_trip()
-        marks = len(bystander.history), len(lurker.history)
+        told = [parsed(line) for line in self.sync(bystander)]
+        self.sync(lurker)  # what came before this cell is no part of it
+        if state != NOT_JOINED and {"type": "joined", "name": actor.name} not in [
+                {key: value for key, value in (message or {}).items() if key != "time"} for message in told]:
+            return [f"the bystander was not told that the sender joined: it received\n{shown(told)}"], b""
         line = row.build(cell)
         if state == AFTER_BYE:
             sent, outcome = message("bye") + line, after_bye(cell)
@@ -519,21 +518,31 @@ class Walk:
             end = {True: "then closed", False: "then open", None: f"and nothing else for {TIMEOUT:g} s"}
             problems.append(f"sender: expected\n{shown(outcome.actor)}\n    {end[outcome.closed]}; received\n"
                             f"{shown(answer)}\n    {end[closed]}" + "".join(f"\n    ({p})" for p in answer_problems))
-        for other, mark, want in ((bystander, marks[0], outcome.bystander), (lurker, marks[1], [])):
-            ack_at_once(other)
-            other.round_trip()
-            got = other.history[mark:-1]
+        for other, want in ((bystander, outcome.bystander), (lurker, [])):
+            got = self.sync(other)
             if compare(want, got, schema):
                 who = "bystander (joined)" if other is bystander else "lurker (never joined)"
                 problems.append(f"{who}: expected\n{shown(want)}\n    received\n{shown(got)}"
                                 + "".join(f"\n    ({p})" for p in compare(want, got, schema)))
         if problems:
-            problems.append("spec: " + " / ".join(repr(contract.JSON_RULES[rule]) for rule in outcome.rules))
+            problems += [f"spec: {contract.JSON_RULES[rule]!r}".replace("\\n", " ") for rule in outcome.rules]
         for said in outcome.bystander:
             if said["type"] == "said":
                 self.history.append((said["from"], said["text"]))
         self.leave(actor, closed)
         return problems, sent
+
+    def sync(self, peer):
+        """A round trip on the peer's own connection, with lines whose answers are the same in
+        every state: everything the server had sent it before it read them has arrived.
+        Returns what came before their answers."""
+        peer.send(SYNC)
+        got, closed = self.collect(peer, until_closed=False)
+        if closed is not False:
+            raise self.session.failure(f"[{peer.label}] expected the answers to its sync lines",
+                                       "the server closed the connection" if closed else
+                                       f"nothing for {TIMEOUT:g} s")
+        return got
 
     def collect(self, peer, until_closed):
         """The lines the peer receives up to the two sync answers (then open: False), or until
@@ -566,14 +575,14 @@ class Walk:
 
     def report(self, what):
         if self.timeouts >= 3:
-            self.failures.append("the server stopped answering: the cells after this were not walked")
+            self.failures.append(f"[the cells after these were not walked: three senders got no answer for "
+                                 f"{TIMEOUT:g} s, or the bystander or the lurker got none]")
         if self.failures:
+            cells = "\n".join(f"  {failure.split(chr(10))[0]}" for failure in self.failures)
             raise self.session.failure(
-                f"{len(self.failures)} of the {self.cells} cells walked ({what}) differ from the spec; "
-                "each names its row, the sender's state and how the line was sent",
-                "\n\n".join(self.failures[:6]) + (f"\n\n...and {len(self.failures) - 6} more: "
-                                                   + "; ".join(f.split("\n")[0] for f in self.failures[6:])
-                                                   if len(self.failures) > 6 else ""))
+                f"{len(self.failures)} of the {self.cells} cells walked ({what}) differ from the spec "
+                f"(row | the sender's state | how the line was sent):\n{cells}",
+                "the first of them in full:\n" + "\n\n".join(self.failures[:3]))
 
 
 # ---------------------------------------------------------------- the checks
