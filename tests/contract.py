@@ -314,7 +314,9 @@ IRC_WIRE = {
                 "any command but CAP, NICK, USER, PASS, PING, PONG and QUIT before registration"),
     "461": Term("server", ":{server} 461 {nick} {command} :Not enough parameters",
                 "a command with too few parameters, or USER with an empty one"),
-    "462": Term("server", ":{server} 462 {nick} :You may not reregister", "USER after registration"),
+    "462": Term("server", ":{server} 462 {nick} :You may not reregister",
+                "USER after registration (before it, a second USER, like a second NICK, replaces the first, "
+                "with no answer)"),
     "ERROR": Term("server", "ERROR :Closing Link: {host} ({reason})",
                   "the last line before the server closes a connection; the reason is Quit[: REASON], "
                   "Connection closed, Registration timed out, Ping timeout: N seconds, Max SendQ exceeded "

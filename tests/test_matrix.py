@@ -17,6 +17,7 @@ Stage 11's matrix, over IRC's registration states, is at the end of this file.
 """
 
 import json
+import re
 import socket
 import time
 
@@ -28,6 +29,8 @@ import pytest
 import contract
 from harness import TIMEOUT, CheckFailed, json_message
 from stages import REPO
+from test_irc import Lab
+from test_irc import parse as irc_line
 
 NOT_JOINED, JOINED, AFTER_BYE = "connected, not joined", "joined", "after bye"
 STATES = (NOT_JOINED, JOINED, AFTER_BYE)
@@ -617,3 +620,257 @@ def test_every_sentence_the_matrix_cites_is_in_the_spec():
     spec = (REPO / "docs" / "protocol.md").read_text()
     missing = [key for key, sentence in contract.JSON_RULES.items() if sentence not in spec]
     assert not missing, f"docs/protocol.md no longer says what these cells expect: {missing}"
+
+
+# ---------------------------------------------------------------- stage 11: IRC, over registration
+
+# The states of an IRC connection (lesson 11): nothing sent yet, NICK only, USER only,
+# registered (and in #kit, with the bystander), and after QUIT (the server sends its ERROR,
+# then closes: the cell's line follows the QUIT in the same packet, and gets nothing).
+UNREGISTERED, NICK_ONLY, USER_ONLY, REGISTERED, AFTER_QUIT = (
+    "not registered", "NICK only", "USER only", "registered, in #kit", "after QUIT")
+IRC_STATES = (UNREGISTERED, NICK_ONLY, USER_ONLY, REGISTERED, AFTER_QUIT)
+BEFORE = (UNREGISTERED, NICK_ONLY, USER_ONLY)
+IRC_HOST = "127.0.0.1"
+
+
+@dataclass
+class IrcCell:
+    server: str  # the server's name, from its 001
+    created: str  # from its 003
+    nick: str  # the sender's nick in this state ("*" before NICK, as the server says it)
+    user: str
+    bystander: str
+    fresh: str  # a nick nobody has
+
+    def numeric(self, key, *params):
+        """The contract's words for a numeric, to the sender (tests/contract.py, IRC_WIRE)."""
+        term = contract.IRC_WIRE[key]
+        fields = [name for name in dict.fromkeys(re.findall(r"\{(\w+)\}", term.text))
+                  if name not in ("server", "nick")]
+        return term(server=self.server, nick=self.nick, **dict(zip(fields, params)))
+
+    @property
+    def source(self):
+        return f":{self.nick}!{self.user}@{IRC_HOST}"
+
+    def welcome(self, nick):
+        values = dict(server=self.server, nick=nick, user=self.user, host=IRC_HOST, created=self.created)
+        return [contract.IRC_WIRE[key](**values) for key in ("001", "002", "003", "004", "005", "422")]
+
+
+@dataclass
+class IrcOutcome:
+    actor: list  # IRC lines, compared parsed (tests/test_irc.py's parse)
+    closed: bool = False
+    bystander: list = field(default_factory=list)
+    nick: str = None  # the sender's nick after the cell, if it changed
+    in_channel: bool = None  # is the sender in #kit after the cell (None: as before)
+
+
+def irc_rows():
+    """(line builder, expectation): each a function of the cell (and its state)."""
+    def any_state(reply):
+        return lambda cell, state: IrcOutcome(reply(cell))
+
+    def registered(reply):  # 451 before registration, `reply` after
+        return lambda cell, state: IrcOutcome([cell.numeric("451")]) if state in BEFORE else reply(cell)
+
+    def nick_valid(cell, state):
+        if state == USER_ONLY:
+            return IrcOutcome(cell.welcome(cell.fresh), nick=cell.fresh)
+        if state == REGISTERED:
+            change = f"{cell.source} NICK :{cell.fresh}"
+            return IrcOutcome([change], bystander=[change], nick=cell.fresh)
+        return IrcOutcome([], nick=cell.fresh)
+
+    def user_valid(cell, state):
+        if state == UNREGISTERED:
+            return IrcOutcome([])
+        if state == NICK_ONLY:
+            return IrcOutcome(cell.welcome(cell.nick))
+        if state == USER_ONLY:  # contract "462": a second USER before registration replaces the first
+            return IrcOutcome([])
+        return IrcOutcome([cell.numeric("462")])
+
+    def say(command):
+        def reply(cell):
+            line = f"{cell.source} {command} #kit :hello from the matrix"
+            return IrcOutcome([], bystander=[line])
+        return reply
+
+    def part(cell):
+        line = f"{cell.source} PART #kit"
+        return IrcOutcome([line], bystander=[line], in_channel=False)
+
+    def quit_(cell, state):
+        goodbye = contract.IRC_WIRE["ERROR"](host=IRC_HOST, reason="Quit: see you")
+        told = [f"{cell.source} QUIT :Quit: see you"] if state == REGISTERED else []
+        return IrcOutcome([goodbye], closed=True, bystander=told)
+
+    too_long = "PRIVMSG #kit :" + "x" * (512 - len("PRIVMSG #kit :") - 1)  # 513 bytes with CR LF
+    return [
+        ("NICK", "no nickname", lambda c: "NICK", any_state(lambda c: [c.numeric("431")])),
+        ("NICK", "valid", lambda c: f"NICK {c.fresh}", nick_valid),
+        ("NICK", "erroneous (9lives)", lambda c: "NICK 9lives", any_state(lambda c: [c.numeric("432", "9lives")])),
+        ("NICK", "too long (31)", lambda c: "NICK " + "n" * 31, any_state(lambda c: [c.numeric("432", "n" * 31)])),
+        ("NICK", "the bystander's, other case", lambda c: f"NICK {c.bystander.swapcase()}",
+         any_state(lambda c: [c.numeric("433", c.bystander.swapcase())])),
+        ("USER", "no parameters", lambda c: "USER", any_state(lambda c: [c.numeric("461", "USER")])),
+        ("USER", "empty real name", lambda c: "USER u 0 * :", lambda c, s: IrcOutcome(
+            [c.numeric("462") if s == REGISTERED else c.numeric("461", "USER")])),
+        ("USER", "valid", lambda c: f"USER {c.user} 0 * :Real {c.user}", user_valid),
+        ("JOIN", "no parameters", lambda c: "JOIN", registered(lambda c: IrcOutcome([c.numeric("461", "JOIN")]))),
+        ("JOIN", "a bad channel name (kit)", lambda c: "JOIN kit",
+         registered(lambda c: IrcOutcome([c.numeric("403", "kit")]))),
+        ("PART", "#kit", lambda c: "PART #kit", registered(part)),
+        ("PART", "no parameters", lambda c: "PART", registered(lambda c: IrcOutcome([c.numeric("461", "PART")]))),
+        ("PRIVMSG", "to #kit", lambda c: "PRIVMSG #kit :hello from the matrix", registered(say("PRIVMSG"))),
+        ("PRIVMSG", "no parameters", lambda c: "PRIVMSG",
+         registered(lambda c: IrcOutcome([c.numeric("411", "PRIVMSG")]))),
+        ("PRIVMSG", "no text", lambda c: "PRIVMSG #kit", registered(lambda c: IrcOutcome([c.numeric("412")]))),
+        ("PRIVMSG", "empty text", lambda c: "PRIVMSG #kit :", registered(lambda c: IrcOutcome([c.numeric("412")]))),
+        ("PRIVMSG", "to a nick nobody has", lambda c: "PRIVMSG nobody :hi",
+         registered(lambda c: IrcOutcome([c.numeric("401", "nobody")]))),
+        ("PRIVMSG", "too long (513 bytes)", lambda c: too_long, any_state(lambda c: [c.numeric("417")])),
+        ("NOTICE", "to #kit", lambda c: "NOTICE #kit :hello from the matrix", registered(say("NOTICE"))),
+        ("NOTICE", "to a nick nobody has", lambda c: "NOTICE nobody :hi", registered(lambda c: IrcOutcome([]))),
+        ("WHO", "a nick nobody has", lambda c: "WHO nobody",
+         registered(lambda c: IrcOutcome([c.numeric("315", "nobody")]))),
+        ("WHOIS", "no nickname", lambda c: "WHOIS", registered(lambda c: IrcOutcome([c.numeric("431")]))),
+        ("WHOIS", "a nick nobody has", lambda c: "WHOIS nobody",
+         registered(lambda c: IrcOutcome([c.numeric("401", "nobody"), c.numeric("318", "nobody")]))),
+        ("PING", "no origin", lambda c: "PING", any_state(lambda c: [c.numeric("409")])),
+        ("PING", "a token", lambda c: "PING :matrix",
+         any_state(lambda c: [f":{c.server} PONG {c.server} :matrix"])),
+        ("PONG", "a token", lambda c: "PONG :matrix", any_state(lambda c: [])),
+        ("MODE", "no parameters", lambda c: "MODE", registered(lambda c: IrcOutcome([c.numeric("461", "MODE")]))),
+        ("MODE", "#kit b", lambda c: "MODE #kit b", registered(lambda c: IrcOutcome([c.numeric("368", "#kit")]))),
+        ("MODE", "a nick nobody has", lambda c: "MODE nobody",
+         registered(lambda c: IrcOutcome([c.numeric("401", "nobody")]))),
+        ("TOPIC", "#kit, none set", lambda c: "TOPIC #kit", registered(lambda c: IrcOutcome([c.numeric("331", "#kit")]))),
+        ("NAMES", "a channel nobody made", lambda c: "NAMES #nowhere",
+         registered(lambda c: IrcOutcome([c.numeric("366", "#nowhere")]))),
+        ("LIST", "a channel nobody made", lambda c: "LIST #nowhere",
+         registered(lambda c: IrcOutcome([c.numeric("323")]))),
+        ("FOO", "an unknown command", lambda c: "FOO bar", registered(lambda c: IrcOutcome([c.numeric("421", "FOO")]))),
+        ("(empty line)", "", lambda c: "", any_state(lambda c: [])),
+        ("QUIT", "with a reason", lambda c: "QUIT :see you", quit_),
+    ]
+
+
+class IrcWalk:
+    """One stage-11 server, a bystander registered in #kit, a lurker that never registers."""
+
+    def __init__(self, session):
+        self.session, self.lab = session, Lab(session)
+        self.lab.start()
+        self.bystander = self.lab.user("bystander", "#kit")
+        self.lurker = self.lab.peer("lurker")
+        self.cells, self.failures, self.timeouts = 0, [], 0
+
+    def cell(self, row, state, delivery="whole"):
+        if self.timeouts >= 3:
+            return
+        self.cells += 1
+        command, variant, build, expect = row
+        actor = self.lab.peer(f"sender {self.cells}")
+        label = f"[{command} / {variant} | {state} | sent {delivery}]"
+        actor.label = f"sender {actor.nick} {label}"
+        try:
+            problems, sent = self.walk(build, expect, state, delivery, actor)
+        except (AssertionError, OSError) as failure:  # test_irc's Peer asserts on a silent server
+            self.timeouts += 1
+            problems, sent = [f"no answer: {str(failure).splitlines()[0] if str(failure) else failure!r}"], ""
+        if problems:
+            self.failures.append(f"{label}\n  sent: {sent[:200]!r}\n" + "\n".join(f"  {p}" for p in problems))
+        else:
+            self.session.peers.remove(actor)
+        actor.close()
+
+    def setup(self, actor, state):
+        """Bring the sender to `state`; True once there, with the bystander told if it joined #kit."""
+        if state == NICK_ONLY:
+            return actor.ask(f"NICK {actor.nick}") == []
+        if state == USER_ONLY:
+            return actor.ask(f"USER {actor.user} 0 * :Real {actor.nick}") == []
+        if state in (REGISTERED, AFTER_QUIT):
+            self.lab.register(actor)
+            actor.ask("JOIN #kit")
+            self.bystander.read_until(lambda m: m.command == "JOIN" and m.prefix.startswith(actor.nick + "!"))
+        return True
+
+    def walk(self, build, expect, state, delivery, actor):
+        if not self.setup(actor, state):
+            return [f"the sender could not reach the state {state!r}"], ""
+        self.bystander.ask(), self.lurker.ask()  # what came before this cell is no part of it
+        nick = actor.nick if state not in (UNREGISTERED, USER_ONLY) else "*"
+        cell = IrcCell(self.lab.name, self.lab.created, nick, actor.user, self.bystander.nick,
+                       self.session.name(f"fresh {self.cells}"))
+        line = build(cell)
+        if state == AFTER_QUIT:
+            outcome = expect_quit(cell)
+            sent = f"QUIT :see you\r\n{line}"
+            actor.send("QUIT :see you", line, delivery="batched")
+        else:
+            outcome, sent = expect(cell, state), line
+        if outcome.closed and state != AFTER_QUIT:
+            actor.send(line, delivery=delivery)
+        if outcome.closed:
+            answer, closed = actor.closed_after(), True
+        else:
+            answer, closed = actor.ask(line, delivery=delivery), False
+        problems = []
+        want = [irc_line(text) for text in outcome.actor]
+        if answer != want:
+            problems.append(f"sender: expected\n{shown(want)}\n    received\n{shown(answer)}")
+        for other, wanted in ((self.bystander, outcome.bystander), (self.lurker, [])):
+            got, wanted = other.ask(), [irc_line(text) for text in wanted]
+            if got != wanted:
+                who = "bystander (in #kit)" if other is self.bystander else "lurker (never registered)"
+                problems.append(f"{who}: expected\n{shown(wanted)}\n    received\n{shown(got)}")
+        self.leave(actor, state, outcome, closed)
+        return problems, sent
+
+    def leave(self, actor, state, outcome, closed):
+        """Close the sender; if it is still in #kit, wait until the bystander sees it quit."""
+        in_channel = state == REGISTERED if outcome.in_channel is None else outcome.in_channel
+        nick = outcome.nick or actor.nick
+        actor.close()
+        if in_channel and not closed:
+            self.bystander.read_until(lambda m: m.command == "QUIT" and m.prefix.startswith(nick + "!"))
+
+    report = Walk.report
+
+
+def expect_quit(cell):
+    """After QUIT: its ERROR, then the close; the line after it has no effect."""
+    goodbye = contract.IRC_WIRE["ERROR"](host=IRC_HOST, reason="Quit: see you")
+    return IrcOutcome([goodbye], closed=True, bystander=[f"{cell.source} QUIT :Quit: see you"])
+
+
+@pytest.mark.needs("irc")
+@pytest.mark.points(4, "every IRC command, and its malformed forms, in every registration state: the exact "
+                       "replies, and the exact effect on a bystander in #kit and a never-registered lurker")
+def test_every_irc_command_in_every_registration_state(session):
+    walk = IrcWalk(session)
+    for row in irc_rows():
+        for state in IRC_STATES:
+            walk.cell(row, state)
+    walk.report("each line sent whole")
+
+
+SAMPLED_IRC = ("valid", "to #kit", "empty text", "too long (513 bytes)", "with a reason")
+
+
+@pytest.mark.needs("irc")
+@pytest.mark.points(2, "a sample of the IRC matrix's rows sent batched with the next line, and a byte per write")
+def test_sampled_irc_rows_batched_and_byte_by_byte(session):
+    walk = IrcWalk(session)
+    for row in irc_rows():
+        if row[1] in SAMPLED_IRC:
+            for state in (*BEFORE, REGISTERED):
+                walk.cell(row, state, "batched")
+                if state in (UNREGISTERED, REGISTERED) and "513" not in row[1]:  # 1 ms a byte
+                    walk.cell(row, state, "bytes")
+    walk.report("a sample of rows, batched and a byte per write")
