@@ -5,7 +5,9 @@ tests/contract.py, CLIENT_WIRE), each field missing, of the wrong JSON type, emp
 spaces and too long, and a few lines that are not messages at all. The columns are the
 states of the sender's connection: connected but not joined, joined, and after its `bye`
 (the spec: the server answers `bye`, then reads nothing more, so the cell's line follows
-the `bye` in the same packet). Each cell holds the exact answer (every field compared:
+the `bye` in the same packet; a line over the limit is not sent there, as a server that
+closes with it unread resets the connection, which may lose the `bye`'s answer: TCP's doing,
+not the server's). Each cell holds the exact answer (every field compared:
 the free ones, `time` and an error's `message`, only for their kind), whether the
 connection stays open, and the exact effect on a joined bystander and a never-joined
 lurker, each proven after a round trip on its own connection. Every expectation cites
