@@ -314,7 +314,9 @@ IRC_WIRE = {
                 "any command but CAP, NICK, USER, PASS, PING, PONG and QUIT before registration"),
     "461": Term("server", ":{server} 461 {nick} {command} :Not enough parameters",
                 "a command with too few parameters, or USER with an empty one"),
-    "462": Term("server", ":{server} 462 {nick} :You may not reregister", "USER after registration"),
+    "462": Term("server", ":{server} 462 {nick} :You may not reregister",
+                "USER after registration (before it, a second USER, like a second NICK, replaces the first, "
+                "with no answer)"),
     "ERROR": Term("server", "ERROR :Closing Link: {host} ({reason})",
                   "the last line before the server closes a connection; the reason is Quit[: REASON], "
                   "Connection closed, Registration timed out, Ping timeout: N seconds, Max SendQ exceeded "
@@ -463,3 +465,72 @@ def iso_time(text):
         return datetime.fromisoformat(text).tzinfo is not None  # the protocol says UTC: a zone is given
     except ValueError:
         return False
+
+
+# ---------------------------------------------------------------- the wire: every client message
+
+# What a client may send, per wire protocol (docs/protocol.md): field -> what it must be. The
+# matrix (tests/test_matrix.py) sends each message, and each field missing, of the wrong JSON
+# type, empty, only spaces and too long, in every state of a connection.
+NAME = "a name: 1 to 32 letters, digits, _ or -"
+ONLINE = "the name of a user online, in any case"
+ANY_TEXT = "any string"
+HEX = "64 hex digits"
+CLIENT_JSON_1 = {
+    "hello": {"name": NAME, "client_id": ANY_TEXT},
+    "say": {"text": ANY_TEXT},
+    "bye": {},
+}
+CLIENT_JSON_2 = {**CLIENT_JSON_1, "dm": {"to": ONLINE, "text": ANY_TEXT}, "who": {}}
+CLIENT_FILES = {
+    **CLIENT_JSON_2,
+    "offer": {"to": ONLINE, "id": ANY_TEXT, "name": ANY_TEXT, "size": NUMBER, "sha256": HEX},
+    "accept": {"from": ONLINE, "id": ANY_TEXT},
+    "decline": {"from": ONLINE, "id": ANY_TEXT},
+    "chunk": {"id": ANY_TEXT, "data": ANY_TEXT},
+    "done": {"id": ANY_TEXT},
+    "cancel": {"id": ANY_TEXT},
+}
+CLIENT_WIRE = {"json-1": CLIENT_JSON_1, "json-2": CLIENT_JSON_2, "json-2-tls": CLIENT_FILES}
+
+# The sentences of docs/protocol.md that each cell of the matrix holds a server to, quoted
+# word for word (tests/test_matrix.py checks that the spec still says each of them).
+JSON_RULES = {
+    "shape": "A message is checked for its shape first (`bad-json`, `bad-message`,\n`unknown-type`), "
+             "and only then against the state of the connection",
+    "bad-json": "the line is not JSON, or not UTF-8",
+    "bad-message": "not an object, no `type` string, a field missing or of the wrong type",
+    "unknown-type": "a `type` the server does not know",
+    "blank": "A blank line is ignored, with no answer",
+    "extra": "A field a message does not\nneed is ignored.",
+    "nobody": "A connection that has not joined is nobody: it receives nothing meant for\nthe room "
+              "(no `joined`, `said` or `left`), and nobody is told when it comes or goes.",
+    "not-joined": "`say` (or any other message) before a successful `hello`",
+    "already-joined": "a second `hello`",
+    "name": "A name is 1 to 32 letters, digits, `_` or `-`.",
+    "client_id": "`client_id` is any string the client makes up",
+    "shared-name": "Two users may share a name here (stage 05 makes names unique).",
+    "name-taken": "a `hello` with a name someone online already has, compared without regard to case",
+    "welcome": "your `hello` was accepted: you are in the room",
+    "online": "the users in the room, you included",
+    "joined": "someone else joined",
+    "say": "The text may be any string, even empty or only spaces: the server relays it as it came.",
+    "said": "someone else said something; the sender does not get it back",
+    "history": "right after a `welcome`: the last public messages",
+    "bye": "the answer to your `bye`; the server then closes the connection",
+    "bye-anytime": "Allowed at any time, even before `hello`.",
+    "after-bye": "The server reads nothing after a `bye`: a line sent after it, even in the same packet, "
+                 "gets no answer and has no effect.",
+    "left": "`reason` is `quit` (they sent `bye`) or `lost`",
+    "line-too-long": "a line of 8,192 bytes or fewer before its `\\n` is taken | the server closes the "
+                     "connection; the others are told `left`, reason `lost`",
+    "dm": "a direct message to one user (to your own name: to you); the sender gets nothing back.",
+    "no-such-user": "a `dm` to a name nobody online has, compared without regard to case",
+    "users": "every user online and nobody else, sorted, with or without regard to case",
+    "no-such-offer-user": "An `offer` to a name nobody else online has (yourself included) gets `no-such-user`.",
+    "cancel": "A `cancel` of a file that is not in transfer is ignored, with no answer.",
+    "no-such-file": "an answer to an offer that is not waiting for you",
+    "not-accepted": "a `chunk` or `done` for a file its recipient has not accepted",
+    "bad-offer": "an `id` already in use, or a `sha256` that is not 64 hex digits",
+    "file-too-big": "an offer over the server's `--max-file-size`",
+}

@@ -274,7 +274,8 @@ def decode(line):
             "unknown-type", f"unknown message type {message['type'][:40]!r}"
         )
     for field, kind in fields.items():
-        if not isinstance(message.get(field), kind):
+        # type(), not isinstance(): JSON's true is no number, though a bool is an int.
+        if type(message.get(field)) is not kind:
             raise ProtocolError(
                 "bad-message",
                 f"{message['type']} needs a {kind.__name__} field {field!r}",
