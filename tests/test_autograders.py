@@ -118,14 +118,18 @@ def test_gradescope_gives_the_reference_full_marks_and_a_known_bad_one_less(tmp_
     assert flagged and flagged[0]["visibility"] == "hidden" and flagged[0]["max_score"] == 0
     assert "FLAGGED" in ran.stdout
 
-    _, root = unpacked_autograder(tmp_path / "bad", "02")
+    weights = tmp_path / "rubric.txt"  # the instructor's rubric, fixed in the zip
+    weights.write_text("delivery = 40\n")
+    _, root = unpacked_autograder(tmp_path / "bad", "02", "--weights", str(weights))
     copy_of_stage("02", root / "submission" / "bad", *ECHO_TO_SENDER)
     results, _ = run_autograder(root)
+    assert sum(test["score"] for test in results["tests"]) == results["score"]  # the categories carry it
+    assert "delivery: " in results["output"] and "/ 40 (" in results["output"], results["output"]
     failed = [test["name"] for test in report.checks(results["tests"]) if test["status"] == "failed"]
     assert results["score"] < results["max_score"]
     assert "02 · a message reaches everyone but its sender" in failed, failed  # the bug's own check
     delivery = next(test for test in results["tests"] if test["name"].startswith("category: delivery"))
-    assert delivery["score"] < delivery["max_score"] and "reaches everyone but its sender" in delivery["output"]
+    assert delivery["score"] < delivery["max_score"] == 40 and "reaches everyone but its sender" in delivery["output"]
 
 
 # ---------------------------------------------------------------- GitHub Classroom
@@ -188,9 +192,12 @@ def test_the_classroom_step_gives_the_reference_full_marks_and_a_known_bad_one_l
     assert payload["status"] == "fail" and total < maximum and size < ENV_LIMIT
     failed = [test for test in payload["tests"] if test["status"] == "fail"]
     assert "02 · a message reaches everyone but its sender" in [test["name"] for test in failed]
-    assert all(test["score"] == 0 and test["message"] for test in failed)  # no points, and a report each
+    checks = [test for test in failed if not test["name"].startswith("category: ")]
+    assert all(test["score"] == 0 and test["message"] for test in checks)  # no points, and a report each
     delivery = next(test for test in failed if test["name"].startswith("category: delivery"))
+    assert 0 <= delivery["score"] < 25  # the category's weight, less what the bug cost
     assert "reaches everyone but its sender" in delivery["message"]  # the category lost it, and says where
+    assert sum(test["score"] for test in payload["tests"] if test["name"].startswith("category: ")) == total
 
 
 @pytest.mark.slow  # a grading of stage 01 (every check fails, but each runs)
