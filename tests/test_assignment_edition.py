@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+import screenshot
+
 REPO = Path(__file__).resolve().parent.parent
 STAGE_IDS = sorted(path.name for path in (REPO / "stages").iterdir() if re.fullmatch(r"\d\d", path.name))
 DEFAULT_RUN = ("04", "09")  # the default run's editions: a threaded stage, and the asyncio one
@@ -201,17 +203,103 @@ def lesson_name(stage):
     return next((REPO / "lessons").glob(f"{stage}-*.md")).stem
 
 
-def edition_params():
-    return [pytest.param(stage, id=stage, marks=() if stage in DEFAULT_RUN else pytest.mark.slow)
-            for stage in STAGE_IDS]
+def slow_but(*stages):
+    """Every stage as a parameter, the slow tier's but for `stages` (the default run's)."""
+    return [pytest.param(stage, id=stage, marks=() if stage in stages else pytest.mark.slow) for stage in STAGE_IDS]
 
 
-@pytest.mark.parametrize("stage", edition_params())
-def test_the_edition_hides_the_stages_code(stage, tmp_path):
-    site = tmp_path / f"site-{stage}"
-    seconds = build_edition(stage, site)
-    check_edition(stage, site)
-    lesson = (site / "lessons" / lesson_name(stage) / "index.html").read_text(encoding="utf-8")
-    assert "You will write this part" in lesson or stage == "08", f"no box stands for the hidden code in {stage}"
-    assert f"stage {stage}" in lesson and "Check your work" in lesson and "--impl" in lesson
-    print(f"edition {stage}: built in {seconds:.1f} s")
+@pytest.fixture(scope="module")
+def editions(tmp_path_factory):
+    """stage -> (its edition's folder, seconds to build it): each built once per module (per worker)."""
+    built = {}
+
+    def edition(stage):
+        if stage not in built:
+            site = tmp_path_factory.mktemp(f"edition-{stage}") / "site"
+            built[stage] = site, build_edition(stage, site)
+        return built[stage]
+
+    return edition
+
+
+@pytest.mark.parametrize("assigned", slow_but(*DEFAULT_RUN))
+def test_the_edition_hides_the_stages_code(assigned, editions):
+    site, seconds = editions(assigned)
+    check_edition(assigned, site)
+    lesson = (site / "lessons" / lesson_name(assigned) / "index.html").read_text(encoding="utf-8")
+    # What the student needs stays: the box for the hidden code, the contract, the checks, the command.
+    for needed in ("You will write this part", f"Assignment edition: you write stage {assigned}",
+                   "<th>Must show</th>", "What the tests check", "Check your work", f"--stage {assigned}"):
+        assert needed in lesson, f"the edition's lesson {assigned} has no {needed!r}"
+    print(f"edition {assigned}: built in {seconds:.1f} s")
+
+
+def test_a_pasted_snippet_is_found_and_an_include_is_hidden_however_written(tmp_path):
+    """In a copy of the kit, lesson 04 gets a part of stages/04/server.py pasted by hand, and the
+    concepts page includes another part with a path the hook must still know (./stages/...).
+    The search must find every checked line of the pasted part, and nothing else."""
+    sys.path.insert(0, str(REPO / "docs" / "hooks"))
+    try:
+        import lessons as hook
+    finally:
+        sys.path.pop(0)
+    copy = tmp_path / "kit"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "site", "__pycache__"))
+    lines = (REPO / "stages/04/server.py").read_text(encoding="utf-8").split("\n")
+    (first, last), = hook.included_runs(REPO, "stages/04/server.py:outbox")
+    pasted = "\n".join(lines[first - 1:last])
+    lesson = copy / "lessons" / f"{lesson_name('04')}.md"
+    lesson.write_text(lesson.read_text(encoding="utf-8") + f"\n## Pasted\n\n```python\n{pasted}\n```\n",
+                      encoding="utf-8")
+    concepts = copy / "docs" / "concepts.md"
+    concepts.write_text(concepts.read_text(encoding="utf-8")
+                        + '\n## Included\n\n```python\n--8<-- "./stages/04/server.py:threads"\n```\n',
+                        encoding="utf-8")
+    site = tmp_path / "site"
+    build_edition("04", site, repo=copy)
+    expected = {line for line in checked_lines("04") if line in squeezed(pasted)}
+    assert len(expected) >= 5, f"too few checked lines in the pasted part: {expected}"
+    found = leaks(site, checked_lines("04"))
+    assert set(found) == expected, f"found:\n{leak_report(found)}\nexpected: {sorted(expected)}"
+    assert all(where == ["lessons/04-threads/index.html", "search/search_index.json"] for where in found.values())
+    with pytest.raises(AssertionError, match=f"shows {len(expected)} of its"):
+        check_edition("04", site)
+    assert "You will write this part" in (site / "concepts" / "index.html").read_text(encoding="utf-8")
+
+
+def changed_pages(edition, kit):
+    """The edition's pages whose article differs from the kit's site's (or that it lacks), and the
+    home page: the others are the kit's own pages, which tests/test_browser.py checks."""
+    article = re.compile(r'<article class="md-content__inner md-typeset">.*?</article>', re.DOTALL)
+
+    def read(site, path):
+        file = Path(site, path + "index.html" if path == "" or path.endswith("/") else path)
+        return article.findall(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+    return [path for path in screenshot.pages(edition) if path == "" or read(edition, path) != read(kit, path)]
+
+
+@pytest.fixture(scope="module")
+def kit_site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kit") / "site"
+    screenshot.build_site(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with screenshot.Browser() as one:
+        yield one
+
+
+@pytest.mark.slow  # a minute of browser time per edition
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(screenshot.chromium() is None or screenshot.chromedriver() is None,
+                    reason="chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+@pytest.mark.parametrize("assigned", STAGE_IDS)
+def test_the_edition_passes_the_browser_check(assigned, editions, kit_site, browser):
+    site, _ = editions(assigned)
+    pages = changed_pages(site, kit_site)
+    assert f"lessons/{lesson_name(assigned)}/" in pages, pages
+    problems, checked = screenshot.check_site(site, browser, only=pages)
+    assert not problems, f"{len(problems)} problems on {checked}:\n" + "\n".join(map(str, problems))

@@ -126,14 +126,20 @@ STAGE_PATH = re.compile(r"stages/(\d\d)/")
 
 @dataclass(frozen=True)
 class Edition:
+    root: Path  # the repo
     assigned: tuple  # the stages the students write: ("04",) or ("04", "05")
     hidden: frozenset  # the stages whose Python code is hidden: the first assigned one and every later one
     dropped_lessons: frozenset  # docs paths of the lessons left out: later stages that are not assigned
 
     def hides(self, path):
-        """Is the repo file `path` code that this edition hides?"""
-        match = STAGE_PATH.match(path)
-        return bool(match) and match.group(1) in self.hidden and path.endswith(".py")
+        """Is the repo file `path` code that this edition hides? However the path is written
+        (`./stages/04/server.py`, `docs/../stages/04/server.py`, a link to the file)."""
+        file = Path(self.root, path).resolve()
+        try:
+            parts = file.relative_to(self.root.resolve() / "stages").parts
+        except ValueError:
+            return False
+        return len(parts) > 1 and parts[0] in self.hidden and file.suffix == ".py"
 
     def drops(self, uri):
         """Is the page (or file) `uri`, docs-relative, left out of this edition?"""
@@ -178,7 +184,7 @@ def edition_from(value, root):
     hidden = frozenset(stage for stage in stages if stage >= wanted[0])
     dropped = frozenset(f"lessons/{path.name}" for path in (root / "lessons").glob("*.md")
                         if path.name[:2] in hidden - set(wanted))
-    return Edition(tuple(wanted), hidden, dropped)
+    return Edition(root, tuple(wanted), hidden, dropped)
 
 
 SNIPPET_LINE = re.compile(r'^(?P<indent>[ \t]*)-{1,}8<-{1,}[ \t]+"(?P<spec>[^"\n]+)"[ \t]*$', re.MULTILINE)
