@@ -301,5 +301,8 @@ def test_the_edition_passes_the_browser_check(assigned, editions, kit_site, brow
     site, _ = editions(assigned)
     pages = changed_pages(site, kit_site)
     assert f"lessons/{lesson_name(assigned)}/" in pages, pages
+    started = time.monotonic()
     problems, checked = screenshot.check_site(site, browser, only=pages)
+    print(f"edition {assigned}: {len(checked)} pages x {len(screenshot.WIDTHS)} widths x "
+          f"{len(screenshot.SCHEMES)} schemes checked in {time.monotonic() - started:.0f} s: {checked}")
     assert not problems, f"{len(problems)} problems on {checked}:\n" + "\n".join(map(str, problems))
