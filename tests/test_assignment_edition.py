@@ -15,9 +15,10 @@ whitespace squeezed to one space, if it holds at least CHECKED_LINE_CHARS charac
 blank lines, comments, docstrings and the inside of other strings that span lines (text, such as
 a help message, which the transcripts show on purpose as the program's output); a line that
 only calls a named function with no arguments but numbers (`await writer.drain()`: the prose
-names such calls too); and any line that the edition may show legitimately: one that is part of a line of an earlier stage's files
-(the student builds on them, and the edition shows them whole), or of the kit's code outside
-stages/ that the site shows (docs/nc.py, the test sections that the guides include).
+names such calls too); and any line that the edition may show legitimately: one that is part
+of a line of an earlier stage's files (the student builds on them, and the edition shows them
+whole), or of the kit's code outside stages/ that the site shows (docs/nc.py, the sections of
+the tests that the guides include).
 """
 
 import ast
@@ -228,10 +229,12 @@ def editions(tmp_path_factory):
 def test_the_edition_hides_the_stages_code(assigned, editions):
     site, seconds = editions(assigned)
     check_edition(assigned, site)
-    lesson = (site / "lessons" / lesson_name(assigned) / "index.html").read_text(encoding="utf-8")
+    page = (site / "lessons" / lesson_name(assigned) / "index.html").read_text(encoding="utf-8")
+    lesson = squeezed(html.unescape(TAG.sub("", page)))  # as the reader sees it
     # What the student needs stays: the box for the hidden code, the contract, the checks, the command.
     for needed in ("You will write this part", f"Assignment edition: you write stage {assigned}",
-                   "<th>Must show</th>", "What the tests check", "Check your work", f"--stage {assigned}"):
+                   "Program Must show When", "What the tests check", "Check your work",
+                   f"tests --stage {assigned} --impl path/to/your/folder"):
         assert needed in lesson, f"the edition's lesson {assigned} has no {needed!r}"
     print(f"edition {assigned}: built in {seconds:.1f} s")
 
