@@ -30,6 +30,22 @@ It also rewrites three things in every page's Markdown, at build time:
   tests wait for, from tests/contract.py.
 - A line `<!-- rubric NN -->` becomes stage NN's rubric: the categories its checks are
   graded in, with their default weights (tests/categories.py).
+
+The assignment edition. With ASSIGN set, as in
+
+    ASSIGN=04 .venv/bin/python -m mkdocs build --strict -d site-04
+
+the site is built for students who are to write stage 04 (or the stages
+listed: ASSIGN=04,05). The Python code of the first assigned stage and of
+every later one is hidden: no include of it (a box says "you will write this
+part" instead), no "What changed" diff into it, no whole-file page of it, so
+none of it in the search index either. The lessons of the later stages that
+are not assigned are left out, with their nav entries (their code and diffs
+start from the assigned stage's), and so are the instructors' pages (the
+guide, the held-out bugs, the mutation report: they quote the stages' code). A
+link to a page left out becomes its text. Everything else stays: the prose,
+the contract, the protocol, the transcripts, the checks, and the earlier
+stages' code.
 """
 
 import ast
@@ -41,6 +57,7 @@ import html
 import io
 import json
 import logging
+import os
 import posixpath
 import re
 import subprocess
@@ -95,7 +112,149 @@ def on_config(config):
     # Snippets resolve paths from the current folder by default: anchor them to the repo instead.
     snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
     snippets["base_path"] = [str(repo_root(config))]
+    global EDITION
+    EDITION = edition_from(os.environ.get(ASSIGN_VARIABLE, ""), repo_root(config))
+    if EDITION:
+        config.site_name = f"{config.site_name} · assignment: stage {', '.join(EDITION.assigned)}"
+        config.nav = EDITION.kept_nav(config.nav)
     return config
+
+
+# ---------------------------------------------------------------------------------------------
+# The assignment edition (ASSIGN=NN[,NN...]): see the docstring at the top
+
+ASSIGN_VARIABLE = "ASSIGN"
+# Pages for instructors, left out of an assignment edition: they quote the stages' code (the
+# mutants, the held-out bugs) or say what the hidden checks look for.
+INSTRUCTORS_ONLY = ("instructors.md", "mutation/", "heldout/")
+STAGE_PATH = re.compile(r"stages/(\d\d)/")
+
+
+@dataclass(frozen=True)
+class Edition:
+    root: Path  # the repo
+    assigned: tuple  # the stages the students write: ("04",) or ("04", "05")
+    hidden: frozenset  # the stages whose Python code is hidden: the first assigned one and every later one
+    dropped_lessons: frozenset  # docs paths of the lessons left out: later stages that are not assigned
+
+    def hides(self, path):
+        """Is the repo file `path` code that this edition hides? However the path is written
+        (`./stages/04/server.py`, `docs/../stages/04/server.py`, a link to the file)."""
+        file = Path(self.root, path).resolve()
+        try:
+            parts = file.relative_to(self.root.resolve() / "stages").parts
+        except ValueError:
+            return False
+        return len(parts) > 1 and parts[0] in self.hidden and file.suffix == ".py"
+
+    def drops(self, uri):
+        """Is the page (or file) `uri`, docs-relative, left out of this edition?"""
+        if uri in self.dropped_lessons or uri.startswith(INSTRUCTORS_ONLY):
+            return True
+        match = STAGE_PATH.match(uri.removeprefix(f"{CODE_PAGES}/"))
+        return uri.startswith(f"{CODE_PAGES}/") and bool(match) and (
+            match.group(1) in self.hidden and uri.endswith(".py.md")
+            or match.group(1) in self.hidden - set(self.assigned))
+
+    def kept_nav(self, nav):
+        """The nav without the pages left out (and without a section left empty)."""
+        kept = []
+        for entry in nav or []:
+            if isinstance(entry, str):
+                if not self.drops(entry):
+                    kept.append(entry)
+                continue
+            (title, value), = entry.items()
+            if isinstance(value, list):
+                value = self.kept_nav(value)
+                if value:
+                    kept.append({title: value})
+            elif not self.drops(value):
+                kept.append(entry)
+        return kept
+
+
+EDITION = None  # this build's Edition, or None for the kit's own site
+
+
+def edition_from(value, root):
+    """ASSIGN's value ("04", "4", "04,05") -> an Edition, or None if it is empty."""
+    wanted = sorted({part.strip().zfill(2) for part in value.split(",") if part.strip()})
+    if not wanted:
+        return None
+    stages = sorted(path.name for path in (root / "stages").iterdir() if re.fullmatch(r"\d\d", path.name))
+    unknown = [stage for stage in wanted if stage not in stages]
+    if unknown:
+        raise PluginError(f"{ASSIGN_VARIABLE}={value}: no stage {', '.join(unknown)}; the stages are "
+                          f"{', '.join(stages)}")
+    hidden = frozenset(stage for stage in stages if stage >= wanted[0])
+    dropped = frozenset(f"lessons/{path.name}" for path in (root / "lessons").glob("*.md")
+                        if path.name[:2] in hidden - set(wanted))
+    return Edition(root, tuple(wanted), hidden, dropped)
+
+
+SNIPPET_LINE = re.compile(r'^(?P<indent>[ \t]*)-{1,}8<-{1,}[ \t]+"(?P<spec>[^"\n]+)"[ \t]*$', re.MULTILINE)
+LINK = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<target>[^)\s#]*)(?P<anchor>#[^)\s]*)?\)")
+
+
+def indented(text, indent):
+    return "\n".join(indent + line if line else line for line in text.split("\n"))
+
+
+def hidden_part(root, spec, indent):
+    """What the edition shows instead of an include of hidden code."""
+    path, name, span = split_spec(spec)
+    lines = sum(last - first + 1 for first, last in included_runs(root, spec))
+    part = f"its part `{name}`" if name else "these lines" if span else "the whole file"
+    return indented(f'!!! abstract "You will write this part"\n'
+                    f"    Here the kit's own site shows `{path}`: {part}, {count(lines, 'line')}. "
+                    "This edition leaves it out, since it is yours to write; the text around this "
+                    "box says what it does.", indent)
+
+
+def hidden_diff(old, new):
+    return (f'!!! abstract "What changed in `{posixpath.basename(new)}`: you will write it"\n'
+            f"    Here the kit's own site shows the code that changed from `{old}` to `{new}`. This "
+            "edition leaves it out, since it is yours to write; the text says what changes.\n")
+
+
+def assigned_note(stage):
+    return (f'!!! info "Assignment edition: you write stage {stage}"\n'
+            f"    This edition of the site leaves out stage {stage}'s code, and the stages after it. "
+            "Where the kit shows a part of the code, a box says *you will write this part*; the goal, "
+            "the walk-through, the contract, the protocol and the checks are all here, and the "
+            "earlier stages' code too. Where the text names a function or a variable of the kit's "
+            f"stage {stage}, yours may be named and built differently: only the contract and the "
+            "checks bind you.\n")
+
+
+def edition_markdown(markdown, page_uri, root):
+    """The page's Markdown for the assignment edition: hidden code out, links to pages left out
+    turned into their text, and a note at the top of an assigned stage's lesson."""
+
+    def block(match):
+        return hidden_part(root, match.group("spec"), match.group("indent")) \
+            if EDITION.hides(split_spec(match.group("spec"))[0]) else match.group(0)
+
+    markdown = INCLUDE_BLOCK.sub(block, markdown)
+    markdown = SNIPPET_LINE.sub(block, markdown)  # an include outside a fenced block of its own
+    markdown = DIFF.sub(lambda match: hidden_diff(*match.groups())
+                        if EDITION.hides(match.group(1)) or EDITION.hides(match.group(2)) else match.group(0),
+                        markdown)
+
+    def link(match):
+        target = match.group("target")
+        if not target or "://" in target or target.startswith("mailto:"):
+            return match.group(0)
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(page_uri), target))
+        return match.group("text") if EDITION.drops(resolved) else match.group(0)
+
+    markdown = LINK.sub(link, markdown)
+    stage = re.match(r"lessons/(\d\d)-", page_uri)
+    if stage and stage.group(1) in EDITION.assigned:
+        markdown = re.sub(r"^# .*\n", lambda match: f"{match.group(0)}\n{assigned_note(stage.group(1))}",
+                          markdown, count=1, flags=re.MULTILINE)
+    return markdown
 
 
 def stage_files(root):
@@ -117,9 +276,15 @@ def on_files(files, config):
     root = repo_root(config)
     for cache in (LINKED, SOURCES, STAGE_FILES):
         cache.clear()
+    if EDITION:
+        for file in [file for file in files if EDITION.drops(file.src_uri)]:
+            files.remove(file)
     for path in sorted((root / "lessons").glob("*.md")):
-        files.append(File.generated(config, f"lessons/{path.name}", abs_src_path=str(path)))
+        if not (EDITION and EDITION.drops(f"lessons/{path.name}")):
+            files.append(File.generated(config, f"lessons/{path.name}", abs_src_path=str(path)))
     for path in stage_files(root):
+        if EDITION and EDITION.drops(code_page(path)):
+            continue
         # Reached from the snippets' links, never from the nav: NOT_IN_NAV says so to mkdocs.
         files.append(File.generated(config, code_page(path), content=whole_file_page(root, path),
                                     inclusion=InclusionLevel.NOT_IN_NAV))
@@ -159,6 +324,8 @@ def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri.startswith(f"{CODE_PAGES}/"):
         return markdown  # a whole-file page: already written by whole_file_page()
     root = repo_root(config)
+    if EDITION:
+        markdown = edition_markdown(markdown, page.file.src_uri, root)
     markdown = CONTRACT.sub(lambda match: contract_table(root, match.group(1)), markdown)
     markdown = CAPABILITIES.sub(lambda match: capabilities_table(root), markdown)
     markdown = RUBRIC.sub(lambda match: rubric_table(root, match.group(1)), markdown)
