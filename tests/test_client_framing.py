@@ -182,14 +182,15 @@ def texts(session, count):
 # ---------------------------------------------------------------- the cases
 
 def pieces(session, server, client, sender):
-    """Three lines in one stream, cut at random points: one cut inside a character, one (IRC)
-    between CR and LF, the others anywhere."""
+    """Three lines in one stream, cut at random points, and at these: inside a character, right
+    after the first line's end (the next piece must not bring it back), and in IRC between CR and
+    LF."""
     lines = texts(session, 3)
     data = b"".join(server.said(sender, text) for text in lines)
-    middle = data.index(NOT_ASCII[1].encode()) + 1  # inside the character
-    cuts = {middle, *session.words.random.sample(range(1, len(data)), 4)}
+    first_end = data.index(b"\n") + 1
+    cuts = {data.index(NOT_ASCII[1].encode()) + 1, first_end, *session.words.random.sample(range(1, len(data)), 4)}
     if server.irc:
-        cuts.add(data.index(b"\r\n") + 1)
+        cuts.add(data.index(b"\r\n", first_end) + 1)
     client.send_in_pieces(data, sorted(cuts))
     client.shows_once(*(server.shown(sender, text) for text in lines))
 
