@@ -61,7 +61,9 @@ PROGRAMS = {
     "clean_exit": Term("any", "exit code 0", "Ctrl+C or Ctrl+D on a client; Ctrl+C on a server"),
 }
 SERVER_GONE = {
-    "closed": Term("client", "connection closed by server", "when the server goes away; then exit code 0"),
+    "closed": Term("client", "connection closed by server", "when the server goes away; then exit code 0. A last "
+                                                            "line without its line end is not a message: it is "
+                                                            "not shown as one"),
 }
 # Every chat stage's client (02 on). Stages share one default port, so a client may well meet another
 # stage's server: it says so rather than chat in a protocol the server does not speak.
@@ -90,7 +92,8 @@ ROOM = {
     **ECHO, **WRONG_SERVER,
     "welcome": Term("client", "welcome, {name}",
                     "once the server has registered you, before you type: send nothing before it"),
-    "said": Term("client", "{name}: {text}", "someone else's message (never your own back)"),
+    "said": Term("client", "{name}: {text}", "someone else's message (never your own back), shown once and whole "
+                                             "however its line arrives: in pieces, or with a thousand others"),
     "joined": Term("client", "* {name} joined", "someone else came in"),
     "left": Term("client", "* {name} left", "someone left, or their connection broke"),
     "join_log": Term("server", "{name} joined",
@@ -126,6 +129,10 @@ del ROOM["connected"], ROOM["echo"], ROOM["echo_log"]
 
 JSON_ROOM = {
     **ROOM,
+    "said": Term("client", "{name}: {text}", "someone else's message (never your own back), shown once and whole "
+                                             "however its line arrives, and with fields the client does not know "
+                                             "(it ignores them); a line it cannot read (not JSON, a type it does "
+                                             "not know, a field missing) never stops it: the next one is shown"),
     "said_time": Term("client", r"\[\d\d:\d\d\] {name}: {text}",
                       "a message, with the time it was sent in local time", pattern=True),
     "left_because": Term("client", "* {name} left ({reason})", "someone left: reason quit (bye) or lost"),
@@ -234,7 +241,9 @@ IRC = {
     **PROGRAMS, **SERVER_GONE, **WRONG_SERVER,
     "welcome": Term("client", "now talking in #kit as {name}",
                     "once the server has echoed your JOIN of #kit, before you type: send nothing before it"),
-    "said": Term("client", "<{name}> {text}", "someone else's message to #kit (never your own back)"),
+    "said": Term("client", "<{name}> {text}", "someone else's message to #kit (never your own back), shown once "
+                                              "and whole however its line arrives; a command or numeric the "
+                                              "client does not know, or a line short of parameters, never stops it"),
     "joined": Term("client", "* {name} joined #kit", "someone else joined #kit"),
     "left": Term("client", "* {name} quit", "someone quit, or their connection broke (the QUIT's reason follows)"),
     "name_prompt": Term("client", "name:", "the client asks for a nickname: started without --name, after an "

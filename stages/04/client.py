@@ -90,7 +90,7 @@ class Connection:
 def parse(line):
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: [[[[...
         message = None
     if not isinstance(message, dict):  # a broken server must not crash us either
         return {

@@ -46,9 +46,7 @@ def port_number(text):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Stage 07: chat client with a terminal UI."
-    )
+    parser = argparse.ArgumentParser(description="Stage 07: chat client, terminal UI.")
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"server address (default {DEFAULT_HOST})"
     )
@@ -114,10 +112,12 @@ class Connection:
 def parse(line):
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: [[[[...
         message = None
     broken = {"type": "error", "code": "bad-json", "message": "a broken line"}
-    return message if isinstance(message, dict) else {**broken, "line": line}
+    # Every message has a type, a string: ["said"] is no type (nor a key in a dict).
+    typed = isinstance(message, dict) and isinstance(message.get("type"), str)
+    return message if typed else {**broken, "line": line}
 
 
 def printable(text):

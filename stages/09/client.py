@@ -118,10 +118,10 @@ async def receive(reader):
         if line.strip():
             try:
                 message = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # too deep: [[[[...
                 message = None
-            if isinstance(message, dict):
-                return message
+            if isinstance(message, dict) and isinstance(message.get("type"), str):
+                return message  # every message has a type, a string (a list is none)
             return {
                 "type": "error",
                 "code": "bad-json",

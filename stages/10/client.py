@@ -148,10 +148,10 @@ async def receive(reader):
         if line.strip():
             try:
                 message = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # too deep: [[[[...
                 message = None
-            if isinstance(message, dict):
-                return message
+            if isinstance(message, dict) and isinstance(message.get("type"), str):
+                return message  # every message has a type, a string (a list is none)
             return {
                 "type": "error",
                 "code": "bad-json",
@@ -510,7 +510,7 @@ async def receive_forever(reader, user_lists, said_bye, files):
             said_bye.set()
         elif message.get("type") == "users":
             user_lists.put_nowait(message)  # the command that asked for it prints it
-        elif message.get("type") in FILE_MESSAGES:
+        elif message["type"] in FILE_MESSAGES and isinstance(message.get("id"), str):
             files.handle(message)
         elif (line := render(message)) is not None:
             show(line)

@@ -1,5 +1,4 @@
-"""Stage 11 client: a minimal IRC client, so the kit's checks can drive this stage
-as they drive the others.
+"""Stage 11 client: a minimal IRC client, for the kit's checks to drive as the others.
 
 Run it:    python3 stages/11/client.py [--host HOST] [--port PORT] [--name NICK]
 
@@ -123,6 +122,7 @@ def printable(text):
 def render(conn, source, command, params):
     """How one message from the server looks on screen (None: nothing to show)."""
     who, text = printable(source), printable(params[-1] if params else "")
+    first = printable(params[0]) if params else ""  # a broken line may have none
     if command in ("PRIVMSG", "NOTICE") and len(params) == 2:
         action = re.fullmatch("\x01ACTION (.*?)\x01?", params[1])  # /me
         if action:
@@ -135,18 +135,18 @@ def render(conn, source, command, params):
             return f"* now talking in {text} as {who}"
         return f"* {who} joined {text}"
     if command == "PART":
-        return f"* {who} left {printable(params[0])}"
+        return f"* {who} left {first}"
     if command == "QUIT":
         return f"* {who} quit ({text})"
     if command == "NICK":
-        if source == conn.nick:
+        if source == conn.nick and params:
             conn.nick = params[0]
         return f"* {who} is now {text}"
     if command == "TOPIC":
-        return f"* {who} set the topic of {printable(params[0])}: {text}"
+        return f"* {who} set the topic of {first}: {text}"
     if command == "ERROR":
         return f"! {text}"
-    if command == "353":  # NAMES: who is in the channel
+    if command == "353" and len(params) > 2:  # NAMES: who is in the channel
         return f"* in {printable(params[2])}: {text}"
     if command.isdigit() and command != "366":  # 366 ends NAMES
         mark = "!" if command[0] in "45" else "-"  # 4xx and 5xx are errors
