@@ -1,0 +1,113 @@
+"""Every limit the spec states, at limit - 1, at the limit and at limit + 1.
+
+An off-by-one hides between a check far under a limit and one far over it: a server that
+refuses 8,193 bytes but also 8,192, or takes 8,193, passes both. Here each limit is held
+at its three edges, on one server per check where the cases allow it:
+
+- the line limit (docs/protocol.md: bytes, not characters), in one write and a byte at a
+  time, with a two-byte character where a count of characters would be one short;
+- the name's length (stages 03 on) and IRC's NICKLEN, CHANNELLEN and CHANLIMIT (stage 11);
+- --max-clients, where a connection that has not joined takes no place;
+- --history (stage 07) and --max-file-size (stage 10).
+
+At the limit, the message is taken and a bystander receives it exactly; over it, the
+sender gets the spec's reply, every field compared, and nobody else gets anything (each
+bystander is synced on its own connection first: RawPeer.round_trip). Each check is fed
+from the stage's tables (tests/stages.py, tests/contract.py), so a stage, and a student's
+copy graded with --impl, inherits it.
+"""
+
+import json
+
+import pytest
+
+from harness import JsonLine, json_message
+from test_limits import max_line, refused_as_too_long
+
+ASCII, TWO_BYTES = "x", "\u00e9"  # é: two bytes in UTF-8, one character
+EDGE = 64  # the bytes around the limit that "the edge a byte at a time" sends one per write
+WAYS = {
+    "one write": lambda peer, data: peer.send(data),
+    # The server sees the limit pass a byte at a time, the newline last (a few tenths of a
+    # second); the whole line a byte at a time takes seconds (46 s over TLS): slow tier.
+    "the edge a byte at a time": lambda peer, data: (peer.send(data[:-EDGE]),
+                                                     peer.send_slowly(data[-EDGE:], pause=0)),
+    "a byte at a time": lambda peer, data: peer.send_slowly(data, pause=0),
+}
+LINE_WAYS = [pytest.param(way, marks=[pytest.mark.slow] if way == "a byte at a time" else []) for way in WAYS]
+
+
+def say_line(session, text):
+    """A say on the stage's wire, the text in its own UTF-8 bytes (JSON: not \\u-escaped)."""
+    if session.stage.has("json_wire"):
+        return json.dumps({"type": "say", "text": text}, ensure_ascii=False).encode() + b"\n"
+    return session.stage.client_class.wire_say(text)
+
+
+def text_of_size(session, head, size, last=ASCII):
+    """A text starting with `head` and ending with `last`, whose say line is `size` bytes
+    before its newline."""
+    end = len(b"\n")
+    pad = size - (len(say_line(session, head + last)) - end)
+    text = head + ASCII * pad + last
+    assert len(say_line(session, text)) - end == size
+    return text
+
+
+def received_exactly(session, name, text):
+    """The line a bystander must receive for `name` saying `text`: every field (JSON), or
+    the whole line (stage 02's NAME: text)."""
+    driver = session.stage.client_class
+    if session.stage.has("json_wire"):
+        return driver.wire_said(name, text)
+    expected = driver.said(name, text)
+    return lambda line: line == expected
+
+
+# ---------------------------------------------------------------- the line limit
+
+# (bytes before the newline, relative to the limit; the line's last character)
+LINE_CASES = [(-1, ASCII), (0, ASCII), (0, TWO_BYTES), (+1, ASCII), (+1, TWO_BYTES)]
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("relays_whole_lines")
+@pytest.mark.parametrize("way", LINE_WAYS)
+@pytest.mark.points(2, "the line limit holds at its edge: limit - 1 and limit bytes taken whole, limit + 1 refused")
+def test_the_line_limit_at_its_edge(session, way):
+    """docs/protocol.md: a line of 8,192 bytes or fewer before its newline is taken (64 KiB in
+    stage 10), more is refused and its sender dropped. Bytes, not characters: a line whose
+    last character is é is one character shorter than it is long. Each line taken reaches
+    the listener exactly; each refused one costs its sender its connection and reaches
+    nobody. In one write, and with the bytes around the limit one per write (the server sees
+    the limit pass before the newline comes); the slow tier sends the whole line so."""
+    driver = session.stage.client_class
+    limit = max_line(session)
+    listener, talker = session.joined_peer("listener"), session.joined_peer("talker")
+    refused = []
+    for offset, last in LINE_CASES:
+        head = f"{session.text()} {limit + offset} bytes "
+        text = text_of_size(session, head, limit + offset, last)
+        if offset <= 0:
+            WAYS[way](talker, say_line(session, text))
+            listener.expect_line(received_exactly(session, talker.name, text))
+            continue
+        flooder = session.joined_peer(f"flooder{len(refused)}")
+        listener.expect_line(driver.wire_joined(flooder.name))
+        try:
+            WAYS[way](flooder, say_line(session, text))
+        except OSError:
+            pass  # the server may refuse the line before its end has arrived: that is the point
+        flooder.expect_line(refused_as_too_long(session))
+        flooder.expect_closed()
+        # Anything the server relayed from the flooder comes before its departure.
+        left = driver.wire_left(flooder.name)
+        listener.expect_line(JsonLine(type="left", name=flooder.name, reason="lost")
+                             if session.stage.has("json_wire") else left)
+        refused.append((flooder, head))
+    why = "the line was over the limit: the server must refuse it, not relay it"
+    for flooder, head in refused:
+        if session.stage.has("json_wire"):
+            session.nobody_else_got(head.strip(), *(peer for peer, _ in refused), why=why)
+        elif listener.received(head.strip()) or talker.received(head.strip()):
+            raise session.failure(f"expected nobody to receive {head.strip()!r} ({why})", "it was received")
