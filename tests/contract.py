@@ -80,8 +80,9 @@ ECHO = {
     "echo": Term("client", "echo: {text}", "the answer to each line you type (on the wire too)"),
     "echo_log": Term("server", r"127\.0\.0\.1:\d+\D.*{text}",
                      "a log line per received line: the client's address and port, then the text", pattern=True),
-    "too_long": Term("client", "too long", "on the wire, before the server closes a line over 8 KiB "
-                                           "(stages 03 on: the code line-too-long)"),
+    "too_long": Term("client", "too long", "on the wire, before the server closes a line that has passed "
+                                           "8 KiB without its newline (stages 02 on: any line over 8 KiB; "
+                                           "03 on: the code line-too-long)"),
 }
 
 # ---------------------------------------------------------------- 02: a room

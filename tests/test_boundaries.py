@@ -111,3 +111,33 @@ def test_the_line_limit_at_its_edge(session, way):
             session.nobody_else_got(head.strip(), *(peer for peer, _ in refused), why=why)
         elif listener.received(head.strip()) or talker.received(head.strip()):
             raise session.failure(f"expected nobody to receive {head.strip()!r} ({why})", "it was received")
+
+
+@pytest.mark.needs("echo")
+@pytest.mark.parametrize("way", LINE_WAYS)
+@pytest.mark.points(1, "stage 01's limit at its edge: 8,192 bytes echoed whole, 8,193 without a newline refused")
+def test_the_echo_limit_at_its_edge(session, way):
+    """docs/protocol.md, stage 01: a line of 8,192 bytes or fewer is echoed, and one that has
+    passed 8,192 bytes without its newline gets `error: line too long` before the server
+    hangs up, a two-byte character straddling the limit included. One client at a time:
+    each connection is closed before the next is served."""
+    limit = max_line(session)
+    session.start_server()
+    peer = session.raw_peer("talker")
+    for size, last in ((limit - 1, ASCII), (limit, ASCII), (limit, TWO_BYTES)):
+        head = f"{session.text()} {size} bytes "
+        text = head + ASCII * (size - len((head + last).encode())) + last
+        WAYS[way](peer, text.encode() + b"\n")
+        expected = session.spec("echo", text=text)
+        peer.expect_line(lambda line, expected=expected: line == expected)
+    peer.close()
+    for number, last in enumerate((ASCII, TWO_BYTES)):
+        flooder = session.raw_peer(f"flooder{number}")
+        data = (ASCII * (limit + 1 - len(last.encode())) + last).encode()  # no newline yet
+        try:
+            WAYS[way](flooder, data)
+        except OSError:
+            pass  # refused as the 8,193rd byte came: that is the point
+        flooder.expect_line(session.spec("too_long"))
+        flooder.expect_closed()
+        flooder.close()
