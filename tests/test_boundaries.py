@@ -141,3 +141,65 @@ def test_the_echo_limit_at_its_edge(session, way):
         flooder.expect_line(session.spec("too_long"))
         flooder.expect_closed()
         flooder.close()
+
+
+# ---------------------------------------------------------------- names
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("json_wire", "name_rules")
+@pytest.mark.points(1, "names of 31 and 32 characters get in; 33 get bad-name, and nobody hears of it")
+def test_the_name_length_at_its_edge(session):
+    """docs/protocol.md: a name is 1 to 32 letters, digits, _ or -. The 33-character name is
+    refused with bad-name and the connection stays (the same connection then joins with 32);
+    the bystander is told of the names that got in, exactly, and of nothing else."""
+    bystander = session.joined_peer("bystander")
+    base = f"{session.name('edge')}_-"
+    too_long, longest, shorter = (base.ljust(size, "x") for size in (33, 32, 31))
+    peer = session.raw_peer("edge")
+    peer.send(json_message(type="hello", name=too_long, client_id="edge"))
+    peer.expect_line(JsonLine(type="error", code="bad-name"))  # every field, as the protocol has it
+    session.nobody_else_got(too_long, peer, why="the name was refused: nobody joined")
+    for joiner, name in ((peer, longest), (session.raw_peer("shorter"), shorter)):
+        joiner.send(json_message(type="hello", name=name, client_id=name))
+        joiner.expect_line(JsonLine(type="welcome", name=name))
+        bystander.expect_line(JsonLine(type="joined", name=name))
+
+
+# ---------------------------------------------------------------- --max-clients
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("max_clients")
+@pytest.mark.points(2, "--max-clients 2: a connection that has not joined takes no place; the third gets "
+                       "server-full, and nobody hears of it; a place is free once its user has left")
+def test_max_clients_at_its_edge(session):
+    """docs/protocol.md: server-full when the room already has --max-clients users, the users
+    who have joined. A connection that has sent all of its hello but the newline is nobody
+    yet: two users still get in past it (1 and 2 online). Its hello then completes, third:
+    server-full, every field, and closed; so is another newcomer's. Nobody in the room
+    hears of either. Once a user has left (the others are told), a newcomer gets its place."""
+    driver = session.stage.client_class
+    session.start_server("--max-clients", "2")
+    early = session.raw_peer("early")
+    hello = driver.wire_hello(early.name)
+    early.send(hello[:-1])
+    early.wait_until_server_read()
+    alice, bob = session.raw_peer("alice"), session.raw_peer("bob")
+    for online, peer in enumerate((alice, bob), start=1):
+        peer.send(driver.wire_hello(peer.name))
+        peer.expect_line(JsonLine(type="welcome", name=peer.name, online=online))
+    alice.expect_line(JsonLine(type="joined", name=bob.name))
+    early.send(hello[-1:])
+    carol = session.raw_peer("carol")
+    carol.send(driver.wire_hello(carol.name))
+    for refused in (early, carol):
+        refused.expect_line(JsonLine(type="error", code="server-full"))
+        refused.expect_closed()
+    for refused in (early, carol):
+        session.nobody_else_got(refused.name, early, carol, why="it was turned away: it never joined")
+    bob.send(json_message(type="bye"))
+    bob.expect_line(JsonLine(type="bye"))
+    alice.expect_line(JsonLine(type="left", name=bob.name, reason="quit"))
+    dave = session.raw_peer("dave")
+    dave.send(driver.wire_hello(dave.name))
+    dave.expect_line(JsonLine(type="welcome", name=dave.name, online=2))
+    alice.expect_line(JsonLine(type="joined", name=dave.name))
