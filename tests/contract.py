@@ -299,6 +299,8 @@ IRC_WIRE = {
                 "a channel that does not exist, or a bad channel name in JOIN"),
     "404": Term("server", ":{server} 404 {nick} {channel} :Cannot send to channel",
                 "PRIVMSG to a channel you are not in"),
+    "405": Term("server", ":{server} 405 {nick} {channel} :You have joined too many channels",
+                "JOIN of a channel past CHANLIMIT: a user is in 50 channels at most"),
     "409": Term("server", ":{server} 409 {nick} :No origin specified", "PING without a parameter"),
     "411": Term("server", ":{server} 411 {nick} :No recipient given ({command})", "PRIVMSG with no target"),
     "412": Term("server", ":{server} 412 {nick} :No text to send", "PRIVMSG with no text, or an empty one"),

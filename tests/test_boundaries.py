@@ -203,3 +203,96 @@ def test_max_clients_at_its_edge(session):
     dave.send(driver.wire_hello(dave.name))
     dave.expect_line(JsonLine(type="welcome", name=dave.name, online=2))
     alice.expect_line(JsonLine(type="joined", name=dave.name))
+
+
+# ---------------------------------------------------------------- stage 11: IRC's limits
+
+IRC_WAYS = ["whole", "bytes"]  # each line in one write, or a byte per write (tests/test_irc.py)
+
+
+@pytest.fixture
+def lab(session):
+    from test_irc import Lab
+    return Lab(session)
+
+
+def relayed(source, line):
+    """What a channel member receives for `line` from `source`: with its prefix, cut to 510
+    bytes before the CR LF, never inside a UTF-8 character (lesson 11)."""
+    return f":{source} {line}".encode()[:510].decode("utf-8", "ignore")
+
+
+@pytest.mark.needs("irc")
+@pytest.mark.sampled_cases("delivery", "whole")
+@pytest.mark.parametrize("delivery", IRC_WAYS)
+@pytest.mark.points(2, "IRC's 512 bytes at the edge: 511 and 512 taken, 513 gets 417; bytes, not characters; "
+                       "LF alone ends a line of 511")
+def test_the_irc_line_limit_at_its_edge(lab, delivery):
+    """docs/protocol.md: lines are at most 512 bytes, CR LF included; LF alone is accepted, and
+    then 511 bytes are the most. A line taken reaches the channel (cut to 512 bytes with the
+    sender's prefix); a line refused gets 417 alone, and reaches nobody. A line whose last
+    character is é is one character shorter than it is long: bytes count."""
+    from test_irc import msgs
+    alice, bob = lab.room("alice", "bob")
+    head = "PRIVMSG #kit :"
+    for size, last, end in ((511, ASCII, b"\r\n"), (512, ASCII, b"\r\n"), (512, TWO_BYTES, b"\r\n"),
+                            (511, ASCII, b"\n"), (513, ASCII, b"\r\n"), (513, TWO_BYTES, b"\r\n"),
+                            (512, ASCII, b"\n")):
+        line = head + f"{size} " + ASCII * (size - len(end) - len(f"{head}{size} {last}".encode())) + last
+        data = line.encode() + end
+        assert len(data) == size
+        alice.send_raw(data, delivery)
+        got = alice.ask()  # its PING, and all the server said before the PONG
+        if size > 512 or (size == 512 and end == b"\n"):
+            assert got == [lab.numeric(alice, "417")], f"{size} bytes with {end!r}: {got}"
+            assert bob.ask() == [], f"{size} bytes with {end!r} went to the channel"
+        else:
+            assert got == [], f"{size} bytes with {end!r}: {got}"
+            assert bob.ask() == msgs(relayed(alice.source, line)), f"{size} bytes with {end!r}"
+
+
+@pytest.mark.needs("irc")
+@pytest.mark.points(2, "NICKLEN, CHANNELLEN and CHANLIMIT at their edge: 30, 50 and 50 taken, one more refused, "
+                       "and nobody hears of it")
+def test_the_irc_lengths_at_their_edge(lab):
+    """The 005 line says NICKLEN=30 CHANNELLEN=50 CHANLIMIT=#:50, and the server holds them:
+    a nick of 29 or 30 characters is taken (at registration, and as a new nick, which the
+    channel sees), 31 gets 432; a channel name of 49 or 50 characters is joined, 51 gets
+    403; the 50th channel is joined and the 51st gets 405. A refused NICK or JOIN reaches
+    nobody: bob, in both channels alice tries, sees nothing of them."""
+    from test_irc import TEXT, Peer, msgs
+    alice, bob = lab.room("alice", "bob")
+
+    def nicks(role):
+        base = lab.session.name(role)
+        return {size: (base + "x" * 30)[:size] for size in (29, 30, 31)}
+
+    for size, new in sorted(nicks("newcomer").items(), reverse=True):  # at registration
+        peer = Peer(lab, new)
+        lab.session.peers.append(peer)
+        if size > 30:  # 432, to a nick not taken yet: "*"
+            assert peer.ask(f"NICK {new}") == msgs(lab.session.spec("432", server=lab.name, nick="*", nickname=new))
+        else:
+            lab.register(peer)  # every line of the welcome, to this nick
+    for size, new in sorted(nicks("renamed").items(), reverse=True):  # a new nick, seen by the channel
+        if size > 30:
+            assert alice.ask(f"NICK {new}") == [lab.numeric(alice, "432", new)]
+            assert bob.ask() == [], "a refused NICK reached the channel"
+            continue
+        old, alice.nick = alice.source, new
+        assert alice.ask(f"NICK {new}") == msgs(f":{old} NICK {new}")
+        assert bob.ask() == msgs(f":{old} NICK {new}")
+
+    base, name, a = lab.session.name("channel"), lab.name, alice.nick
+    channel = {size: "#" + (base + "y" * 50)[:size - 1] for size in (49, 50, 51)}
+    joined = {size: msgs(f":{alice.source} JOIN {channel[size]}", f":{name} 353 {a} = {channel[size]} :{a}",
+                         f":{name} 366 {a} {channel[size]} :{TEXT['366']}") for size in (49, 50)}
+    for size in (49, 50):
+        assert alice.ask(f"JOIN {channel[size]}") == joined[size]
+    assert alice.ask(f"JOIN {channel[51]}") == [lab.numeric(alice, "403", channel[51])]
+    # alice is in #kit and two more: 47 more make 50, and bob's #full is the 51st.
+    assert [message.command for message in bob.ask("JOIN #full")] == ["JOIN", "353", "366"]
+    alice.ask(*(f"JOIN #{base}-{number}" for number in range(46)))
+    assert [message.command for message in alice.ask(f"JOIN #{base}-last")] == ["JOIN", "353", "366"]
+    assert alice.ask("JOIN #full") == [lab.numeric(alice, "405", "#full")]
+    assert bob.ask() == [], "a refused JOIN reached the channel"
