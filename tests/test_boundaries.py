@@ -296,3 +296,69 @@ def test_the_irc_lengths_at_their_edge(lab):
     assert [message.command for message in alice.ask(f"JOIN #{base}-last")] == ["JOIN", "353", "366"]
     assert alice.ask("JOIN #full") == [lab.numeric(alice, "405", "#full")]
     assert bob.ask() == [], "a refused JOIN reached the channel"
+
+
+# ---------------------------------------------------------------- --history (stage 07)
+
+@pytest.mark.needs("history")
+@pytest.mark.points(1, "--history 3: a newcomer gets 2 of 2 messages, 3 of 3, and the last 3 of 4, each exactly")
+def test_history_at_its_edge(session):
+    """docs/protocol.md, stage 07: right after its welcome, a newcomer gets the last public
+    messages (--history N), oldest first, each marked history. With N = 3: after 2 messages
+    both, after 3 all three, after 4 the last three; then the live message, and nothing
+    between. Each newcomer's live message is said too, so it is in the next one's history."""
+    session.start_server("--history", "3")
+    alice = session.joined_peer("alice")
+    said = []
+    for count in (2, 3, 4):  # limit - 1, the limit, limit + 1
+        while len(said) < count:
+            said.append(session.text())
+            alice.send(json_message(type="say", text=said[-1]))
+        alice.round_trip()  # the server has taken every say before it answers
+        newcomer = session.joined_peer(f"newcomer{count}")
+        for text in said[-3:]:
+            newcomer.expect_line(JsonLine(type="said", text=text, history=True, **{"from": alice.name}))
+        said.append(session.text())
+        alice.send(json_message(type="say", text=said[-1]))
+        line = newcomer.expect_line(JsonLine(type="said", text=said[-1], **{"from": alice.name}))
+        assert '"history"' not in line, f"a live message is not history: {line}"
+        kept = min(count, 3)
+        if len(newcomer.history) != kept + 2:  # its welcome, the history, the live message
+            raise session.failure(f"[{newcomer.label}] expected its welcome, {kept} messages of history and "
+                                  "the live one, and nothing else", "\n".join(newcomer.history))
+
+
+# ---------------------------------------------------------------- --max-file-size (stage 10)
+
+@pytest.mark.needs("file_transfer")
+@pytest.mark.points(2, "--max-file-size at its edge: offers of the limit and one byte less reach the recipient, "
+                       "one byte more gets file-too-big from the server and the client, and reaches nobody")
+def test_the_file_size_limit_at_its_edge(session):
+    """docs/protocol.md, stage 10: file-too-big for an offer over the server's --max-file-size,
+    which the welcome says as max_file_size. With --max-file-size 1K: raw offers of the
+    limit - 1 and the limit reach bob with every field; the limit + 1 gets file-too-big.
+    alice's client offers a file of exactly the limit, and refuses one byte more itself,
+    saying the limit; bob is offered nothing more."""
+    from test_files import a_file, sha256
+    session.start_server("--max-file-size", "1K")
+    bob = session.raw_peer("bob")
+    bob.send(session.stage.client_class.wire_hello(bob.name))
+    limit = json.loads(bob.expect_line(JsonLine(type="welcome", name=bob.name)))["max_file_size"]
+    mallory = session.joined_peer("mallory")
+    for size in (limit - 1, limit, limit + 1):
+        offer = {"to": bob.name, "id": f"id-{size}", "name": f"{session.name('file')}-{size}.bin",
+                 "size": size, "sha256": sha256(b"x")}
+        mallory.send(json_message(type="offer", **offer))
+        if size > limit:
+            mallory.expect_line(JsonLine(type="error", code="file-too-big"))
+            session.nobody_else_got(offer["name"], mallory, why="the offer was over the limit")
+        else:
+            bob.expect_line(JsonLine(type="offer", **offer, **{"from": mallory.name}))
+    alice = session.client("alice")
+    for size in (limit, limit + 1):
+        alice.offer_file(bob.name, a_file(session, f"edge-{size}.bin", size))
+        if size > limit:
+            alice.sees(session.spec("limit", size="1.0 KiB"))  # nothing sent
+        else:
+            bob.expect_line(JsonLine(type="offer", to=bob.name, size=size, **{"from": alice.name}))
+    session.nobody_else_got(f"edge-{limit + 1}", why="the client must refuse a file over the limit")
