@@ -82,8 +82,9 @@ ECHO = {
     "echo": Term("client", "echo: {text}", "the answer to each line you type (on the wire too)"),
     "echo_log": Term("server", r"127\.0\.0\.1:\d+\D.*{text}",
                      "a log line per received line: the client's address and port, then the text", pattern=True),
-    "too_long": Term("client", "too long", "on the wire, before the server closes a line over 8 KiB "
-                                           "(stages 03 on: the code line-too-long)"),
+    "too_long": Term("client", "too long", "on the wire, before the server closes a line that has passed "
+                                           "8 KiB without its newline (stages 02 on: any line over 8 KiB; "
+                                           "03 on: the code line-too-long)"),
 }
 
 # ---------------------------------------------------------------- 02: a room
@@ -307,6 +308,8 @@ IRC_WIRE = {
                 "a channel that does not exist, or a bad channel name in JOIN"),
     "404": Term("server", ":{server} 404 {nick} {channel} :Cannot send to channel",
                 "PRIVMSG to a channel you are not in"),
+    "405": Term("server", ":{server} 405 {nick} {channel} :You have joined too many channels",
+                "JOIN of a channel past CHANLIMIT: a user is in 50 channels at most"),
     "409": Term("server", ":{server} 409 {nick} :No origin specified", "PING without a parameter"),
     "411": Term("server", ":{server} 411 {nick} :No recipient given ({command})", "PRIVMSG with no target"),
     "412": Term("server", ":{server} 412 {nick} :No text to send", "PRIVMSG with no text, or an empty one"),
