@@ -362,3 +362,29 @@ def test_the_file_size_limit_at_its_edge(session):
         else:
             bob.expect_line(JsonLine(type="offer", to=bob.name, size=size, **{"from": alice.name}))
     session.nobody_else_got(f"edge-{limit + 1}", why="the client must refuse a file over the limit")
+
+
+# ---------------------------------------------------------------- the options' lowest values
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("server")  # a client of a server (stage 08's peer listens: its --port 0 is a free port)
+@pytest.mark.points(1, "the client's --port at its lowest: 0 is a bad argument, 1 a port to try")
+def test_the_clients_lowest_port(session):
+    """A client connects to its --port, so 0 (no port) is a bad argument, and 1, the lowest
+    port, is one to try: refused (nobody listens there), or whatever answers there."""
+    name = session.stage.client_class.name_args(session.name("alice"))
+    session.spawn("client-port-0", "client.py", "--port", "0", *name).expect_usage_exit(session.spec("bad_port"))
+    lowest = session.spawn("client-port-1", "client.py", "--port", "1", *name)
+    lowest.expect_exit(1)  # not argparse's 2: the port was taken
+    lowest.assert_not_seen(session.spec("usage"), "1 is a port: the client should try it, not refuse it")
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("max_clients")
+@pytest.mark.points(1, "--max-clients 1, the least, is taken: one user gets in, the next gets server-full")
+def test_a_room_of_one(session):
+    session.start_server("--max-clients", "1")
+    session.joined_peer("alice")
+    second = session.raw_peer("bob")
+    second.send(session.stage.client_class.wire_hello(second.name))
+    second.expect_line(JsonLine(type="error", code="server-full"))
