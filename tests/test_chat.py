@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import TIMEOUT, StuckRoom
+from harness import TIMEOUT, JsonLine, StuckRoom, json_message
 
 pytestmark = pytest.mark.needs("chat")
 
@@ -164,6 +164,27 @@ def test_a_client_that_never_reads_is_dropped_and_the_room_goes_on(session):
     text = session.text()
     talker.send(driver.wire_say(text))
     listener.expect_line(driver.wire_said(talker.name, text))
+
+
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("drops_stuck", "dm", "who")
+@pytest.mark.points(1, "a client that never reads is dropped, whatever waits for it: direct messages too")
+def test_a_client_that_never_reads_its_direct_messages_is_dropped(session):
+    """The bound on what waits for one client holds for every kind of line sent to it: here
+    only direct messages, nothing public (a public line would meet the bound on its own
+    way). After each 200 of them, the talker's `who` is the sync point: its answer comes
+    once the server has handled the dms before it."""
+    driver = session.stage.client_class
+    talker, _ = session.room_with_a_stuck_client()
+    stuck, padding, sent = session.name("stuck"), driver.filler(4000), 0
+    while not talker.has_seen(driver.wire_left(stuck)) and sent * len(padding) < 16_000_000:
+        for number in range(sent, sent + 200):
+            talker.send(json_message(type="dm", to=stuck, text=f"{number} {padding}"))
+        talker.send(json_message(type="who"))
+        talker.expect_line(JsonLine(type="users"))
+        sent += 200
+    if not talker.has_seen(driver.wire_left(stuck)):
+        talker.expect_line(driver.wire_left(stuck))
 
 
 @pytest.mark.sampled  # the default run: on the first stage with the deadline (07)

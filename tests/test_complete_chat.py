@@ -62,14 +62,19 @@ def test_dm_to_someone_who_left_is_an_error(session):
 @pytest.mark.needs("who")
 @pytest.mark.points(2, "who is answered, to the asker only, with exactly the users online")
 def test_who_lists_exactly_the_users_online(session):
-    alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
+    peers = [session.raw_peer(role) for role in ("alice", "bob", "carol", "dave", "erin")]
+    # They join in reverse order of their names, so that a list kept in the order of joining
+    # is never sorted by chance.
+    for peer in sorted(peers, key=lambda peer: peer.name.lower(), reverse=True):
+        peer.join()
+    alice, bob, carol, dave, erin = peers
     session.raw_peer("lurker")  # connected but not joined: not a user
     carol.send(json_message(type="bye"))
     alice.expect_line(JsonLine(type="left", name=carol.name))
     alice.send(json_message(type="who"))
     line = alice.expect_line(JsonLine(type="users"))
     names = json.loads(line)["names"]
-    expected = sorted([alice.name, bob.name], key=str.lower)
+    expected = sorted([alice.name, bob.name, dave.name, erin.name], key=str.lower)
     assert names in (expected, sorted(expected)), f"expected the users online, sorted, {expected}; got {names}"
     bob.round_trip()
     assert not bob.has_seen(JsonLine(type="users")), "bob got the user list that alice asked for"

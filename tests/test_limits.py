@@ -191,6 +191,33 @@ def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(sessi
             sock.close()
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("join_deadline", "name_rules")
+@pytest.mark.points(1, "trying name after name never resets --join-timeout: it counts from the connection's start")
+def test_trying_name_after_name_never_resets_the_join_deadline(session):
+    """A connection that keeps sending bad names, each answered with bad-name, has still not
+    joined: --join-timeout 1 drops it about a second after it connected, not a second after
+    its last try. It tries a name about every fifth of a second (a byte every 5 ms), until the
+    server drops it."""
+    session.start_server("--join-timeout", "1")
+    trier = session.raw_peer("trier")
+    bad_name = session.stage.client_class.wire_hello("x" * 40)  # longer than any name may be
+    started = time.monotonic()
+    dropped = dropped_for_join_timeout(session)
+    while not trier.has_seen(dropped):
+        if time.monotonic() - started > 1 + TIMEOUT:
+            raise session.failure("[trier] expected join-timeout about 1 s after connecting (--join-timeout 1), "
+                                  "though it kept trying names", f"still not dropped after {1 + TIMEOUT:g} s of bad names")
+        try:
+            trier.send_slowly(bad_name)
+        except OSError:  # closed while it tried: the join-timeout came first
+            break
+        trier.expect_line(lambda line: JsonLine(type="error", code="bad-name")(line) or dropped(line))
+    if not trier.has_seen(dropped):
+        trier.expect_line(dropped)
+    trier.expect_closed()
+
+
 @pytest.mark.needs("join_deadline", "evicts_unjoined")
 @pytest.mark.points(2, "at the descriptor limit, the oldest connection that has not joined makes room for a user")
 def test_at_the_descriptor_limit_the_oldest_unjoined_connection_makes_room(session):

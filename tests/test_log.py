@@ -19,7 +19,7 @@ from harness import LISTENING, TIMEOUT, JsonLine, json_message
 
 pytestmark = pytest.mark.needs("chat")
 
-MESSAGES = 3000  # about 300 KB of log: several times what a pipe holds (64 KiB)
+MESSAGES = 6000  # about 600 KB of log: more than a pipe holds (64 KiB) and the 4,096 lines that may wait
 
 
 class PipedServer:
@@ -106,7 +106,7 @@ def test_a_log_that_nobody_reads_never_stops_the_chat(session, piped):
     talker, listener = joined(room(session, server, "talker", "listener"))
     deadline, padding = time.monotonic() + 3 * TIMEOUT, session.text() + " " + "x" * 60
     for number in range(MESSAGES):
-        talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))  # not in the transcript: 3,000 lines
+        talker.sock.sendall(driver.wire_say(f"#{number}# {padding}"))  # not in the transcript: 6,000 lines
         if number % 500 == 250:  # keep the listener read, so it is never the one that is stuck
             listener.expect_line(driver.wire_said(talker.name, f"#{number}# {padding}"),
                                  timeout=max(0.1, deadline - time.monotonic()))
