@@ -190,7 +190,8 @@ COMMAND = {
     "hint": Term("client", "C HELP", "a line you typed in command mode that is not a command gets a hint naming "
                                      "it (a hint, not the list of commands itself)"),
     "back": Term("client", "back to command mode",
-                 "inside C PM or C DM, an empty line ends the command. A line without its D is not lost: "
+                 "inside C PM or C DM, an empty line, or a D with nothing after it, ends the command. A line "
+                 "without its D is not lost: "
                  "the client says so and sends it, or asks again (then the D line is sent)"),
     "no_such_user": Term("client", "no-such-user", "C DM to a name nobody online has"),
     "name_taken": Term("client", "name-taken", "the name is taken (in any case); then the name prompt again"),

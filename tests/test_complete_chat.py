@@ -59,6 +59,17 @@ def test_dm_to_someone_who_left_is_an_error(session):
     alice.expect_line(JsonLine(type="error", code="no-such-user"))
 
 
+@pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.needs("commands")
+@pytest.mark.points(1, "C PM, then a D with nothing after it: back to command mode, nothing sent")
+def test_a_d_with_nothing_after_it_ends_the_command(session):
+    alice, bob = session.client("alice"), session.client("bob")
+    alice.term.send_line("C PM")
+    alice.term.send_line("D")
+    alice.sees(session.spec("back"))
+    session.chat_goes_on(alice, bob)  # in command mode again: the next C PM is a message
+
+
 @pytest.mark.needs("who")
 @pytest.mark.points(2, "who is answered, to the asker only, with exactly the users online")
 def test_who_lists_exactly_the_users_online(session):
