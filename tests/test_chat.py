@@ -44,6 +44,7 @@ def test_others_are_told_who_joins_and_leaves(session):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("join_leave", "counts_online")
+@pytest.mark.no_bystander("it counts who is online (1, then 2), and has observers of its own")
 @pytest.mark.points(2, "a connection that has not joined is nobody: it gets nothing, counts for nothing, "
                        "and nobody is told when it goes")
 def test_a_connection_that_has_not_joined_is_not_in_the_room(session):
@@ -234,7 +235,6 @@ def crowd(session, count):
         peer.expect_line(alice.wire_said(alice.name, hello), timeout=patience)
     for peer in peers:  # and all leave
         peer.close()
-    session.peers.clear()
     with session.terminals_read_in_background():  # the server logs every departure
         deadline = time.monotonic() + 30
         while ((left_open := len(os.listdir(f"/proc/{pid}/fd")) - baseline) > 0
