@@ -239,6 +239,7 @@ class Terminal:
         self.session = session
         self.label = label
         self.argv = argv
+        self.typed = []  # every line typed (send_line)
         self.transcript = io.StringIO()
         self.pressed_again = False  # ctrl_c() pressed more than once (see expect_exit)
         self.forgotten_at = 0  # where forget_unread() last drew its line
@@ -347,6 +348,7 @@ class Terminal:
     # -- typing
 
     def send_line(self, text):
+        self.typed.append(text)  # for the observers' ledger: what a user typed may be a message
         self.child.sendline(text)
 
     def ctrl_c(self, when_idle=True, pressed_before=False):
@@ -1328,22 +1330,49 @@ class Observers:
 
     # -- the expected broadcasts
 
+    def typed_count(self, event):
+        """How often the user of `event`'s client typed a line holding its text (a said event)."""
+        if event[0] != "said":
+            return 0
+        return sum(1 for line in self.typed.get(event[1], []) if event[2] and event[2] in line)
+
     def ledger(self):
         """(expected, seen_by_others): the public events the actors caused, as a Counter, and those
         that another joined raw peer received (a Counter of the most any one of them got)."""
         expected = collections.Counter()
+        self.typed = collections.defaultdict(list)
         for peer in self.session.peers:
             expected.update(peer.caused())
         for client in self.session.clients:
             expected.update(client.caused())
         for term in self.session.terminals:
             expected.update(self.joins_on_screen(term))
+        # A client's user may type a message in ways no driver knows (a command mode, a slash
+        # command, a line typed before a name prompt): one it typed counts as said once it is in.
+        names = {client.term: client.name for client in self.session.clients}
+        for term in self.session.terminals:
+            name = names.get(term) or next((event[1] for event in self.joins_on_screen(term)), None)
+            if name is not None:
+                for line in term.typed:
+                    self.typed[name].append(line)
         seen = collections.Counter()
+        for client in self.session.clients:
+            seen |= self.seen_on_screen(client)
         for peer in self.session.peers:
             if peer.welcomed_as is not None:
                 seen |= collections.Counter(event for event in map(self.driver.wire_event, peer.history)
                                             if event and event[0] in PUBLIC)
         return expected, seen
+
+    def seen_on_screen(self, client):
+        """The joins and leaves a driven client shows (the contract's terms, filled in with a name): what
+        a program that is no driver's (a raw socket in a process of a check's own) did."""
+        seen = collections.Counter()
+        for key in ("joined", "left"):
+            before, _, after = client.terms[key].text.partition("{name}")
+            for name in re.findall(re.escape(before) + r"(\S+)" + re.escape(after), clean(client.term.output())):
+                seen[(key, name) if key == "joined" else (key, name, None)] += 1
+        return seen
 
     def joins_on_screen(self, term):
         """A client terminal spawned without a driver (a nameless client, another stage's): its
@@ -1402,7 +1431,9 @@ class Observers:
             problems.append("broadcasts it never received: " + ", ".join(shortened(repr(event), 80) for event in missing))
         extra = []
         for event, count in received.items():
-            allowed = max(sum(n for e, n in expected.items() if event_matches(e, event)), seen[event])
+            allowed = max(sum(n for e, n in expected.items() if event_matches(e, event)),
+                          max((n for e, n in seen.items() if event_matches(e, event)), default=0),
+                          self.typed_count(event))
             if event[0] == "shutdown":
                 allowed = 1 if stopped else 0
             if count > allowed:

@@ -294,7 +294,7 @@ class RoomClient(EchoClient):
             pattern = re.escape(template).replace(re.escape("{name}"), r"(?P<name>.+?)")
             pattern = pattern.replace(re.escape("{text}"), "(?P<text>.*)").replace(re.escape("{online}"), r"\d+")
             match = re.fullmatch(pattern, line)
-            if match:
+            if match and not match["name"].startswith("* "):  # "* error: ...": the server's own words
                 return {"welcome": ("welcome", match["name"]), "joined": ("joined", match["name"]),
                         "left": ("left", match["name"], None),
                         "said": ("said", match["name"], match.groupdict().get("text"))}[kind]
@@ -352,7 +352,7 @@ class JsonRoomClient(RoomClient):
     def wire_request(line):
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # the server answers both with an error
             return None
         if not isinstance(message, dict):
             return None
@@ -371,7 +371,7 @@ class JsonRoomClient(RoomClient):
     def wire_event(cls, line):
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(message, dict):
             return None

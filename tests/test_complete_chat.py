@@ -60,6 +60,7 @@ def test_dm_to_someone_who_left_is_an_error(session):
 
 
 @pytest.mark.needs("who")
+@pytest.mark.no_bystander("it compares the list of who is online, whole")
 @pytest.mark.points(2, "who is answered, to the asker only, with exactly the users online")
 def test_who_lists_exactly_the_users_online(session):
     alice, bob, carol = (session.joined_peer(role) for role in ("alice", "bob", "carol"))
