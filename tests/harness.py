@@ -348,7 +348,7 @@ class Terminal:
     # -- typing
 
     def send_line(self, text):
-        self.typed.append(text)  # for the observers' ledger: what a user typed may be a message
+        self.typed.append(text + "\n")  # for the observers' ledger: what a user typed may be a message
         self.child.sendline(text)
 
     def ctrl_c(self, when_idle=True, pressed_before=False):
@@ -1048,7 +1048,11 @@ class Session:
         server = Server(term, match.group(1), int(match.group(2)))
         if self.server is None:
             self.server = server
-            if self.observe["lurker"] is None and not self.probing:
+            # The observers speak this stage's wire: a server of another kind (test_compat.py's
+            # strangers) has none.
+            other = kwargs.get("stage")
+            speaks_ours = other is None or other.wire == self.stage.wire
+            if self.observe["lurker"] is None and not self.probing and speaks_ours:
                 self.observers = Observers(self, server, bystander=self.observe["bystander"] is None)
         return server
     # --8<-- [end:start_server]
@@ -1334,7 +1338,7 @@ class Observers:
         """How often the user of `event`'s client typed a line holding its text (a said event)."""
         if event[0] != "said":
             return 0
-        return sum(1 for line in self.typed.get(event[1], []) if event[2] and event[2] in line)
+        return "".join(self.typed.get(event[1], [])).count(event[2]) if event[2] else 0
 
     def ledger(self):
         """(expected, seen_by_others): the public events the actors caused, as a Counter, and those
