@@ -717,6 +717,8 @@ class RawPeer:
     def sent(self, data):
         """Note what the lines sent ask the server to do (the stage's driver parses them)."""
         driver = self.session.stage.client_class
+        if not self.session.stage.has("chat"):
+            return  # stage 01 echoes: nothing is broadcast
         *lines, self.unsent_end = (self.unsent_end + data).split(b"\n")
         for line in lines:
             self.requests.append(("too_long",) if driver.too_long(line) else driver.wire_request(line))
@@ -809,7 +811,7 @@ class RawPeer:
             line = self.lines.popleft().decode("utf-8", errors="replace")
             self.transcript.write(f"<-- {line!r}\n")
             self.history.append(line)
-            if self.welcomed_as is None:
+            if self.welcomed_as is None and self.session.stage.has("chat"):
                 event = self.session.stage.client_class.wire_event(line)
                 if event and event[0] == "welcome":
                     self.welcomed_as = event[1]
@@ -957,7 +959,9 @@ class Session:
         self.peers = []
         self.clients = []  # the driven clients (stages.py), for the observers' ledger
         self.server = None
-        self.observe = {"lurker": None, "bystander": None}  # conftest.py: None, or the reason to opt out
+        # Which observers this session goes without, and why (None: with it). Outside a check (a
+        # recording, a gate's probe, a shared server's owner) there are none; conftest.py sets it.
+        self.observe = dict.fromkeys(("lurker", "bystander"), "not a check")
         self.observers = None  # Observers, once the check's server listens
         self.borrowed = set()  # terminals this test uses but does not own (a shared server)
 
@@ -1051,7 +1055,7 @@ class Session:
             # The observers speak this stage's wire: a server of another kind (test_compat.py's
             # strangers) has none.
             other = kwargs.get("stage")
-            speaks_ours = other is None or other.wire == self.stage.wire
+            speaks_ours = (other is None or other.wire == self.stage.wire) and self.stage.has("chat")
             if self.observe["lurker"] is None and not self.probing and speaks_ours:
                 self.observers = Observers(self, server, bystander=self.observe["bystander"] is None)
         return server
