@@ -1425,6 +1425,7 @@ class Observers:
                 self.join_lurker_last()
         elif not peer.eof:  # the server has stopped: the end of the connection is the sync point
             self.read_to_the_end(peer)
+        self.session.pump()  # what the clients' screens show counts too (seen_on_screen): read it all
         expected, seen = self.ledger()
         events, others = self.events_of(peer)
         received = collections.Counter(events)
