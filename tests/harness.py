@@ -1350,7 +1350,8 @@ class Observers:
         that another joined raw peer received (a Counter of the most any one of them got)."""
         expected = collections.Counter()
         self.typed = collections.defaultdict(list)
-        for peer in self.session.peers:
+        raw_peers = [peer for peer in self.session.peers if isinstance(peer, RawPeer)]
+        for peer in raw_peers:
             expected.update(peer.caused())
         for client in self.session.clients:
             expected.update(client.caused())
@@ -1367,10 +1368,14 @@ class Observers:
         seen = collections.Counter()
         for client in self.session.clients:
             seen |= self.seen_on_screen(client)
-        for peer in self.session.peers:
+        for peer in raw_peers:
             if peer.welcomed_as is not None:
                 seen |= collections.Counter(event for event in map(self.driver.wire_event, peer.history)
                                             if event and event[0] in PUBLIC)
+        # The observers' own joins (the lurker's or latecomer's, joining last as a sync point) are
+        # not the actors' doing: the bystander's line for one is its sync reply.
+        ours = {peer.name for peer in self.peers()}
+        seen = collections.Counter({event: n for event, n in seen.items() if event[1] not in ours})
         return expected, seen
 
     def seen_on_screen(self, client):
