@@ -726,6 +726,18 @@ class RawPeer:
             self.requests.append(("too_long",))
             self.unsent_end = b""
 
+    def public_events(self):
+        """A Counter of the room's events among the lines received so far (each line parsed once)."""
+        if not hasattr(self, "parsed_events"):
+            self.parsed_events, self.parsed_lines = collections.Counter(), 0
+        wire_event = self.session.stage.client_class.wire_event
+        for line in self.history[self.parsed_lines:]:
+            event = wire_event(line)
+            if event and event[0] in ("joined", "said", "left"):
+                self.parsed_events[event] += 1
+        self.parsed_lines = len(self.history)
+        return self.parsed_events
+
     def caused(self):
         """The public events this peer's own actions make the server broadcast (Observers.ledger):
         its join (its welcome came), what it said once in, and its leaving (bye: quit; a line too
@@ -1320,6 +1332,7 @@ class Observers:
         names = session.words
         self.lurker = RawPeer(session, names.observer_name("lurker"), server.host, server.port)
         self.lurker.label = f"lurker {self.lurker.name} (observer, never joins)"
+        self.parsed = []  # the bystander's lines, parsed (events_of)
         self.latecomer = None  # joins last, for a sync point, if the lurker is gone (join_lurker_last)
         self.bystander = None
         if bystander:
@@ -1370,8 +1383,7 @@ class Observers:
             seen |= self.seen_on_screen(client)
         for peer in raw_peers:
             if peer.welcomed_as is not None:
-                seen |= collections.Counter(event for event in map(self.driver.wire_event, peer.history)
-                                            if event and event[0] in PUBLIC)
+                seen |= peer.public_events()
         # The observers' own joins (the lurker's or latecomer's, joining last as a sync point) are
         # not the actors' doing: the bystander's line for one is its sync reply.
         ours = {peer.name for peer in self.peers()}
@@ -1448,8 +1460,7 @@ class Observers:
             problems.append("broadcasts it never received: " + ", ".join(shortened(repr(event), 80) for event in missing))
         extra = []
         for event, count in received.items():
-            allowed = max(sum(n for e, n in expected.items() if event_matches(e, event)),
-                          max((n for e, n in seen.items() if event_matches(e, event)), default=0),
+            allowed = max(count_matching(expected, event, sum), count_matching(seen, event, max),
                           self.typed_count(event))
             if event[0] == "shutdown":
                 allowed = 1 if stopped else 0
@@ -1466,21 +1477,25 @@ class Observers:
 
     def events_of(self, peer):
         """(public events, other lines) the bystander received after its welcome and before its sync
-        point."""
-        events, others = [], []
+        point. Each line is parsed once (self.parsed): a flood of thousands is read while it comes."""
         schema = self.session.stage.schema
         peer.take_all()
-        lines = peer.history
-        welcome = next((index for index, line in enumerate(lines) if self.driver.wire_event(line) ==
-                        ("welcome", peer.name)), -1)
-        for line in lines[welcome + 1:]:
+        for line in peer.history[len(self.parsed):]:
+            event = self.driver.wire_event(line)
+            if event is None or event[0] not in PUBLIC | {"shutdown", "welcome"}:
+                event = None
+            elif schema and event[0] != "welcome" and (problems := contract.wrong_fields(json.loads(line), schema)):
+                event = ("wrong fields", "; ".join(problems))
+            self.parsed.append(event)
+        welcome = next((index for index, event in enumerate(self.parsed) if event == ("welcome", peer.name)), -1)
+        events, others = [], []
+        for line, event in zip(peer.history[welcome + 1:], self.parsed[welcome + 1:]):
             if line == peer.sync_reply:
                 continue
-            event = self.driver.wire_event(line)
-            if event is None or event[0] not in PUBLIC | {"shutdown"}:
+            if event is None or event[0] == "welcome":
                 others.append(line)
-            elif schema and contract.wrong_fields(json.loads(line), schema):
-                others.append(f"{line}  <- {'; '.join(contract.wrong_fields(json.loads(line), schema))}")
+            elif event[0] == "wrong fields":
+                others.append(f"{line}  <- {event[1]}")
             else:
                 events.append(event)
         return events, others
@@ -1552,6 +1567,15 @@ def event_matches(expected, received):
     if expected[0] == "left" and received[0] == "left" and expected[1] == received[1]:
         return expected[2] is None or received[2] is None or expected[2] == received[2]
     return expected == received
+
+
+def count_matching(counter, event, combine):
+    """The counts in `counter` of the events that match `event`, combined (sum, or max). Only a
+    left event may match another key (a reason left open): the others are looked up."""
+    if event[0] != "left":
+        return counter[event]
+    return combine((n for e, n in counter.items() if e[:2] == event[:2] and event_matches(e, event)), default=0) \
+        if combine is max else sum(n for e, n in counter.items() if e[:2] == event[:2] and event_matches(e, event))
 
 
 def matching_missing(expected, received):

@@ -289,16 +289,25 @@ class RoomClient(EchoClient):
     @classmethod
     def wire_event(cls, line):
         """("welcome", name), ("joined", name), ("said", name, text), ("left", name, reason), or None."""
-        for key, kind in (("welcome_line", "welcome"), ("joined", "joined"), ("left", "left"), ("said", "said")):
-            template = cls.terms[key].text
-            pattern = re.escape(template).replace(re.escape("{name}"), r"(?P<name>.+?)")
-            pattern = pattern.replace(re.escape("{text}"), "(?P<text>.*)").replace(re.escape("{online}"), r"\d+")
-            match = re.fullmatch(pattern, line)
+        for kind, pattern in cls.event_patterns():
+            match = pattern.fullmatch(line)
             if match and not match["name"].startswith("* "):  # "* error: ...": the server's own words
                 return {"welcome": ("welcome", match["name"]), "joined": ("joined", match["name"]),
                         "left": ("left", match["name"], None),
                         "said": ("said", match["name"], match.groupdict().get("text"))}[kind]
         return None
+
+    @classmethod
+    def event_patterns(cls):
+        """The contract's lines of the room's events, as regular expressions (made once per driver)."""
+        if "_event_patterns" not in cls.__dict__:
+            patterns = []
+            for key, kind in (("welcome_line", "welcome"), ("joined", "joined"), ("left", "left"), ("said", "said")):
+                pattern = re.escape(cls.terms[key].text).replace(re.escape("{name}"), r"(?P<name>.+?)")
+                pattern = pattern.replace(re.escape("{text}"), "(?P<text>.*)").replace(re.escape("{online}"), r"\d+")
+                patterns.append((kind, re.compile(pattern)))
+            cls._event_patterns = patterns
+        return cls._event_patterns
 
     @classmethod
     def wire_first_reply(cls, name):
