@@ -86,6 +86,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "shares_server: the cases of this parametrized check share one server "
                                        "per stage; a failing case retires it (tests/harness.py, SharedServers)")
     config.addinivalue_line("markers", "points(weight, description): what a check is worth, and what it checks")
+    config.addinivalue_line("markers", "no_observers(reason): this check runs without the observers, the lurker and "
+                                       "the bystander (tests/harness.py, Observers), for the reason given")
+    config.addinivalue_line("markers", "no_bystander(reason): this check runs with the lurker but without the "
+                                       "bystander, for the reason given (a count or a list of who is online)")
     config.addinivalue_line("markers", "kit_only: a check of the kit's own stage on something the spec leaves "
                                        "free (a hint's wording, a blank line): never run with --impl, never graded")
     config.addinivalue_line("markers", "sampled(*stage_ids): a many-case check that the kit's own default run (no "
@@ -257,13 +261,40 @@ def session(stage, tmp_path, request):
     """One test's processes. Every one of them is killed at the end, even after a failure."""
     chat = Session(stage, tmp_path, Words(request.config.chat_seed, f"{request.node.module.__name__}::{request.node.name}"))
     request.node.chat_session = chat
+    chat.observe = opted_out(request.node)
     shared = (stage.folder, request.node.originalname)
+    # A shared server has no observers (it is borrowed: Session.start_server is not called): the
+    # cases before this one leave it as they go, and those departures reach any new bystander.
     if request.node.get_closest_marker("shares_server"):
         SHARED.lend(chat, shared)
     yield chat
     chat.close()
     if getattr(request.node, "chat_failed", False):
         SHARED.retire(shared)
+
+
+def opted_out(item):
+    """{"lurker": reason or None, "bystander": reason or None}: which observers this check goes without."""
+    reasons = {}
+    for marker, observers in (("no_observers", ("lurker", "bystander")), ("no_bystander", ("bystander",))):
+        found = item.get_closest_marker(marker)
+        if found is not None:
+            if not (found.args and isinstance(found.args[0], str) and found.args[0].strip()):
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{marker} needs a reason")
+            for observer in observers:
+                reasons.setdefault(observer, found.args[0])
+    return {"lurker": reasons.get("lurker"), "bystander": reasons.get("bystander")}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Once a check has passed, its observers show what they received (Observers.prove): a failure
+    there is the check's own (its call fails). A check that failed reports its own failure."""
+    result = yield
+    chat = getattr(pyfuncitem, "chat_session", None)
+    if chat is not None and chat.observers is not None:
+        chat.observers.prove()
+    return result
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -238,6 +238,8 @@ class Terminal:
     ):
         self.session = session
         self.label = label
+        self.argv = argv
+        self.typed = []  # every line typed (send_line)
         self.transcript = io.StringIO()
         self.pressed_again = False  # ctrl_c() pressed more than once (see expect_exit)
         self.forgotten_at = 0  # where forget_unread() last drew its line
@@ -346,6 +348,7 @@ class Terminal:
     # -- typing
 
     def send_line(self, text):
+        self.typed.append(text + "\n")  # for the observers' ledger: what a user typed may be a message
         self.child.sendline(text)
 
     def ctrl_c(self, when_idle=True, pressed_before=False):
@@ -672,6 +675,12 @@ class RawPeer:
         self.lines = collections.deque()  # complete lines received and not yet looked at
         self.partial = b""  # the start of a line whose end has not arrived yet
         self.transcript = io.StringIO()
+        # What it did, for the observers' ledger (Observers.ledger): the lines it sent, parsed.
+        self.unsent_end = b""  # the start of a line it is sending, whose end it has not sent yet
+        self.requests = []  # ("hello", name), ("say", text), ("bye",), ("too_long",), in order
+        self.welcomed_as = None  # the name its welcome gave it
+        self.closed = self.eof = False  # closed by us; closed by the server (seen)
+        self.sync_reply = None  # the answer to its last round_trip(): not a broadcast
 
     def join(self):
         """Say hello with our name and wait for the welcome, in the stage's wire protocol."""
@@ -693,7 +702,7 @@ class RawPeer:
         joined = self.has_seen(JsonLine(type="welcome"))
         self.send(json_message(type="hello", name=self.name, client_id="again") if joined
                   else json_message(type="say", text="before hello"))
-        self.expect_line(JsonLine(type="error", code="already-joined" if joined else "not-joined"))
+        self.sync_reply = self.expect_line(JsonLine(type="error", code="already-joined" if joined else "not-joined"))
 
     def received(self, text):
         """Has any line received so far held `text`?"""
@@ -702,7 +711,58 @@ class RawPeer:
     def send(self, data):
         self.transcript.write(f"--> {data!r}\n")
         self.session.pump()
+        self.sent(data)
         self.sock.sendall(data)
+
+    def sent(self, data):
+        """Note what the lines sent ask the server to do (the stage's driver parses them)."""
+        driver = self.session.stage.client_class
+        if not self.session.stage.has("chat"):
+            return  # stage 01 echoes: nothing is broadcast
+        *lines, self.unsent_end = (self.unsent_end + data).split(b"\n")
+        for line in lines:
+            self.requests.append(("too_long",) if driver.too_long(line) else driver.wire_request(line))
+        if driver.too_long(self.unsent_end):
+            self.requests.append(("too_long",))
+            self.unsent_end = b""
+
+    def public_events(self):
+        """A Counter of the room's events among the lines received so far (each line parsed once)."""
+        if not hasattr(self, "parsed_events"):
+            self.parsed_events, self.parsed_lines = collections.Counter(), 0
+        wire_event = self.session.stage.client_class.wire_event
+        for line in self.history[self.parsed_lines:]:
+            event = wire_event(line)
+            if event and event[0] in ("joined", "said", "left"):
+                self.parsed_events[event] += 1
+        self.parsed_lines = len(self.history)
+        return self.parsed_events
+
+    def caused(self):
+        """The public events this peer's own actions make the server broadcast (Observers.ledger):
+        its join (its welcome came), what it said once in, and its leaving (bye: quit; a line too
+        long, or a connection closed by either side: lost)."""
+        if self.welcomed_as is None:
+            return []
+        name, driver = self.welcomed_as, self.session.stage.client_class
+        events, joined = [("joined", name)], False
+        for request in self.requests:
+            if request is None:
+                continue
+            kind = request[0]
+            if kind == "line":  # 02's plain text: the first line is the name, then messages
+                kind = "say" if joined else "hello"
+            if kind == "hello" and not joined:
+                joined = driver.same_name(request[1], name)
+            elif kind == "say" and joined:
+                events.append(("said", name, request[1]))
+            elif kind == "too_long" and not driver.drops_long_lines:
+                continue  # 11: the line is dropped, the connection goes on
+            elif kind in ("bye", "too_long") and joined:
+                return events + [("left", name, driver.left_reason("quit" if request[0] == "bye" else "lost"))]
+        if self.closed or self.eof:
+            events.append(("left", name, driver.left_reason("lost")))
+        return events
 
     def send_slowly(self, data, pause=0.005, until_read=False):
         """Send one byte per TCP write, so the server's recv() sees fragments.
@@ -714,6 +774,7 @@ class RawPeer:
         busy the machine is. (Asking the kernel after every byte costs more than the
         check: /proc/net/tcp lists every socket on the machine.)"""
         self.transcript.write(f"--> {data!r}, one byte at a time\n")
+        self.sent(data)
         for index, byte in enumerate(data):
             self.sock.sendall(bytes([byte]))
             if until_read and index < 3:
@@ -762,6 +823,10 @@ class RawPeer:
             line = self.lines.popleft().decode("utf-8", errors="replace")
             self.transcript.write(f"<-- {line!r}\n")
             self.history.append(line)
+            if self.welcomed_as is None and self.session.stage.has("chat"):
+                event = self.session.stage.client_class.wire_event(line)
+                if event and event[0] == "welcome":
+                    self.welcomed_as = event[1]
             if matches(line):
                 if isinstance(matches, JsonLine):
                     self.check_every_field(line)
@@ -801,6 +866,8 @@ class RawPeer:
 
     def _read(self):
         """Read what has arrived, without waiting. False once the server has closed."""
+        if self.closed:
+            return False
         self.sock.settimeout(0)  # it is readable, but with TLS that may be less than a whole record
         try:
             data = self.sock.recv(65536)
@@ -811,13 +878,19 @@ class RawPeer:
         finally:
             self.sock.settimeout(TIMEOUT)
         if not data:
+            self.eof = True
             return False
         *complete, rest = (self.partial + data).split(b"\n")
         self.partial = rest
         self.lines.extend(complete)
         return True
 
+    def take_all(self):
+        """Move every complete line received into the history (and the transcript)."""
+        self.take_line(lambda line: False)
+
     def close(self):
+        self.closed = True
         self.sock.close()
 
 
@@ -896,7 +969,12 @@ class Session:
         self.probing = patience > 1  # a session started by gate_is_broken(), to try a gate alone
         self.terminals = []
         self.peers = []
+        self.clients = []  # the driven clients (stages.py), for the observers' ledger
         self.server = None
+        # Which observers this session goes without, and why (None: with it). Outside a check (a
+        # recording, a gate's probe, a shared server's owner) there are none; conftest.py sets it.
+        self.observe = dict.fromkeys(("lurker", "bystander"), "not a check")
+        self.observers = None  # Observers, once the check's server listens
         self.borrowed = set()  # terminals this test uses but does not own (a shared server)
 
     def name(self, role):
@@ -986,6 +1064,12 @@ class Session:
         server = Server(term, match.group(1), int(match.group(2)))
         if self.server is None:
             self.server = server
+            # The observers speak this stage's wire: a server of another kind (test_compat.py's
+            # strangers) has none.
+            other = kwargs.get("stage")
+            speaks_ours = (other is None or other.wire == self.stage.wire) and self.stage.has("chat")
+            if self.observe["lurker"] is None and not self.probing and speaks_ours:
+                self.observers = Observers(self, server, bystander=self.observe["bystander"] is None)
         return server
     # --8<-- [end:start_server]
 
@@ -993,6 +1077,9 @@ class Session:
         """Wait for the server's join log line for `name`: the last thing it does for a newcomer."""
         terms = self.stage.terms
         self.gate("join_log", lambda: self.server.logs(terms["join_log"](name=name)))
+        for peer in self.peers:  # a raw peer that never reads its welcome: the log says it is in
+            if peer.welcomed_as is None and peer.name == name and peer.requests:
+                peer.welcomed_as = name
 
     # --8<-- [start:gate]
     def gate(self, gate, wait):
@@ -1098,6 +1185,8 @@ class Session:
         """
         for term in self.terminals:
             term.drain()
+        if self.observers is not None:
+            self.observers.drain()
 
     @contextlib.contextmanager
     def terminals_read_in_background(self):
@@ -1150,12 +1239,14 @@ class Session:
         chars = max(1_000, TRANSCRIPTS_CHARS // max(1, shown))
         items = [(term.label, tail(term.report(), chars=chars)) for term in self.terminals]
         items += [(peer.label, tail(peer.output(), chars=chars)) for peer in self.peers[:max_peers]]
+        if self.observers is not None:
+            items += [(peer.label, tail(peer.output(), chars=chars)) for peer in self.observers.peers()]
         if len(self.peers) > max_peers:
             items.append(("more raw peers", f"{len(self.peers) - max_peers} more, not shown"))
         return items
 
     def close(self):
-        for peer in self.peers:
+        for peer in self.peers + (self.observers.peers() if self.observers else []):
             peer.close()
         for term in self.terminals:
             if term not in self.borrowed:
@@ -1211,3 +1302,292 @@ def closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- observers
+
+OBSERVER_HINT = ("a line reached a connection it was not for, or a broadcast did not reach one it was for.\n"
+                 "  Does your server send broadcasts to every connection that has joined and to no other,\n"
+                 "  and a reply, an error or a direct message only to the connection it is for?")
+
+
+class Observers:
+    """Two connections beside a check's actors, from the moment its server listens to its end.
+
+    The *lurker* connects and never joins; the *bystander* joins first, then never speaks. Once
+    the check has passed, prove() shows what each received, after a sync point: the lurker
+    nothing (or what the spec says a connection that has not joined gets: its join-timeout, the
+    shutdown notice), the bystander exactly the room's broadcasts, each once, nothing else.
+
+    The expected broadcasts are built by construction, never written per check (ledger()):
+    every actor's own actions (its welcome, as received; the says and byes it sent, as bytes on
+    the wire or typed through a driver; its going away), and every public line that another
+    joined raw peer received. A check opts out by naming its reason (conftest.py: the markers
+    no_observers and no_bystander).
+    """
+
+    def __init__(self, session, server, bystander=True):
+        self.session = session
+        self.driver = session.stage.client_class
+        names = session.words
+        self.lurker = RawPeer(session, names.observer_name("lurker"), server.host, server.port)
+        self.lurker.label = f"lurker {self.lurker.name} (observer, never joins)"
+        self.parsed = []  # the bystander's lines, parsed (events_of)
+        self.latecomer = None  # joins last, for a sync point, if the lurker is gone (join_lurker_last)
+        self.bystander = None
+        if bystander:
+            self.bystander = RawPeer(session, names.observer_name("bystander"), server.host, server.port)
+            self.bystander.label = f"bystander {self.bystander.name} (observer, joined, silent)"
+            self.bystander.join()
+
+    def peers(self):
+        return [peer for peer in (self.lurker, self.bystander, self.latecomer) if peer is not None]
+
+    def drain(self):
+        """Read what has arrived for the observers, without waiting: a bystander that reads only at
+        the end would look to the server like a client that never reads."""
+        for peer in self.peers():
+            if not peer.closed and select.select([peer.sock], [], [], 0)[0]:
+                peer.eof = peer.eof or not peer._read()
+
+    # -- the expected broadcasts
+
+    def typed_count(self, event):
+        """How often the user of `event`'s client typed a line holding its text (a said event)."""
+        if event[0] != "said":
+            return 0
+        return "".join(self.typed.get(event[1], [])).count(event[2]) if event[2] else 0
+
+    def ledger(self):
+        """(expected, seen_by_others): the public events the actors caused, as a Counter, and those
+        that another joined raw peer received (a Counter of the most any one of them got)."""
+        expected = collections.Counter()
+        self.typed = collections.defaultdict(list)
+        raw_peers = [peer for peer in self.session.peers if isinstance(peer, RawPeer)]
+        for peer in raw_peers:
+            expected.update(peer.caused())
+        for client in self.session.clients:
+            expected.update(client.caused())
+        for term in self.session.terminals:
+            expected.update(self.joins_on_screen(term))
+        # A client's user may type a message in ways no driver knows (a command mode, a slash
+        # command, a line typed before a name prompt): one it typed counts as said once it is in.
+        names = {client.term: client.name for client in self.session.clients}
+        for term in self.session.terminals:
+            name = names.get(term) or next((event[1] for event in self.joins_on_screen(term)), None)
+            if name is not None:
+                for line in term.typed:
+                    self.typed[name].append(line)
+        seen = collections.Counter()
+        for client in self.session.clients:
+            seen |= self.seen_on_screen(client)
+        for peer in raw_peers:
+            if peer.welcomed_as is not None:
+                seen |= peer.public_events()
+        # The observers' own joins (the lurker's or latecomer's, joining last as a sync point) are
+        # not the actors' doing: the bystander's line for one is its sync reply.
+        ours = {peer.name for peer in self.peers()}
+        seen = collections.Counter({event: n for event, n in seen.items() if event[1] not in ours})
+        return expected, seen
+
+    def seen_on_screen(self, client):
+        """The joins and leaves a driven client shows (the contract's terms, filled in with a name): what
+        a program that is no driver's (a raw socket in a process of a check's own) did."""
+        seen = collections.Counter()
+        for key in ("joined", "left"):
+            before, _, after = client.terms[key].text.partition("{name}")
+            for name in re.findall(re.escape(before) + r"(\S+)" + re.escape(after), clean(client.term.output())):
+                seen[(key, name) if key == "joined" else (key, name, None)] += 1
+        return seen
+
+    def joins_on_screen(self, term):
+        """A client terminal spawned without a driver (a nameless client, another stage's): its
+        welcome on screen is its join, and its exit its leave."""
+        if term in {client.term for client in self.session.clients} or \
+                not any(str(arg).endswith("client.py") for arg in term.argv):
+            return []
+        before, _, after = self.session.stage.terms["welcome"].text.partition("{name}")
+        names = re.findall(re.escape(before) + r"(\S+)" + re.escape(after), clean(term.output()))
+        events = [("joined", name) for name in names[:1]]
+        if events and not term.child.isalive():
+            events.append(("left", names[0], "lost" if term.child.signalstatus == signal.SIGKILL else None))
+        return events
+
+    # -- the proof
+
+    def prove(self):
+        __tracebackhide__ = True
+        server_up = self.session.server.term.child.isalive()
+        if self.bystander is not None:
+            self.prove_bystander(server_up)
+        elif server_up and not self.session.stage.schema:
+            self.join_lurker_last()  # its sync point on 02 and 11, bystander or not
+        self.prove_lurker(server_up)
+
+    def prove_bystander(self, server_up):
+        __tracebackhide__ = True
+        peer = self.bystander
+        expected, _ = self.ledger()
+        deadline = time.monotonic() + self.session.timeout
+        # Wait on output: until every expected broadcast has come (or the connection has ended).
+        while not peer.eof and not peer.closed and time.monotonic() < deadline:
+            if not matching_missing(expected, collections.Counter(self.events_of(peer)[0])):
+                break
+            if not peer._receive(max(0.0, deadline - time.monotonic())):
+                peer.eof = True
+        if server_up and not peer.eof:
+            if self.session.stage.schema:  # JSON Lines: a question the server answers
+                peer.round_trip()
+            else:
+                self.join_lurker_last()
+        elif not peer.eof:  # the server has stopped: the end of the connection is the sync point
+            self.read_to_the_end(peer)
+        self.session.pump()  # what the clients' screens show counts too (seen_on_screen): read it all
+        expected, seen = self.ledger()
+        events, others = self.events_of(peer)
+        received = collections.Counter(events)
+        problems = []
+        if others:
+            problems.append("lines that are no broadcast of the room (a reply, an error, a direct message, "
+                            "a welcome meant for another connection):\n" + "\n".join(f"    {line!r}" for line in others))
+        stopped = not server_up
+        missing = matching_missing(expected, received)
+        if stopped:  # a server that stops may stop before it has read the last says and byes
+            missing = [event for event in missing if seen[event] or event[0] == "joined"]
+        missing += [event for event in seen if not any(event_matches(event, got) for got in received)
+                    and event not in missing]
+        if missing:
+            problems.append("broadcasts it never received: " + ", ".join(shortened(repr(event), 80) for event in missing))
+        extra = []
+        for event, count in received.items():
+            allowed = max(count_matching(expected, event, sum), count_matching(seen, event, max),
+                          self.typed_count(event))
+            if event[0] == "shutdown":
+                allowed = 1 if stopped else 0
+            if count > allowed:
+                extra.append(f"{shortened(repr(event), 80)} {count} times, expected {allowed}")
+        if extra:
+            problems.append("broadcasts no actor caused, or received more often than they happened: " + "; ".join(extra))
+        if problems:
+            raise self.session.failure(
+                f"[{peer.label}] expected exactly the room's broadcasts, each once, and nothing else",
+                "\n".join(problems) + "\nexpected (from what the actors did and the others received): "
+                + capped(", ".join(shortened(repr(event), 80) for event in sorted(expected.elements())),
+                         lines=1, chars=2000, keep="head") + f"\nhint: {OBSERVER_HINT}")
+
+    def events_of(self, peer):
+        """(public events, other lines) the bystander received after its welcome and before its sync
+        point. Each line is parsed once (self.parsed): a flood of thousands is read while it comes."""
+        schema = self.session.stage.schema
+        peer.take_all()
+        for line in peer.history[len(self.parsed):]:
+            event = self.driver.wire_event(line)
+            if event is None or event[0] not in PUBLIC | {"shutdown", "welcome"}:
+                event = None
+            elif schema and event[0] != "welcome" and (problems := contract.wrong_fields(json.loads(line), schema)):
+                event = ("wrong fields", "; ".join(problems))
+            self.parsed.append(event)
+        welcome = next((index for index, event in enumerate(self.parsed) if event == ("welcome", peer.name)), -1)
+        events, others = [], []
+        for line, event in zip(peer.history[welcome + 1:], self.parsed[welcome + 1:]):
+            if line == peer.sync_reply:
+                continue
+            if event is None or event[0] == "welcome":
+                others.append(line)
+            elif event[0] == "wrong fields":
+                others.append(f"{line}  <- {event[1]}")
+            else:
+                events.append(event)
+        return events, others
+
+    def join_lurker_last(self):
+        """The sync point of a wire with no reply to ask for (02's plain text) or whose server runs one
+        thread (11's): the lurker joins last. Its first line must be its own welcome (TCP keeps
+        order: whatever was sent to it before would come first), and the bystander's line for its
+        join comes after every broadcast sent before it."""
+        __tracebackhide__ = True
+        lurker = self.lurker
+        self.drain()
+        try:
+            if lurker.eof:
+                raise ConnectionError("the server has closed it")
+            lurker.join()
+        except (CheckFailed, OSError):
+            if not lurker.eof:
+                raise
+            # The server closed it before it joined (a short --join-timeout): the spec's
+            # ending, which prove_lurker() checks. A connection of its own joins last instead.
+            session = self.session
+            latecomer = RawPeer(session, session.words.observer_name("latecomer"), session.server.host,
+                                session.server.port)
+            self.latecomer = latecomer
+            latecomer.join()
+            if self.bystander is not None:
+                self.bystander.sync_reply = self.bystander.expect_line(self.driver.wire_joined(latecomer.name))
+            return
+        first = lurker.history[0]
+        if self.driver.wire_event(first) != ("welcome", lurker.name) and not self.driver.wire_first_reply(lurker.name)(first):
+            raise self.session.failure(
+                f"[{lurker.label}] expected its welcome as the first line it ever got (it had not joined before)",
+                "\n".join(lurker.history) + f"\nhint: {OBSERVER_HINT}")
+        lurker.joined_last = True
+        if self.bystander is not None:
+            self.bystander.sync_reply = self.bystander.expect_line(self.driver.wire_joined(lurker.name))
+
+    def prove_lurker(self, server_up):
+        __tracebackhide__ = True
+        lurker = self.lurker
+        if getattr(lurker, "joined_last", False):
+            return  # its first line was its welcome (join_lurker_last)
+        if server_up and not lurker.eof and self.session.stage.schema:
+            with contextlib.suppress(CheckFailed):
+                lurker.round_trip()
+        if not lurker.eof and (not server_up or not lurker.history):
+            self.read_to_the_end(lurker)
+        allowed = self.driver.wire_unjoined_may_get(self.session.stage, stopped=not server_up)
+        got = [line for line in lurker.history if line != lurker.sync_reply]
+        if not all(any(ok(line) for ok in allowed) for line in got) or len(got) > 1:
+            raise self.session.failure(
+                f"[{lurker.label}] expected nothing: it never joined (its only line is the answer to its own "
+                "sync)", "\n".join(lurker.history) + f"\nhint: {OBSERVER_HINT}")
+
+    def read_to_the_end(self, peer):
+        deadline = time.monotonic() + self.session.timeout
+        while not peer.eof and time.monotonic() < deadline:
+            if not peer._receive(max(0.0, deadline - time.monotonic())):
+                peer.eof = True
+        peer.take_all()
+
+
+PUBLIC = {"joined", "said", "left"}
+
+
+def event_matches(expected, received):
+    """A left event whose reason the actors cannot know (None) matches either reason."""
+    if expected[0] == "left" and received[0] == "left" and expected[1] == received[1]:
+        return expected[2] is None or received[2] is None or expected[2] == received[2]
+    return expected == received
+
+
+def count_matching(counter, event, combine):
+    """The counts in `counter` of the events that match `event`, combined (sum, or max). Only a
+    left event may match another key (a reason left open): the others are looked up."""
+    if event[0] != "left":
+        return counter[event]
+    return combine((n for e, n in counter.items() if e[:2] == event[:2] and event_matches(e, event)), default=0) \
+        if combine is max else sum(n for e, n in counter.items() if e[:2] == event[:2] and event_matches(e, event))
+
+
+def matching_missing(expected, received):
+    """The expected events (with their counts) that `received` does not hold."""
+    pool = collections.Counter(received)
+    missing = []
+    for event in expected.elements():
+        match = event if pool[event] > 0 else None  # the same event, field for field: most of them
+        if match is None and event[0] == "left":  # a reason left open matches either
+            match = next((got for got in pool if pool[got] > 0 and event_matches(event, got)), None)
+        if match is None:
+            missing.append(event)
+        else:
+            pool[match] -= 1
+    return missing

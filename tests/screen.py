@@ -127,6 +127,7 @@ class ScreenTerminal(Terminal):
         return char.fg, char.bold, char.reverse
 
     def type(self, text):
+        self.typed.append(text)  # for the observers' ledger (Terminal.send_line)
         self.child.send(text)
 
     def press(self, key):

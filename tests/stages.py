@@ -13,6 +13,8 @@ same `wire` must work together (tests/test_compat.py).
 """
 
 import json
+import re
+import signal
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -94,7 +96,12 @@ class EchoClient:
                              *cls.name_args(name), *args, stage=stage, **kwargs)
         client = cls(session, term, name)
         client.wait_until_in()
+        session.clients.append(client)
         return client
+
+    def caused(self):
+        """The public events this client's user caused (tests/harness.py, Observers): none here."""
+        return []
 
     @staticmethod
     def name_args(name):
@@ -179,6 +186,18 @@ class RoomClient(EchoClient):
         """How to start the client without a name, so that it asks for one."""
         return ()
 
+    def say(self, text):
+        super().say(text)
+        self.said_texts = getattr(self, "said_texts", []) + [text]
+
+    def caused(self):
+        """Its join, what it said, and its leaving once its program has ended (SIGKILL: lost)."""
+        events = [("joined", self.name)] + [("said", self.name, text) for text in getattr(self, "said_texts", [])]
+        if not self.term.child.isalive():
+            killed = self.term.child.signalstatus == signal.SIGKILL
+            events.append(("left", self.name, self.left_reason("lost") if killed else None))
+        return events
+
     def wait_until_in(self):
         # Until the server has registered us, what we type could be lost: wait for its
         # welcome.
@@ -245,6 +264,61 @@ class RoomClient(EchoClient):
         """What a received line must match when the server refuses the name `name`."""
         return lambda line: "error" in line
 
+    # What the observers (tests/harness.py, Observers) read on the wire: a line sent, parsed into
+    # what it asks for, and a line received, parsed into the event it tells of.
+    @staticmethod
+    def wire_request(line):
+        """02's plain text: any line not blank is the name (the first) or a message (the server strips it)."""
+        text = line.decode("utf-8", errors="replace").strip()
+        return ("line", text) if text else None
+
+    @classmethod
+    def too_long(cls, line):
+        """Is this line (without its \\n) over the server's limit?"""
+        return len(line) > cls.max_line
+
+    @staticmethod
+    def same_name(asked, given):
+        return asked == given
+
+    @staticmethod
+    def left_reason(reason):
+        """The reason a left event carries on this wire (02's "* NAME left" has none)."""
+        return None
+
+    @classmethod
+    def wire_event(cls, line):
+        """("welcome", name), ("joined", name), ("said", name, text), ("left", name, reason), or None."""
+        for kind, pattern in cls.event_patterns():
+            match = pattern.fullmatch(line)
+            if match and not match["name"].startswith("* "):  # "* error: ...": the server's own words
+                return {"welcome": ("welcome", match["name"]), "joined": ("joined", match["name"]),
+                        "left": ("left", match["name"], None),
+                        "said": ("said", match["name"], match.groupdict().get("text"))}[kind]
+        return None
+
+    @classmethod
+    def event_patterns(cls):
+        """The contract's lines of the room's events, as regular expressions (made once per driver)."""
+        if "_event_patterns" not in cls.__dict__:
+            patterns = []
+            for key, kind in (("welcome_line", "welcome"), ("joined", "joined"), ("left", "left"), ("said", "said")):
+                pattern = re.escape(cls.terms[key].text).replace(re.escape("{name}"), r"(?P<name>.+?)")
+                pattern = pattern.replace(re.escape("{text}"), "(?P<text>.*)").replace(re.escape("{online}"), r"\d+")
+                patterns.append((kind, re.compile(pattern)))
+            cls._event_patterns = patterns
+        return cls._event_patterns
+
+    @classmethod
+    def wire_first_reply(cls, name):
+        """The first line a connection that joins gets: its welcome."""
+        return lambda line: cls.wire_event(line) == ("welcome", name)
+
+    @classmethod
+    def wire_unjoined_may_get(cls, stage, stopped):
+        """What the spec lets a connection that has not joined receive: nothing on 02."""
+        return []
+
     @staticmethod
     def wire_departed(line):
         """The name in a received line that says someone left, else None."""
@@ -282,6 +356,47 @@ class JsonRoomClient(RoomClient):
     @classmethod
     def wire_welcome(cls, name):
         return JsonLine(type="welcome", name=name)
+
+    @staticmethod
+    def wire_request(line):
+        try:
+            message = json.loads(line)
+        except (ValueError, RecursionError):  # the server answers both with an error
+            return None
+        if not isinstance(message, dict):
+            return None
+        kind = message.get("type")
+        if kind == "hello" and isinstance(message.get("name"), str):
+            return ("hello", message["name"])
+        if kind == "say" and isinstance(message.get("text"), str):
+            return ("say", message["text"])
+        return ("bye",) if kind == "bye" else None
+
+    @staticmethod
+    def left_reason(reason):
+        return reason
+
+    @classmethod
+    def wire_event(cls, line):
+        try:
+            message = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(message, dict):
+            return None
+        kind = message.get("type")
+        if kind == "said" and message.get("history"):
+            return ("history",)  # 07: an old message for a newcomer, not a broadcast
+        return {"welcome": ("welcome", message.get("name")), "joined": ("joined", message.get("name")),
+                "said": ("said", message.get("from"), message.get("text")),
+                "left": ("left", message.get("name"), message.get("reason")),
+                "shutdown": ("shutdown",)}.get(kind, (kind,))
+
+    @classmethod
+    def wire_unjoined_may_get(cls, stage, stopped):
+        """Its own join-timeout (06 on), and the shutdown notice when the server stops."""
+        allowed = [JsonLine(type="error", code="join-timeout")] if stage.has("join_deadline") else []
+        return allowed + ([JsonLine(type="shutdown")] if stopped and stage.has("shutdown_notice") else [])
 
     @classmethod
     def wire_welcome_count(cls, name, online):
@@ -393,6 +508,53 @@ class IrcClient(RoomClient):
     @classmethod
     def wire_welcome(cls, name):
         return IrcLine("366", name, cls.channel)  # the last reply to a JOIN
+
+    @classmethod
+    def wire_request(cls, line):
+        try:
+            _, command, params = irc_parse(line.decode("utf-8", errors="replace").rstrip("\r"))
+        except ValueError:
+            return None
+        if command == "NICK" and params:
+            return ("hello", params[0])
+        if command == "PRIVMSG" and params[:1] == [cls.channel] and len(params) > 1:
+            return ("say", params[1])
+        return ("bye",) if command == "QUIT" else None
+
+    @classmethod
+    def too_long(cls, line):
+        return len(line) + 1 > cls.max_line  # RFC 1459: 512 bytes, CR LF included
+
+    @staticmethod
+    def same_name(asked, given):
+        fold = str.maketrans("[]\\~", "{}|^")  # rfc1459 case mapping
+        return asked.lower().translate(fold) == given.lower().translate(fold)
+
+    @classmethod
+    def wire_event(cls, line):
+        try:
+            prefix, command, params = irc_parse(line.rstrip("\r"))
+        except ValueError:
+            return None
+        nick = (prefix or "").split("!", 1)[0]
+        if command == "366" and params:
+            return ("welcome", params[0])
+        if command == "JOIN" and params[:1] == [cls.channel]:
+            return ("joined", nick)
+        if command == "PRIVMSG" and params[:1] == [cls.channel] and len(params) > 1:
+            return ("said", nick, params[1])
+        if command == "QUIT":
+            return ("left", nick, None)  # its reason is free text: Quit, Connection closed, ...
+        return ("shutdown",) if command == "ERROR" else (command,)
+
+    @classmethod
+    def wire_first_reply(cls, name):
+        return IrcLine("001", name)  # registration's first reply
+
+    @classmethod
+    def wire_unjoined_may_get(cls, stage, stopped):
+        """The ERROR before the server closes it: its registration timed out, or the server stops."""
+        return [IrcLine("ERROR")]
 
     @classmethod
     def wire_said(cls, name, text):

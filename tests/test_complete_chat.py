@@ -71,6 +71,7 @@ def test_a_d_with_nothing_after_it_ends_the_command(session):
 
 
 @pytest.mark.needs("who")
+@pytest.mark.no_bystander("it compares the list of who is online, whole")
 @pytest.mark.points(2, "who is answered, to the asker only, with exactly the users online")
 def test_who_lists_exactly_the_users_online(session):
     peers = [session.raw_peer(role) for role in ("alice", "bob", "carol", "dave", "erin")]

@@ -46,7 +46,8 @@ from screen import ScreenTerminal
 
 # The kit's default run sends each command whole; --stage 11 and the slow tier also send it a
 # byte per write and batched (tests/conftest.py, sampled_cases).
-pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole")]
+pytestmark = [pytest.mark.needs("irc"), pytest.mark.sampled_cases("delivery", "whole"),
+              pytest.mark.no_observers("stage 11's own checks speak IRC whole (NICK, PART, NOTICE, TOPIC, MODE, WHO) through peers of their own, and compare every line each member gets; the observers model the room's joins, messages and quits alone")]
 
 HOST = "127.0.0.1"
 # The human part of each numeric reply: free in the RFCs, fixed by the kit's stage (its

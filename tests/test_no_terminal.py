@@ -30,6 +30,7 @@ def lines_file(session, lines):
 
 @pytest.mark.needs("server")
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.no_bystander("its client reads the lines it says from a file or a pipe the check writes, not through a driver: the ledger cannot know them")
 @pytest.mark.points(2, "a client whose stdin is a file reads it as typed, then leaves cleanly")
 def test_a_client_reads_a_file_as_typed_then_leaves_cleanly(session):
     server = session.start_server()
@@ -67,6 +68,7 @@ def test_a_client_with_stdin_dev_null_ends_cleanly(session):
 
 @pytest.mark.needs("server", "chat")
 @pytest.mark.sampled("02")  # the default run: on 02 alone (tests/conftest.py)
+@pytest.mark.no_bystander("its client reads the lines it says from a file or a pipe the check writes, not through a driver: the ledger cannot know them")
 @pytest.mark.points(1, "a client reading a pipe that stays open still ends when the server goes away")
 def test_a_client_on_an_open_pipe_ends_when_the_server_goes(session):
     """`producer | client.py`, where the producer never ends (a `tail -f`, say): when the server

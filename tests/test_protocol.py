@@ -13,6 +13,7 @@ from harness import TIMEOUT, JsonLine, json_message
 pytestmark = pytest.mark.needs("json_wire")
 
 
+@pytest.mark.no_bystander("it compares the welcome's count of who is online: 1, then 2")
 @pytest.mark.points(2, "welcome, joined and said carry their fields and an ISO time")
 def test_server_messages_carry_their_fields_and_time(session):
     alice = session.raw_peer("alice")
@@ -120,6 +121,7 @@ def test_too_long_line_disconnects_only_that_client(session):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("max_clients")
+@pytest.mark.no_bystander("--max-clients 2: its two clients fill the room, a bystander would take a place")
 @pytest.mark.points(2, "the client past --max-clients gets server-full")
 def test_client_past_max_clients_gets_server_full(session):
     session.start_server("--max-clients", "2")

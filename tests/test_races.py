@@ -86,6 +86,7 @@ def one_name_goes_to_exactly_one(session):
 
 
 @pytest.mark.sampled("04")  # the kit's default run: stage 04 only (tests/conftest.py)
+@pytest.mark.no_bystander("it fills the room to exactly --max-clients and counts who got in")
 @pytest.mark.points(2, "50 clients join at once: exactly --max-clients are let in, however the threads interleave")
 def test_a_crowd_joining_at_once_fills_the_room_to_exactly_its_size(session):
     room_fills_to_exactly_its_size(session)

@@ -164,6 +164,7 @@ def fuzz_lines(driver):
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
+@pytest.mark.no_bystander("random bytes from peers that never read: which of them joined, as whom, and what they said, only the server knows")
 @pytest.mark.points(2, "random bytes and messages never break the server")
 def test_fuzzing_never_breaks_the_server(session):
     """Property: whatever bytes arrive, the server lives on and still serves a normal client."""
@@ -311,6 +312,7 @@ def test_a_timing_bound_gets_one_second_try_and_no_more(tmp_path):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
+@pytest.mark.no_observers("a latency measurement at 1,000 messages a second: its peers send and read on their sockets directly, to time each message, and two more readers would load the machine it measures")
 @pytest.mark.points(2, "a stuck client keeps the others' p99 latency under 100 ms")
 def test_stuck_client_costs_the_others_no_latency(session):
     """One client never reads (4 KiB receive buffer); the others' 99th-percentile latency stays < 100 ms,
@@ -382,6 +384,7 @@ def send_queue(server_port, peer_port):
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("drops_stuck")
+@pytest.mark.no_bystander("a flood of thousands of long lines to fill a slow reader: a bystander read only between the check's own reads is a slow reader too, which the server may rightly drop, and reading it doubles the work the check waits on")
 @pytest.mark.points(2, "a client that falls behind, under the limit, catches up with every message")
 def test_a_client_that_falls_behind_catches_up(session):
     """Past what the kernel will hold, the server must keep a client's messages (its outbox),

@@ -94,6 +94,7 @@ def test_slash_list_shows_who_is_online(session):
 
 
 @pytest.mark.needs("slash_commands")
+@pytest.mark.no_bystander("its client reads the lines it says from a pipe (printf | client.py), not through a driver: the ledger cannot know them")
 @pytest.mark.points(2, "with no terminal (a pipe) the client falls back to plain lines")
 def test_client_works_in_a_pipe(session):
     alice = session.client("alice")
@@ -129,6 +130,7 @@ def typed(term):
 
 
 @pytest.mark.needs("tui")
+@pytest.mark.no_bystander("its status line counts who is online: 1")
 @pytest.mark.points(2, "layout: a status line (name, users online), the messages, an input box at the bottom")
 def test_layout_status_line_pane_and_input_box(session):
     alice = screen_client(session, "alice")

@@ -39,7 +39,8 @@ def new_seed():
 
 class Words:
     def __init__(self, seed, scope):
-        self.random = random.Random(f"{seed}/{scope}")  # a str seed is hashed the same way on every run
+        self.random = random.Random(f"{seed}/{scope}")
+        self.observers_random = random.Random(f"{seed}/{scope}/observers")  # a str seed is hashed the same way on every run
         self.by_role = {}
         self.taken = set()  # names compare without case (stage 05 does), texts exactly
         self.texts = set()
@@ -48,6 +49,18 @@ class Words:
         """The user name this check uses for `role` ("alice", "user17", ...): random, stable, unique."""
         if role not in self.by_role:
             while (name := self.fresh_name()).lower() in self.taken:
+                pass
+            self.taken.add(name.lower())
+            self.by_role[role] = name
+        return self.by_role[role]
+
+    def observer_name(self, role):
+        """A name for an observer (tests/harness.py, Observers): drawn from a generator of its own,
+        so that the check's own names and texts are the same with observers or without."""
+        role = ("observer", role)  # never the same as a check's own role of that name
+        if role not in self.by_role:
+            while (name := f"{self.observers_random.choice(FIRST_NAMES)}{self.observers_random.randrange(10, 1000)}"
+                   ).lower() in self.taken:
                 pass
             self.taken.add(name.lower())
             self.by_role[role] = name
