@@ -171,6 +171,7 @@ def test_the_name_length_at_its_edge(session):
 @pytest.mark.needs("max_clients")
 @pytest.mark.points(2, "--max-clients 2: a connection that has not joined takes no place; the third gets "
                        "server-full, and nobody hears of it; a place is free once its user has left")
+@pytest.mark.no_bystander("--max-clients 2 is filled by the check's own users, and it counts who is online")
 def test_max_clients_at_its_edge(session):
     """docs/protocol.md: server-full when the room already has --max-clients users, the users
     who have joined. A connection that has sent all of its hello but the newline is nobody
@@ -227,6 +228,7 @@ def relayed(source, line):
 @pytest.mark.parametrize("delivery", IRC_WAYS)
 @pytest.mark.points(2, "IRC's 512 bytes at the edge: 511 and 512 taken, 513 gets 417; bytes, not characters; "
                        "LF alone ends a line of 511")
+@pytest.mark.no_observers("stage 11's own checks speak IRC whole (NICK, PART, NOTICE, TOPIC, MODE, WHO) through peers of their own, and compare every line each member gets; the observers model the room's joins, messages and quits alone")
 def test_the_irc_line_limit_at_its_edge(lab, delivery):
     """docs/protocol.md: lines are at most 512 bytes, CR LF included; LF alone is accepted, and
     then 511 bytes are the most. A line taken reaches the channel (cut to 512 bytes with the
@@ -254,6 +256,7 @@ def test_the_irc_line_limit_at_its_edge(lab, delivery):
 @pytest.mark.needs("irc")
 @pytest.mark.points(2, "NICKLEN, CHANNELLEN and CHANLIMIT at their edge: 30, 50 and 50 taken, one more refused, "
                        "and nobody hears of it")
+@pytest.mark.no_observers("stage 11's own checks speak IRC whole (NICK, PART, NOTICE, TOPIC, MODE, WHO) through peers of their own, and compare every line each member gets; the observers model the room's joins, messages and quits alone")
 def test_the_irc_lengths_at_their_edge(lab):
     """The 005 line says NICKLEN=30 CHANNELLEN=50 CHANLIMIT=#:50, and the server holds them:
     a nick of 29 or 30 characters is taken (at registration, and as a new nick, which the
@@ -382,6 +385,7 @@ def test_the_clients_lowest_port(session):
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
 @pytest.mark.needs("max_clients")
 @pytest.mark.points(1, "--max-clients 1, the least, is taken: one user gets in, the next gets server-full")
+@pytest.mark.no_bystander("--max-clients 1: the one place is the check's own user's")
 def test_a_room_of_one(session):
     session.start_server("--max-clients", "1")
     session.joined_peer("alice")

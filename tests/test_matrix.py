@@ -596,6 +596,7 @@ class Walk:
 @pytest.mark.sampled  # the kit's default run: stage 05 (tests/conftest.py); grading and --slow: every stage
 @pytest.mark.points(4, "every client message, and each field malformed, in every state: the exact answer, "
                        "and the exact effect on a joined bystander and a never-joined lurker")
+@pytest.mark.no_observers("the matrix places a bystander and a lurker of its own beside every cell, and proves what each received after each cell")
 def test_every_message_in_every_state(session):
     walk = Walk(session)
     for row in rows_for(session.stage):
@@ -607,6 +608,7 @@ def test_every_message_in_every_state(session):
 @pytest.mark.needs("json_wire")
 @pytest.mark.sampled
 @pytest.mark.points(2, "a sample of the matrix's rows sent batched with the next line, and a byte per write")
+@pytest.mark.no_observers("the matrix places a bystander and a lurker of its own beside every cell, and proves what each received after each cell")
 def test_sampled_rows_batched_and_byte_by_byte(session):
     walk = Walk(session)
     for row in rows_for(session.stage):
@@ -854,6 +856,7 @@ def expect_quit(cell):
 @pytest.mark.needs("irc")
 @pytest.mark.points(4, "every IRC command, and its malformed forms, in every registration state: the exact "
                        "replies, and the exact effect on a bystander in #kit and a never-registered lurker")
+@pytest.mark.no_observers("stage 11's own checks speak IRC whole (NICK, PART, NOTICE, TOPIC, MODE, WHO) through peers of their own, and compare every line each member gets; the observers model the room's joins, messages and quits alone")
 def test_every_irc_command_in_every_registration_state(session):
     walk = IrcWalk(session)
     for row in irc_rows():
@@ -867,6 +870,7 @@ SAMPLED_IRC = ("valid", "to #kit", "empty text", "too long (513 bytes)", "with a
 
 @pytest.mark.needs("irc")
 @pytest.mark.points(2, "a sample of the IRC matrix's rows sent batched with the next line, and a byte per write")
+@pytest.mark.no_observers("stage 11's own checks speak IRC whole (NICK, PART, NOTICE, TOPIC, MODE, WHO) through peers of their own, and compare every line each member gets; the observers model the room's joins, messages and quits alone")
 def test_sampled_irc_rows_batched_and_byte_by_byte(session):
     walk = IrcWalk(session)
     for row in irc_rows():
