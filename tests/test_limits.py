@@ -192,7 +192,7 @@ def test_connections_that_never_join_are_dropped_and_cannot_lock_users_out(sessi
 
 
 @pytest.mark.sampled  # the kit's default run: stages 02 and 05 (tests/conftest.py)
-@pytest.mark.needs("join_deadline", "name_rules")
+@pytest.mark.needs("join_deadline", "name_rules", "json_wire")  # stage 11: its own registration deadline check
 @pytest.mark.points(1, "trying name after name never resets --join-timeout: it counts from the connection's start")
 def test_trying_name_after_name_never_resets_the_join_deadline(session):
     """A connection that keeps sending bad names, each answered with bad-name, has still not
