@@ -61,6 +61,7 @@ BY_MODULE = {
     "test_boundaries": "limits",
     "test_no_terminal": "running",
     "test_p2p": "commands",
+    "test_planted": "running",  # tests/test_failure_reports.py's planted check, in a folder of its own
     "test_protocol": "protocol errors",
     "test_races": "robustness",
     "test_robustness": "robustness",

@@ -35,6 +35,9 @@ import contract
 TIMEOUT = 5.0  # seconds to wait for one expected line; the programs answer in milliseconds
 DEV_CERTS = Path(__file__).resolve().parent.parent / "stages" / "10" / "certs"  # the spec's TLS stages' certificates
 LISTENING = re.compile(r"listening on (\S+):(\d+)\r?\n")
+# A name as a screen shows it: the checks' names are letters and digits (tests/words.py); what
+# follows it (a "!", a comma) is the program's own wording, which the spec leaves free.
+SHOWN_NAME = r"([\w-]+)"
 
 
 class CheckFailed(AssertionError):
@@ -1064,12 +1067,14 @@ class Session:
         server = Server(term, match.group(1), int(match.group(2)))
         if self.server is None:
             self.server = server
-            # The observers speak this stage's wire: a server of another kind (test_compat.py's
-            # strangers) has none.
+            # The observers speak this stage's wire: a server of another kind
+            # (test_compat.py's strangers) has none.
             other = kwargs.get("stage")
-            speaks_ours = (other is None or other.wire == self.stage.wire) and self.stage.has("chat")
+            speaks_ours = ((other is None or other.wire == self.stage.wire)
+                           and self.stage.has("chat"))
             if self.observe["lurker"] is None and not self.probing and speaks_ours:
-                self.observers = Observers(self, server, bystander=self.observe["bystander"] is None)
+                with_bystander = self.observe["bystander"] is None
+                self.observers = Observers(self, server, bystander=with_bystander)
         return server
     # --8<-- [end:start_server]
 
@@ -1396,7 +1401,7 @@ class Observers:
         seen = collections.Counter()
         for key in ("joined", "left"):
             before, _, after = client.terms[key].text.partition("{name}")
-            for name in re.findall(re.escape(before) + r"(\S+)" + re.escape(after), clean(client.term.output())):
+            for name in re.findall(re.escape(before) + SHOWN_NAME + re.escape(after), clean(client.term.output())):
                 seen[(key, name) if key == "joined" else (key, name, None)] += 1
         return seen
 
@@ -1407,7 +1412,7 @@ class Observers:
                 not any(str(arg).endswith("client.py") for arg in term.argv):
             return []
         before, _, after = self.session.stage.terms["welcome"].text.partition("{name}")
-        names = re.findall(re.escape(before) + r"(\S+)" + re.escape(after), clean(term.output()))
+        names = re.findall(re.escape(before) + SHOWN_NAME + re.escape(after), clean(term.output()))
         events = [("joined", name) for name in names[:1]]
         if events and not term.child.isalive():
             events.append(("left", names[0], "lost" if term.child.signalstatus == signal.SIGKILL else None))

@@ -191,8 +191,10 @@ class RoomClient(EchoClient):
         self.said_texts = getattr(self, "said_texts", []) + [text]
 
     def caused(self):
-        """Its join, what it said, and its leaving once its program has ended (SIGKILL: lost)."""
-        events = [("joined", self.name)] + [("said", self.name, text) for text in getattr(self, "said_texts", [])]
+        """Its join, what it said, and its leaving once its program has ended
+        (SIGKILL: lost)."""
+        said = getattr(self, "said_texts", [])
+        events = [("joined", self.name)] + [("said", self.name, text) for text in said]
         if not self.term.child.isalive():
             killed = self.term.child.signalstatus == signal.SIGKILL
             events.append(("left", self.name, self.left_reason("lost") if killed else None))

@@ -118,25 +118,30 @@ def test_a_client_that_never_shows_it_joined_is_graded_fast_with_one_cause(tmp_p
 @pytest.mark.slow  # a grading run in a subprocess
 def test_results_json_has_gradescopes_fields_and_points(tmp_path):
     _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
-                        "-k", "everyone_but_the_sender or port_in_use")
+                        "-k", "everyone_but_the_sender or connection_refused")
     assert report.validate_gradescope(results) == []
-    by_status = {test["status"]: test for test in results["tests"]}
-    assert by_status["failed"]["score"] == 0 and by_status["failed"]["max_score"] == 3
-    assert "expected NOT to see" in by_status["failed"]["output"]
-    assert "transcript [server]" in by_status["failed"]["output"]
-    assert "--seed" in by_status["failed"]["output"] and "--seed" in results["output"]
-    assert results["score"] == by_status["passed"]["max_score"] == 1
-    assert results["max_score"] == 4
+    by_status = {test["status"]: test for test in report.checks(results["tests"])}
+    failed = by_status["failed"]
+    assert failed["score"] == failed["max_score"] == 0 and failed["extra_data"]["points"] == 3  # the category's
+    assert failed["tags"] == ["delivery"] and by_status["passed"]["tags"] == ["running"]
+    assert "expected NOT to see" in failed["output"]
+    assert "transcript [server]" in failed["output"]
+    assert "--seed" in failed["output"] and "--seed" in results["output"]
+    rubric = {test["extra_data"]["category"]: test for test in results["tests"] if report.is_rubric(test)}
+    assert (rubric["delivery"]["score"], rubric["delivery"]["max_score"]) == (0, 25)
+    assert (rubric["running"]["score"], rubric["running"]["max_score"]) == (10, 10)
+    assert results["score"] == 10 and results["max_score"] == 35
     summary = (tmp_path / "report" / "summary.txt").read_text()
-    assert "FAIL   0/3  02 · a message reaches everyone but its sender" in summary
-    assert summary.endswith("score: 1 / 4\n")
+    assert "FAIL  [delivery, 3] 02 · a message reaches everyone but its sender" in summary
+    assert "delivery: 0 / 25 (0 of 1 checks passed)" in summary
+    assert summary.endswith("score: 10 / 35\n")
 
 
 @pytest.mark.slow  # a grading run in a subprocess
 def test_hide_expected_says_what_failed_but_not_the_answer(tmp_path):
     _, results = graded(tmp_path, "02", ECHO_TO_SENDER, "server.py",
                         "-k", "everyone_but_the_sender", "--hide-expected")
-    [failed] = results["tests"]
+    [failed] = report.checks(results["tests"])
     assert failed["status"] == "failed" and "everyone but its sender" in failed["name"]
     for answer in ("expected NOT to see", "received", "transcript"):
         assert answer not in failed["output"], f"--hide-expected still shows {answer!r}"

@@ -524,6 +524,7 @@ def wait_for(readers, done, what, timeout=30):
 @pytest.mark.slow
 @pytest.mark.needs("chat")
 @pytest.mark.points(2, "50 x 200 messages: none lost, none reordered")
+@pytest.mark.no_bystander("its clients are plain sockets of the check's own, which the harness does not record: their joins, messages and leaves would reach the bystander unexplained")
 def test_no_message_lost_or_reordered(session):
     """50 clients each send 200 numbered messages; everyone gets everyone else's, once, in order.
 
