@@ -72,7 +72,8 @@ def test_a_weights_file_states_whole_numbers_for_known_categories(tmp_path):
 def test_every_category_of_a_check_is_in_the_rubric():
     for module, category in categories.BY_MODULE.items():
         assert category in categories.CATEGORIES, module
-        assert (REPO / "tests" / f"{module}.py").is_file() or module in ("test_matrix", "test_boundaries"), module
+        # test_planted: the module tests/test_failure_reports.py writes into a folder of its own
+        assert (REPO / "tests" / f"{module}.py").is_file() or module == "test_planted", module
     for name, category in categories.BY_CHECK.items():
         assert category in categories.CATEGORIES, name
 
