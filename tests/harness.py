@@ -385,7 +385,11 @@ class Terminal:
         again, and so do we (ctrl_c); a program that is leaving is never pressed twice.
         """
         since_the_key = self.press_and_read().strip("> \r\n")
-        if self.child.isalive() and not since_the_key and kernel_wait(self.child.pid).startswith(BLOCKED):
+        # Not "wait_woken": a program printing "server stopped" to a pty whose reader a busy
+        # machine has not run yet sleeps there too (the key was taken, and it is leaving).
+        waiting_in = kernel_wait(self.child.pid)
+        if self.child.isalive() and not since_the_key and waiting_in.startswith(BLOCKED) \
+                and waiting_in != "wait_woken":
             self.ctrl_c(pressed_before=True)  # if the first key was only late, ours is the second
 
     def press_and_read(self):

@@ -197,7 +197,8 @@ class RoomClient(EchoClient):
         events = [("joined", self.name)] + [("said", self.name, text) for text in said]
         if not self.term.child.isalive():
             killed = self.term.child.signalstatus == signal.SIGKILL
-            events.append(("left", self.name, self.left_reason("lost") if killed else None))
+            reason = self.left_reason("lost") if killed else None
+            events.append(("left", self.name, reason))
         return events
 
     def wait_until_in(self):
